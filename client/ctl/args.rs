@@ -1,0 +1,433 @@
+//! The command line of `infantctl`, exactly as `DESIGN.md` fixes it.
+//!
+//! Everything a user can get wrong without asking the daemon (a duration, a
+//! `NAME/WORKER` whose worker is not a number, `K=V`) is rejected here, as a usage
+//! error that names the argument; the rest (does the program exist, is the signal
+//! known) is the daemon's to judge.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use infant::proto::ProgramKind;
+
+/// Control infantd, the infant process supervisor.
+#[derive(Debug, Parser)]
+#[command(name = "infantctl", version, propagate_version = true)]
+pub struct Cli {
+    /// The daemon's control socket [default: $INFANT_SOCKET, else
+    /// $XDG_RUNTIME_DIR/infant/infantd.sock, else /tmp/infant-$UID/infantd.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print one JSON object per line instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a configured program, or define one inline after `--`.
+    Start(StartArgs),
+    /// Stop a program gracefully; returns once every instance has exited.
+    Stop(StopArgs),
+    /// Restart a program (clusters: rolling, one worker at a time).
+    Restart(RestartArgs),
+    /// Send a text message to a program's workers (or to one worker).
+    Send(SendArgs),
+    /// Send a signal to a program's workers (or to one worker).
+    Kill(KillArgs),
+    /// Change the number of workers of a cluster.
+    Scale(ScaleArgs),
+    /// List every program and its state.
+    Status,
+    /// List running instances.
+    Workers(WorkersArgs),
+    /// Print the daemon's retained events; with --follow, keep printing new ones.
+    Events(EventsArgs),
+}
+
+/// `start NAME [--wait] [SPEC OPTIONS] [-- CMD ARGS...]`
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The program's name.
+    pub name: String,
+    /// Return only when the job has ended (`once` programs).
+    #[arg(long)]
+    pub wait: bool,
+    /// Inline program: its kind.
+    #[arg(long, value_enum, requires = "command")]
+    pub kind: Option<KindArg>,
+    /// Inline cluster: number of workers [default: number of CPUs].
+    #[arg(long, value_name = "N", requires = "command")]
+    pub count: Option<u32>,
+    /// Inline cluster: count connections and recycle workers.
+    #[arg(long, requires = "command")]
+    pub enhanced: bool,
+    /// Inline program: a socket to bind and hand to every worker
+    /// (tcp://HOST:PORT or unix:///path); repeatable.
+    #[arg(long, value_name = "URL", requires = "command")]
+    pub listen: Vec<String>,
+    /// Inline program: working directory; relative to the current directory
+    /// [default: the current directory].
+    // A String, not a PathBuf: the proto carries UTF-8, so clap rejects anything else.
+    #[arg(long, value_name = "DIR", requires = "command")]
+    pub cwd: Option<String>,
+    /// Inline program: add a variable to its environment; repeatable.
+    #[arg(long, value_name = "K=V", value_parser = parse_env, requires = "command")]
+    pub env: Vec<(String, String)>,
+    /// Inline program: the longest hold-down between respawns in a crash loop.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "command")]
+    pub respawn_delay: Option<Duration>,
+    /// Inline program: graceful stop window before SIGKILL.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "command")]
+    pub stop_timeout: Option<Duration>,
+    /// Inline program: worker heartbeat interval.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "command")]
+    pub heartbeat: Option<Duration>,
+    /// Inline `once` program: kill the run after this long.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "command")]
+    pub timeout: Option<Duration>,
+    /// Inline program: do not respawn instances that exit unexpectedly.
+    #[arg(long, requires = "command")]
+    pub no_respawn: bool,
+    /// Inline program: the command to run, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `stop NAME [--timeout DUR]`
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// The program's name.
+    pub name: String,
+    /// Override the program's stop timeout for this stop.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// `restart NAME [--full]`
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// The program's name.
+    pub name: String,
+    /// Stop every instance, then start them all, instead of a rolling restart.
+    #[arg(long)]
+    pub full: bool,
+}
+
+/// `send NAME[/WORKER] TEXT`
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The program, or one worker of it as NAME/ID.
+    #[arg(value_name = "NAME[/WORKER]", value_parser = parse_target)]
+    pub target: Target,
+    /// The message (UTF-8 text; JSON by convention).
+    #[arg(allow_hyphen_values = true)]
+    pub text: String,
+}
+
+/// `kill NAME[/WORKER] [SIGNAL]`
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// The program, or one worker of it as NAME/ID.
+    #[arg(value_name = "NAME[/WORKER]", value_parser = parse_target)]
+    pub target: Target,
+    /// A signal name (TERM, SIGTERM, hup) or number [default: TERM].
+    pub signal: Option<String>,
+}
+
+/// `scale NAME COUNT`
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// The cluster's name.
+    pub name: String,
+    /// The new number of workers.
+    pub count: u32,
+}
+
+/// `workers [NAME]`
+#[derive(Debug, Args)]
+pub struct WorkersArgs {
+    /// Only this program's workers.
+    pub name: Option<String>,
+}
+
+/// `events [NAME] [--follow]`
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this program's events.
+    pub name: Option<String>,
+    /// After the retained events, print new ones until interrupted.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+/// A program kind as spelled on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// One supervised process.
+    Child,
+    /// `--count` workers running the same command.
+    Cluster,
+    /// A job that runs to completion.
+    Once,
+}
+
+impl From<KindArg> for ProgramKind {
+    fn from(kind: KindArg) -> ProgramKind {
+        match kind {
+            KindArg::Child => ProgramKind::Child,
+            KindArg::Cluster => ProgramKind::Cluster,
+            KindArg::Once => ProgramKind::Once,
+        }
+    }
+}
+
+/// `NAME` or `NAME/WORKER`: a program, or one of its workers by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The program.
+    pub name: String,
+    /// One worker's id; `None` means every worker.
+    pub worker: Option<u64>,
+}
+
+/// Parses `NAME` or `NAME/WORKER`. Program names cannot contain `/`, so the first
+/// one separates them.
+fn parse_target(text: &str) -> Result<Target, String> {
+    let Some((name, worker)) = text.split_once('/') else {
+        return Ok(Target {
+            name: text.to_owned(),
+            worker: None,
+        });
+    };
+    if name.is_empty() {
+        return Err("expected NAME/WORKER, the program name is missing".to_owned());
+    }
+    let worker = worker
+        .parse::<u64>()
+        .map_err(|_| format!("the worker in NAME/WORKER must be a number, not `{worker}`"))?;
+    Ok(Target {
+        name: name.to_owned(),
+        worker: Some(worker),
+    })
+}
+
+/// Parses a humane duration such as `500ms`, `15s` or `1m30s`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|error| format!("{error} (expected a duration like 500ms, 15s or 1m30s)"))
+}
+
+/// Parses `K=V`; the value may be empty or contain `=`.
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some(("", _)) => Err("the variable name before `=` is empty".into()),
+        Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
+        None => Err(format!("expected K=V, found no `=` in `{text}`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("infantctl").chain(args.iter().copied()))
+    }
+
+    fn command(args: &[&str]) -> Command {
+        match parse(args) {
+            Ok(cli) => cli.command,
+            Err(error) => panic!("{args:?} should parse: {error}"),
+        }
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        match parse(args) {
+            Ok(cli) => panic!("{args:?} should not parse, got {cli:?}"),
+            Err(error) => {
+                assert_ne!(error.kind(), ErrorKind::DisplayHelp);
+                assert_eq!(error.exit_code(), 2, "usage errors exit 2");
+                error.to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_command() {
+        let cli = parse(&["--socket", "/tmp/x.sock", "--json", "status"]).unwrap();
+        assert_eq!(cli.socket, Some(PathBuf::from("/tmp/x.sock")));
+        assert!(cli.json);
+        let cli = parse(&["status", "--json"]).unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.socket, None);
+    }
+
+    #[test]
+    fn start_configured() {
+        let Command::Start(start) = command(&["start", "web", "--wait"]) else {
+            panic!("not start");
+        };
+        assert_eq!(start.name, "web");
+        assert!(start.wait);
+        assert!(start.command.is_empty());
+    }
+
+    #[test]
+    fn start_inline() {
+        let Command::Start(start) = command(&[
+            "start",
+            "web",
+            "--kind",
+            "cluster",
+            "--count",
+            "4",
+            "--enhanced",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--listen",
+            "unix:///tmp/web.sock",
+            "--env",
+            "A=1=2",
+            "--env",
+            "B=",
+            "--respawn-delay",
+            "500ms",
+            "--stop-timeout",
+            "15s",
+            "--heartbeat",
+            "1s",
+            "--no-respawn",
+            "--",
+            "node",
+            "server.js",
+            "--port",
+            "8080",
+        ]) else {
+            panic!("not start");
+        };
+        assert_eq!(start.kind, Some(KindArg::Cluster));
+        assert_eq!(start.count, Some(4));
+        assert!(start.enhanced && start.no_respawn);
+        assert_eq!(start.listen.len(), 2);
+        assert_eq!(
+            start.env,
+            vec![("A".into(), "1=2".into()), ("B".into(), String::new())]
+        );
+        assert_eq!(start.respawn_delay, Some(Duration::from_millis(500)));
+        assert_eq!(start.stop_timeout, Some(Duration::from_secs(15)));
+        assert_eq!(start.heartbeat, Some(Duration::from_secs(1)));
+        assert_eq!(start.command, ["node", "server.js", "--port", "8080"]);
+    }
+
+    #[test]
+    fn spec_options_need_a_command() {
+        let message = usage_error(&["start", "web", "--kind", "cluster"]);
+        assert!(message.contains("CMD"), "{message}");
+    }
+
+    #[test]
+    fn bad_durations_name_the_argument() {
+        let message = usage_error(&["stop", "web", "--timeout", "soon"]);
+        assert!(message.contains("--timeout"), "{message}");
+        let message = usage_error(&["start", "j", "--timeout", "5", "--", "true"]);
+        assert!(message.contains("--timeout"), "{message}");
+    }
+
+    #[test]
+    fn bad_kind_and_env_are_usage_errors() {
+        usage_error(&["start", "w", "--kind", "worker", "--", "true"]);
+        let message = usage_error(&["start", "w", "--env", "NOEQUALS", "--", "true"]);
+        assert!(message.contains("--env"), "{message}");
+        usage_error(&["start", "w", "--env", "=v", "--", "true"]);
+    }
+
+    #[test]
+    fn targets() {
+        let Command::Send(send) = command(&["send", "web/3", "{\"a\":1}"]) else {
+            panic!("not send");
+        };
+        assert_eq!(
+            send.target,
+            Target {
+                name: "web".into(),
+                worker: Some(3)
+            }
+        );
+        assert_eq!(send.text, "{\"a\":1}");
+        let Command::Kill(kill) = command(&["kill", "web"]) else {
+            panic!("not kill");
+        };
+        assert_eq!(kill.target.worker, None);
+        assert_eq!(kill.signal, None);
+        let Command::Kill(kill) = command(&["kill", "web/12", "HUP"]) else {
+            panic!("not kill");
+        };
+        assert_eq!(kill.target.worker, Some(12));
+        assert_eq!(kill.signal.as_deref(), Some("HUP"));
+    }
+
+    #[test]
+    fn bad_targets_name_the_argument() {
+        for bad in ["web/x", "web/", "/3", "web/-1", "web/1/2"] {
+            let message = usage_error(&["kill", bad]);
+            assert!(message.contains("NAME[/WORKER]"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn send_text_may_look_like_an_option() {
+        let Command::Send(send) = command(&["send", "web", "-1"]) else {
+            panic!("not send");
+        };
+        assert_eq!(send.text, "-1");
+    }
+
+    #[test]
+    fn scale_stop_restart_workers_events() {
+        let Command::Scale(scale) = command(&["scale", "web", "8"]) else {
+            panic!("not scale");
+        };
+        assert_eq!((scale.name.as_str(), scale.count), ("web", 8));
+        usage_error(&["scale", "web", "many"]);
+        usage_error(&["scale", "web", "-1"]);
+        let Command::Stop(stop) = command(&["stop", "web", "--timeout", "2s"]) else {
+            panic!("not stop");
+        };
+        assert_eq!(stop.timeout, Some(Duration::from_secs(2)));
+        let Command::Restart(restart) = command(&["restart", "web", "--full"]) else {
+            panic!("not restart");
+        };
+        assert!(restart.full);
+        let Command::Workers(workers) = command(&["workers"]) else {
+            panic!("not workers");
+        };
+        assert_eq!(workers.name, None);
+        let Command::Events(events) = command(&["events", "web", "--follow"]) else {
+            panic!("not events");
+        };
+        assert_eq!(events.name.as_deref(), Some("web"));
+        assert!(events.follow);
+    }
+
+    #[test]
+    fn missing_and_unknown_things_are_usage_errors() {
+        usage_error(&[]);
+        usage_error(&["start"]);
+        usage_error(&["launch", "web"]);
+        usage_error(&["status", "extra"]);
+        usage_error(&["send", "web"]);
+    }
+}

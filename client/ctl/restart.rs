@@ -1,0 +1,18 @@
+//! `infantctl restart NAME [--full]`: rolling restart, or stop-all-then-start-all.
+
+use infant::control::Control;
+
+use crate::args::RestartArgs;
+use crate::output::Output;
+use crate::run::Failure;
+
+/// Restarts the program and prints it.
+pub async fn restart(
+    control: &Control,
+    args: RestartArgs,
+    out: &mut Output,
+) -> Result<(), Failure> {
+    let program = control.restart(&args.name, args.full).await?;
+    out.program(&program)?;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! `infantctl scale NAME COUNT`: change the number of workers of a cluster.
+
+use infant::control::Control;
+
+use crate::args::ScaleArgs;
+use crate::output::Output;
+use crate::run::Failure;
+
+/// Scales the cluster, waits until the change is done, and prints it.
+pub async fn scale(control: &Control, args: ScaleArgs, out: &mut Output) -> Result<(), Failure> {
+    let program = control.scale(&args.name, args.count).await?;
+    out.program(&program)?;
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! `infantctl start`: start a configured program, or one defined inline after `--`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use infant::control::Control;
+use infant::proto::{ProgramKind, ProgramSpec, ProgramStatus};
+
+use crate::args::StartArgs;
+use crate::output::Output;
+use crate::run::Failure;
+
+/// Starts the program and prints it. With `--wait`, a job that ended in `error` or
+/// `fatal` is a failure.
+pub async fn start(control: &Control, args: StartArgs, out: &mut Output) -> Result<(), Failure> {
+    let spec = (!args.command.is_empty()).then(|| spec(&args));
+    let program = control.start(&args.name, spec, args.wait).await?;
+    out.program(&program)?;
+    if args.wait
+        && matches!(
+            program.status(),
+            ProgramStatus::Error | ProgramStatus::Fatal
+        )
+    {
+        let reason = if program.error.is_empty() {
+            format!("it ended {}", infant::names::status_name(program.status()))
+        } else {
+            program
+                .error
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        return Err(Failure::JobFailed {
+            name: args.name,
+            reason,
+        });
+    }
+    Ok(())
+}
+
+/// The inline definition. Fields left unset take the daemon's defaults.
+fn spec(args: &StartArgs) -> ProgramSpec {
+    ProgramSpec {
+        kind: args
+            .kind
+            .map_or(ProgramKind::Unspecified, ProgramKind::from) as i32,
+        command: args.command.clone(),
+        cwd: working_directory(args.cwd.as_deref()),
+        env: args.env.iter().cloned().collect::<HashMap<_, _>>(),
+        count: args.count,
+        enhanced: args.enhanced,
+        listen: args.listen.clone(),
+        respawn: args.no_respawn.then_some(false),
+        respawn_delay_ms: args.respawn_delay.map(millis),
+        stop_timeout_ms: args.stop_timeout.map(millis),
+        heartbeat_ms: args.heartbeat.map(millis),
+        timeout_ms: args.timeout.map(millis),
+        ..ProgramSpec::default()
+    }
+}
+
+/// The user typed the command where they stand, so `./server` and `--cwd sub` mean
+/// the same as in their shell: both resolve against this process's directory, not
+/// the daemon's. When that directory cannot be named in UTF-8 (or is gone), `cwd`
+/// goes as typed and the daemon resolves it.
+fn working_directory(cwd: Option<&str>) -> String {
+    let wanted = PathBuf::from(cwd.unwrap_or("."));
+    std::path::absolute(&wanted)
+        .ok()
+        .as_deref()
+        .and_then(Path::to_str)
+        .map(tidy)
+        .unwrap_or_else(|| cwd.unwrap_or_default().to_owned())
+}
+
+/// `/home/me/.` → `/home/me`: `absolute` keeps a trailing `.`, which reads oddly in
+/// listings.
+fn tidy(path: &str) -> String {
+    match path.strip_suffix("/.") {
+        Some("") => "/".to_owned(),
+        Some(stripped) => stripped.to_owned(),
+        None => path.to_owned(),
+    }
+}
+
+/// Saturates: nobody means a window longer than 292 million years.
+fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{Cli, Command};
+    use clap::Parser;
+
+    fn start_args(args: &[&str]) -> StartArgs {
+        let argv = ["infantctl", "start"]
+            .into_iter()
+            .chain(args.iter().copied());
+        match Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(Command::Start(start)) => start,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn inline_spec_carries_every_option() {
+        let spec = spec(&start_args(&[
+            "job",
+            "--kind",
+            "once",
+            "--timeout",
+            "1m",
+            "--no-respawn",
+            "--cwd",
+            "/srv",
+            "--env",
+            "A=1",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ]));
+        assert_eq!(spec.kind(), ProgramKind::Once);
+        assert_eq!(spec.timeout_ms, Some(60_000));
+        assert_eq!(spec.respawn, Some(false));
+        assert_eq!(spec.cwd, "/srv");
+        assert_eq!(spec.env.get("A").map(String::as_str), Some("1"));
+        assert_eq!(spec.command, ["sh", "-c", "exit 3"]);
+        assert_eq!(spec.count, None);
+        assert_eq!(spec.stop_timeout_ms, None);
+    }
+
+    #[test]
+    fn unset_options_stay_unset() {
+        let spec = spec(&start_args(&["web", "--", "true"]));
+        assert_eq!(spec.kind, 0);
+        assert_eq!(spec.respawn, None);
+        assert_eq!(spec.heartbeat_ms, None);
+        assert!(Path::new(&spec.cwd).is_absolute(), "{}", spec.cwd);
+    }
+
+    #[test]
+    fn relative_cwd_is_the_users() {
+        let here = std::env::current_dir().unwrap();
+        let cwd = working_directory(Some("sub"));
+        assert_eq!(Path::new(&cwd), here.join("sub"));
+        assert_eq!(tidy("/."), "/");
+        assert_eq!(tidy("/a/b/."), "/a/b");
+    }
+}

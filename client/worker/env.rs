@@ -1,0 +1,154 @@
+//! Reading the `INFANT_*` variables the daemon starts each instance with.
+//!
+//! `INFANT_WORKER_ID` is what marks an instance as supervised. `INFANT_SOCKET`
+//! alone does not: the control tools read the same variable for the daemon's
+//! control socket, so a user who exported it for `infantctl` and then runs a worker
+//! by hand must get a standalone worker, not a failed attach.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use super::WorkerError;
+
+/// Path of the worker channel's Unix socket.
+pub(super) const SOCKET: &str = "INFANT_SOCKET";
+/// The instance's id.
+pub(super) const WORKER_ID: &str = "INFANT_WORKER_ID";
+/// The instance's secret, presented in `Hello`.
+pub(super) const TOKEN: &str = "INFANT_TOKEN";
+/// The program's name.
+pub(super) const PROGRAM: &str = "INFANT_PROGRAM";
+
+/// Who this instance is and where its daemon listens, as the daemon told it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Supervision {
+    pub socket: PathBuf,
+    pub id: u64,
+    pub token: String,
+    /// Also sent in `Welcome`, which wins; kept for messages before the handshake.
+    pub program: Option<String>,
+}
+
+/// Reads the process environment: `None` when not started by `infantd`.
+pub(super) fn from_process() -> Result<Option<Supervision>, WorkerError> {
+    parse(|name| std::env::var_os(name))
+}
+
+/// Parses the variables found by `lookup`; separate from [`from_process`] so it can
+/// be tested without touching the process environment.
+pub(super) fn parse(
+    lookup: impl Fn(&str) -> Option<OsString>,
+) -> Result<Option<Supervision>, WorkerError> {
+    let Some(id) = lookup(WORKER_ID) else {
+        return Ok(None);
+    };
+    let id = text(WORKER_ID, id)?;
+    let id = id.trim().parse::<u64>().map_err(|error| WorkerError::Env {
+        var: WORKER_ID,
+        reason: format!("{id:?} is not a worker id: {error}"),
+    })?;
+
+    let socket = lookup(SOCKET)
+        .filter(|path| !path.is_empty())
+        .ok_or_else(|| missing(SOCKET))?;
+    let token = text(TOKEN, lookup(TOKEN).ok_or_else(|| missing(TOKEN))?)?;
+    let program = match lookup(PROGRAM) {
+        Some(name) if !name.is_empty() => Some(text(PROGRAM, name)?),
+        _ => None,
+    };
+
+    Ok(Some(Supervision {
+        socket: PathBuf::from(socket),
+        id,
+        token,
+        program,
+    }))
+}
+
+fn text(var: &'static str, value: OsString) -> Result<String, WorkerError> {
+    value.into_string().map_err(|value| WorkerError::Env {
+        var,
+        reason: format!("{value:?} is not UTF-8"),
+    })
+}
+
+fn missing(var: &'static str) -> WorkerError {
+    WorkerError::Env {
+        var,
+        reason: format!("not set, but {WORKER_ID} is: the daemon sets both"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_vars(vars: &[(&str, &str)]) -> Result<Option<Supervision>, WorkerError> {
+        parse(|name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| OsString::from(value))
+        })
+    }
+
+    #[test]
+    fn no_worker_id_is_standalone() {
+        assert!(matches!(parse_vars(&[]), Ok(None)));
+        // The control socket variable alone does not make a worker supervised.
+        assert!(matches!(
+            parse_vars(&[(SOCKET, "/tmp/infantd.sock")]),
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn full_environment_is_supervised() {
+        let found = parse_vars(&[
+            (SOCKET, "/tmp/w.sock"),
+            (WORKER_ID, "42"),
+            (TOKEN, "s3cret"),
+            (PROGRAM, "web"),
+        ]);
+        let expected = Supervision {
+            socket: PathBuf::from("/tmp/w.sock"),
+            id: 42,
+            token: "s3cret".into(),
+            program: Some("web".into()),
+        };
+        assert_eq!(found.ok().flatten(), Some(expected));
+    }
+
+    #[test]
+    fn program_is_optional_and_token_may_be_empty() {
+        let found = parse_vars(&[(SOCKET, "/s"), (WORKER_ID, "1"), (TOKEN, "")]);
+        let found = found.ok().flatten();
+        assert_eq!(found.as_ref().map(|s| s.program.clone()), Some(None));
+        assert_eq!(found.map(|s| s.token), Some(String::new()));
+    }
+
+    #[test]
+    fn bad_id_names_the_variable() {
+        let error = parse_vars(&[(SOCKET, "/s"), (WORKER_ID, "x1"), (TOKEN, "t")]);
+        let Err(WorkerError::Env { var, reason }) = error else {
+            panic!("expected an Env error, got {error:?}");
+        };
+        assert_eq!(var, WORKER_ID);
+        assert!(reason.contains("\"x1\""), "{reason}");
+    }
+
+    #[test]
+    fn missing_socket_or_token_is_an_error() {
+        let no_socket = parse_vars(&[(WORKER_ID, "1"), (TOKEN, "t")]);
+        assert!(matches!(
+            no_socket,
+            Err(WorkerError::Env { var: SOCKET, .. })
+        ));
+        let empty_socket = parse_vars(&[(SOCKET, ""), (WORKER_ID, "1"), (TOKEN, "t")]);
+        assert!(matches!(
+            empty_socket,
+            Err(WorkerError::Env { var: SOCKET, .. })
+        ));
+        let no_token = parse_vars(&[(SOCKET, "/s"), (WORKER_ID, "1")]);
+        assert!(matches!(no_token, Err(WorkerError::Env { var: TOKEN, .. })));
+    }
+}

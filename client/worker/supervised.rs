@@ -1,0 +1,280 @@
+//! The worker under `infantd`: attach, start, serve, stop.
+//!
+//! One task drives everything with `select!`: the start hook, the stream from the
+//! daemon, the heartbeat timer and the signals. The hooks are polled right here
+//! rather than spawned, so they need not be `Send` and a `Stop` during the start
+//! hook can abandon it.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use nix::unistd::Pid;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use super::channel::{self, Attached, Inbound};
+use super::env::Supervision;
+use super::process;
+use super::signals::{Received, Signals};
+use super::{Handle, Identity, MessageHandler, StopReason, Worker, WorkerError};
+use crate::proto::{daemon_message, worker_message, DaemonMessage, Failed, Heartbeat};
+
+/// The heartbeat interval when the daemon did not give one.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// How serving ended.
+enum Ending {
+    /// Asked to stop (`Stop` or SIGHUP).
+    Stop(StopReason),
+    /// The stream to the daemon broke; why.
+    Lost(String),
+}
+
+/// Runs `worker` attached to the daemon described by `supervision`.
+pub(super) async fn run<S, SFut, T, TFut, E>(
+    worker: Worker,
+    supervision: Supervision,
+    parent: Pid,
+    mut signals: Signals,
+    start: S,
+    stop: T,
+) -> Result<(), WorkerError>
+where
+    S: FnOnce(Handle) -> SFut,
+    SFut: Future<Output = Result<(), E>>,
+    T: FnOnce(Handle) -> TFut,
+    TFut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let Attached {
+        outbound,
+        inbound,
+        welcome,
+    } = channel::attach(&supervision).await?;
+    let identity = Identity {
+        id: supervision.id,
+        program: match welcome.program.is_empty() {
+            false => welcome.program.clone(),
+            true => supervision.program.clone().unwrap_or_default(),
+        },
+        stop_timeout: positive_ms(welcome.stop_timeout_ms).unwrap_or(process::DEFAULT_STOP_TIMEOUT),
+    };
+    tracing::debug!(id = identity.id, program = %identity.program, "attached to infantd");
+    let handle = Handle::new(
+        worker.title,
+        Some(identity),
+        Some(outbound),
+        welcome.max_connections,
+    );
+    let period = positive_ms(welcome.heartbeat_ms).unwrap_or(DEFAULT_HEARTBEAT);
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut session = Session {
+        handle,
+        inbound,
+        on_message: worker.on_message,
+        heartbeat,
+        parent,
+        lost: false,
+    };
+
+    process::hangup_on_parent_death();
+    let ending = if process::orphaned(parent) {
+        Ending::Lost("the daemon exited before the worker attached".into())
+    } else {
+        session.serve(start, &mut signals).await?
+    };
+    session.stop(ending, stop).await
+}
+
+/// An attached worker's state.
+struct Session {
+    handle: Handle,
+    inbound: Inbound,
+    on_message: Option<MessageHandler>,
+    heartbeat: Interval,
+    /// The parent pid at startup: the daemon, unless a wrapper sits between.
+    parent: Pid,
+    /// The stream from the daemon has ended.
+    lost: bool,
+}
+
+impl Session {
+    /// Runs the start hook, then serves until asked to stop or the daemon is lost.
+    /// A failed start hook is reported to the daemon and returned as the error.
+    async fn serve<S, SFut, E>(
+        &mut self,
+        start: S,
+        signals: &mut Signals,
+    ) -> Result<Ending, WorkerError>
+    where
+        S: FnOnce(Handle) -> SFut,
+        SFut: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let mut starting = Some(Box::pin(start(self.handle.clone())));
+        loop {
+            tokio::select! {
+                result = async {
+                    match starting.as_mut() {
+                        Some(hook) => hook.await,
+                        None => std::future::pending().await,
+                    }
+                }, if starting.is_some() => {
+                    starting = None;
+                    match result {
+                        Ok(()) => {
+                            tracing::debug!("started");
+                            self.handle.post(worker_message::Msg::Ready(Default::default()));
+                        }
+                        Err(error) => return Err(self.fail(error.to_string()).await),
+                    }
+                }
+                received = self.inbound.message() => {
+                    if let Some(ending) = self.receive(received) {
+                        return Ok(ending);
+                    }
+                }
+                _ = self.heartbeat.tick() => self.beat(),
+                _ = self.handle.counters().limit_reached() => self.beat(),
+                signal = signals.next() => match signal {
+                    // SIGHUP is also the parent-death signal: a daemon that died
+                    // is a lost master, not a reload.
+                    Received::Hangup if process::orphaned(self.parent) => {
+                        return Ok(Ending::Lost("the daemon exited".into()));
+                    }
+                    Received::Hangup => return Ok(Ending::Stop(StopReason::Hangup)),
+                    other => tracing::debug!("ignoring {} under infantd", other.name()),
+                },
+            }
+        }
+    }
+
+    /// Runs the stop hook, reports `Stopped` when there is still a daemon to tell,
+    /// and turns the outcome into the worker's result.
+    async fn stop<T, TFut, E>(mut self, ending: Ending, stop: T) -> Result<(), WorkerError>
+    where
+        T: FnOnce(Handle) -> TFut,
+        TFut: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let reason = match &ending {
+            Ending::Stop(reason) => *reason,
+            Ending::Lost(why) => {
+                tracing::warn!("lost infantd ({why}); stopping");
+                self.lose();
+                StopReason::MasterLost
+            }
+        };
+        self.handle.set_stop_reason(reason);
+        tracing::debug!(?reason, "stopping");
+
+        let hook = stop(self.handle.clone());
+        let outcome = tokio::select! {
+            result = hook => result.map_err(|error| error.to_string()),
+            never = self.keep_alive() => match never {},
+        };
+
+        if let Ending::Lost(why) = ending {
+            if let Err(error) = outcome {
+                tracing::warn!("the stop hook failed: {error}");
+            }
+            return Err(WorkerError::MasterLost(why));
+        }
+        self.handle
+            .post(worker_message::Msg::Stopped(Default::default()));
+        self.handle.close();
+        channel::wait_flushed(&mut self.inbound).await;
+        outcome.map_err(WorkerError::StopFailed)
+    }
+
+    /// While the stop hook runs: keeps heartbeating and delivering messages, and
+    /// notices a daemon that goes away meanwhile.
+    async fn keep_alive(&mut self) -> Infallible {
+        loop {
+            tokio::select! {
+                received = self.inbound.message(), if !self.lost => {
+                    match self.receive(received) {
+                        Some(Ending::Lost(why)) => {
+                            tracing::warn!("lost infantd while stopping ({why})");
+                            self.lose();
+                        }
+                        Some(Ending::Stop(_)) => tracing::debug!("already stopping"),
+                        None => {}
+                    }
+                }
+                _ = self.heartbeat.tick() => self.beat(),
+                _ = self.handle.counters().limit_reached() => self.beat(),
+            }
+        }
+    }
+
+    /// Handles one read from the daemon; returns how serving ends, if it does.
+    fn receive(&self, received: Result<Option<DaemonMessage>, tonic::Status>) -> Option<Ending> {
+        let msg = match received {
+            Ok(Some(DaemonMessage { msg: Some(msg) })) => msg,
+            Ok(Some(DaemonMessage { msg: None })) => {
+                tracing::debug!("ignoring an empty message from infantd");
+                return None;
+            }
+            Ok(None) => return Some(Ending::Lost("the daemon closed the stream".into())),
+            Err(status) => return Some(Ending::Lost(status.message().to_string())),
+        };
+        match msg {
+            daemon_message::Msg::Stop(stop) => Some(Ending::Stop(StopReason::Daemon {
+                reason: stop.reason(),
+                deadline: positive_ms(stop.deadline_ms).unwrap_or_default(),
+            })),
+            daemon_message::Msg::Message(message) => {
+                match &self.on_message {
+                    Some(handler) => handler(message.payload, self.handle.clone()),
+                    None => tracing::debug!("no message handler; dropping a message"),
+                }
+                None
+            }
+            daemon_message::Msg::Welcome(_) => {
+                tracing::debug!("ignoring a second Welcome");
+                None
+            }
+        }
+    }
+
+    /// Reports a failed start hook and gives the daemon a moment to read it.
+    async fn fail(&mut self, error: String) -> WorkerError {
+        tracing::debug!("start failed: {error}");
+        let failed = Failed {
+            error: error.clone(),
+        };
+        self.handle.post(worker_message::Msg::Failed(failed));
+        self.handle.close();
+        channel::wait_flushed(&mut self.inbound).await;
+        WorkerError::StartFailed(error)
+    }
+
+    /// Sends the counters now.
+    fn beat(&self) {
+        let counters = self.handle.counters();
+        self.handle.post(worker_message::Msg::Heartbeat(Heartbeat {
+            connections: counters.connections(),
+            requests: counters.requests(),
+        }));
+    }
+
+    /// The daemon is gone: nobody will SIGKILL us, so a watchdog will.
+    fn lose(&mut self) {
+        self.lost = true;
+        let window = self
+            .handle
+            .stop_timeout()
+            .unwrap_or(process::DEFAULT_STOP_TIMEOUT);
+        process::arm_watchdog(window);
+    }
+}
+
+/// A duration from a signed millisecond field; `None` unless positive.
+fn positive_ms(ms: i64) -> Option<Duration> {
+    u64::try_from(ms)
+        .ok()
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis)
+}

@@ -1,0 +1,177 @@
+//! The TOML config file: `[program.NAME]` tables.
+//!
+//! Parsing is all-or-nothing: the daemon never starts half-configured. Syntax
+//! errors, unknown keys and bad values come with the line they are on; semantic
+//! errors (a bad field value, an unknown or cyclic `after`) name the program and
+//! the line of its table.
+
+use std::path::Path;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::error::{Error, Result};
+use super::spec::{ProgramDef, ProgramSpec};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    program: IndexMap<String, Spanned<ProgramDef>>,
+}
+
+/// Reads and validates the config file at `path`: programs in file order.
+pub fn load(path: &Path) -> Result<Vec<ProgramSpec>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    parse(&text).map_err(|reason| Error::Config {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// Parses config text; the error is one message with its line.
+pub fn parse(text: &str) -> std::result::Result<Vec<ProgramSpec>, String> {
+    let file: ConfigFile = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+
+    let mut specs = Vec::with_capacity(file.program.len());
+    let mut lines = Vec::with_capacity(file.program.len());
+    for (name, def) in file.program {
+        let line = line_of(def.span().start);
+        let spec = def
+            .into_inner()
+            .validate(&name)
+            .map_err(|e| format!("line {line}: {e}"))?;
+        specs.push(spec);
+        lines.push(line);
+    }
+    check_order(&specs).map_err(|(index, reason)| format!("line {}: {reason}", lines[index]))?;
+    Ok(specs)
+}
+
+/// toml's message spans several lines with a caret diagram; keep the line number and
+/// the reason on one line.
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let reason = error.message().trim().to_string();
+    match error.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {reason}")
+        }
+        None => reason,
+    }
+}
+
+/// Checks that every `after` names a defined program and that there is no cycle.
+/// On error returns the index of the program at fault and the reason.
+pub fn check_order(specs: &[ProgramSpec]) -> std::result::Result<(), (usize, String)> {
+    let index_of = |name: &str| specs.iter().position(|s| s.name == name);
+    for (i, spec) in specs.iter().enumerate() {
+        for dep in &spec.after {
+            if index_of(dep).is_none() {
+                return Err((
+                    i,
+                    format!(
+                        "program `{}`: `after` names unknown program `{dep}`",
+                        spec.name
+                    ),
+                ));
+            }
+        }
+    }
+    // Depth-first search with colours; the path gives a readable cycle.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit(
+        i: usize,
+        specs: &[ProgramSpec],
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> std::result::Result<(), (usize, String)> {
+        match marks[i] {
+            Mark::Done => return Ok(()),
+            Mark::Active => {
+                let start = path.iter().position(|&p| p == i).unwrap_or(0);
+                let mut names: Vec<&str> = path[start..]
+                    .iter()
+                    .map(|&p| specs[p].name.as_str())
+                    .collect();
+                names.push(&specs[i].name);
+                return Err((
+                    i,
+                    format!(
+                        "programs wait for each other in a cycle: {}",
+                        names.join(" → ")
+                    ),
+                ));
+            }
+            Mark::New => {}
+        }
+        marks[i] = Mark::Active;
+        path.push(i);
+        for dep in &specs[i].after {
+            if let Some(j) = specs.iter().position(|s| &s.name == dep) {
+                visit(j, specs, marks, path)?;
+            }
+        }
+        path.pop();
+        marks[i] = Mark::Done;
+        Ok(())
+    }
+    let mut marks = vec![Mark::New; specs.len()];
+    for i in 0..specs.len() {
+        visit(i, specs, &mut marks, &mut Vec::new())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_keep_file_order() {
+        let specs = parse(
+            "[program.web]\ncommand = [\"a\"]\n[program.db]\ncommand = [\"b\"]\nafter = []\n",
+        )
+        .expect("valid");
+        let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["web", "db"]);
+    }
+
+    #[test]
+    fn errors_carry_the_line() {
+        let err = parse("[program.web]\ncommand = [\"a\"]\nbogus = 1\n").unwrap_err();
+        assert!(err.contains("line 3") && err.contains("bogus"), "{err}");
+
+        let err = parse("[program.web]\ncommand = [\"a\"]\nstop_timeout = \"-5s\"\n").unwrap_err();
+        assert!(err.contains("line 3") && err.contains("-5s"), "{err}");
+
+        let err = parse("\n[program.web]\ncommand = []\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("`command`"), "{err}");
+
+        let err =
+            parse("[program.a]\ncommand=[\"x\"]\n[program.a]\ncommand=[\"y\"]\n").unwrap_err();
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn after_must_name_programs_without_cycles() {
+        let err = parse("[program.a]\ncommand=[\"x\"]\nafter=[\"nope\"]\n").unwrap_err();
+        assert!(err.contains("nope") && err.contains("line 1"), "{err}");
+
+        let err = parse(
+            "[program.a]\ncommand=[\"x\"]\nafter=[\"b\"]\n[program.b]\ncommand=[\"x\"]\nafter=[\"a\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("cycle") && err.contains("a → b → a"), "{err}");
+    }
+}

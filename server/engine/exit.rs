@@ -1,0 +1,396 @@
+//! Exits, respawns and stops.
+//!
+//! An exit the daemon asked for (stop, restart, recycle, scale, shutdown) is never
+//! respawned. Any other exit of a running program's instance is a crash: respawned
+//! after the backoff hold-down if the program respawns.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::sync::oneshot;
+
+use super::backoff;
+use super::events::{Event, EventKind};
+use super::state::{AfterStop, InstanceStatus, ProgramInfo, Run, StopReason, Until, Waiter};
+use super::worker_msg::ToWorker;
+use super::{Engine, Timer};
+use crate::daemon::error::{Error, Result};
+use crate::daemon::process::reaper::{Exit, ExitStatus};
+use crate::daemon::process::signal::signal_group;
+
+impl Engine {
+    /// A child was reaped.
+    pub(super) fn on_exit(&mut self, exit: Exit) {
+        let Some((name, id)) = self.pids.remove(&exit.pid) else {
+            // An orphaned grandchild reparented to us, or a process whose exec
+            // failed: reaped, nothing to do.
+            tracing::debug!(pid = %exit.pid, status = %exit.status, "reaped a non-instance process");
+            return;
+        };
+        // Whatever the leader left in its group dies with it: no orphans.
+        let _ = signal_group(exit.pid, Signal::SIGKILL);
+        let Ok(index) = self.find(&name) else { return };
+        let program = &mut self.programs[index];
+        let Some(instance) = program.instance_mut(id) else {
+            return;
+        };
+        if instance.pid != Some(exit.pid) {
+            return;
+        }
+        let was = instance.status;
+        let stopping = instance.stopping;
+        let signalled = instance.signalled;
+        let stable = instance
+            .ok_at
+            .is_some_and(|t| t.elapsed() >= backoff::STABLE_RUN);
+        instance.pid = None;
+        instance.channel = None;
+        instance.last_exit = Some(exit.status);
+
+        let reason = match (stopping, signalled) {
+            (Some(why), _) => format!("{} ({})", exit.status, why.as_str()),
+            (None, Some(sig)) => format!("{} (sent {} through kill)", exit.status, sig.as_str()),
+            (None, None) => exit.status.to_string(),
+        };
+        let mut event = Event::new(&name, EventKind::Exit).worker(id, Some(exit.pid));
+        event.exit = Some(exit.status);
+        event.reason = reason.clone();
+        self.publish(event);
+
+        let program = &self.programs[index];
+        let crash = stopping.is_none();
+        if !crash || !program.is_running() {
+            self.remove_instance(index, id, exit);
+            return;
+        }
+
+        // A crash of a running program's instance.
+        if was == InstanceStatus::Starting {
+            self.start_failed(index, id, format!("exited while starting: {}", exit.status));
+        } else if was != InstanceStatus::Error {
+            self.programs[index].last_error = Some(format!("worker {id} {reason}"));
+        }
+        if !self.programs[index].spec.respawn {
+            self.remove_instance(index, id, exit);
+            return;
+        }
+        let program = &mut self.programs[index];
+        let cap = program.spec.respawn_delay;
+        let Some(instance) = program.instance_mut(id) else {
+            return;
+        };
+        if stable || signalled.is_some() {
+            instance.streak = 0;
+        }
+        let delay = backoff::delay(instance.streak, cap);
+        instance.streak = instance.streak.saturating_add(1);
+        instance.status = InstanceStatus::Backoff;
+        // The respawn event reports the hold-down it waited.
+        instance.backoff = delay;
+        let mut event = Event::new(&name, EventKind::Status).worker(id, None);
+        event.instance_status = Some(InstanceStatus::Backoff);
+        event.delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.publish(event);
+        if delay.is_zero() {
+            self.respawn(&name, id);
+        } else {
+            self.after(delay, Timer::Respawn { program: name, id });
+        }
+        self.settle(index);
+    }
+
+    /// Drops a slot whose process exited for good.
+    fn remove_instance(&mut self, index: usize, id: u64, exit: Exit) {
+        let name = self.programs[index].spec.name.clone();
+        self.programs[index].instances.retain(|i| i.id != id);
+        let mut event = Event::new(&name, EventKind::Status).worker(id, Some(exit.pid));
+        event.instance_status = Some(InstanceStatus::Dead);
+        self.publish(event);
+        let program = &mut self.programs[index];
+        if program.is_running() && program.instances.is_empty() {
+            // Nothing left to run and nothing to respawn: the program is done.
+            program.run = Run::Idle;
+            program.sockets.clear();
+            if matches!(exit.status, ExitStatus::Code(0)) {
+                program.last_error = None;
+            } else if program.last_error.is_none() {
+                program.last_error = Some(format!("worker {id} {}", exit.status));
+            }
+        }
+        self.settle(index);
+    }
+
+    /// The hold-down of slot `id` is over: spawn its next process.
+    pub(super) fn respawn(&mut self, program: &str, id: u64) {
+        let Ok(index) = self.find(program) else {
+            return;
+        };
+        let p = &self.programs[index];
+        let Some(instance) = p.instance(id) else {
+            return;
+        };
+        let delay = instance.backoff;
+        if instance.status != InstanceStatus::Backoff || !p.is_running() {
+            return;
+        }
+        let previous = instance.last_exit;
+        match self.spawn_process(index, id) {
+            Ok(pid) => {
+                let p = &mut self.programs[index];
+                p.restarts += 1;
+                if let Some(instance) = p.instance_mut(id) {
+                    instance.restarts += 1;
+                }
+                let mut event = Event::new(program, EventKind::Respawn).worker(id, Some(pid));
+                event.exit = previous;
+                event.delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                self.publish(event);
+            }
+            Err(e) => {
+                // The executable vanished or the system is out of resources: keep
+                // the slot in backoff and try again later, loudly.
+                let p = &mut self.programs[index];
+                p.last_error = Some(e.to_string());
+                let cap = p.spec.respawn_delay;
+                let retry = if let Some(instance) = p.instance_mut(id) {
+                    instance.status = InstanceStatus::Backoff;
+                    instance.streak = instance.streak.saturating_add(1);
+                    instance.backoff = backoff::delay(instance.streak, cap);
+                    instance.backoff
+                } else {
+                    return;
+                };
+                self.publish(
+                    Event::new(program, EventKind::Error)
+                        .worker(id, None)
+                        .reason(e.to_string()),
+                );
+                self.after(
+                    retry,
+                    Timer::Respawn {
+                        program: program.to_string(),
+                        id,
+                    },
+                );
+            }
+        }
+        self.settle(index);
+    }
+
+    /// `Stop`.
+    pub(super) fn stop(
+        &mut self,
+        name: String,
+        timeout: Option<Duration>,
+        reply: oneshot::Sender<Result<ProgramInfo>>,
+    ) {
+        let index = match self.find(&name) {
+            Ok(index) => index,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let window = timeout.unwrap_or(self.programs[index].spec.stop_timeout);
+        self.programs[index].waiters.push(Waiter {
+            until: Until::Idle,
+            reply,
+        });
+        match self.programs[index].run {
+            Run::Idle => {}
+            Run::Stopping(_) => {
+                // Already stopping; a restart in progress becomes a plain stop.
+                self.programs[index].run = Run::Stopping(AfterStop::Idle);
+            }
+            Run::Running => self.begin_stop(index, StopReason::Stop, window),
+        }
+        self.settle(index);
+    }
+
+    /// `Restart`: rolling for a running cluster unless `full`, else stop then start.
+    pub(super) fn restart(
+        &mut self,
+        name: String,
+        full: bool,
+        reply: oneshot::Sender<Result<ProgramInfo>>,
+    ) {
+        if self.shutdown.is_some() {
+            let _ = reply.send(Err(Error::ShuttingDown));
+            return;
+        }
+        let index = match self.find(&name) {
+            Ok(index) => index,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let program = &self.programs[index];
+        let rolling = !full
+            && program.spec.kind == crate::daemon::spec::Kind::Cluster
+            && program.is_running();
+        if program.rollout.is_some() {
+            let _ = reply.send(Err(Error::Precondition {
+                program: name,
+                reason: "a rolling restart is already in progress".into(),
+            }));
+            return;
+        }
+        if rolling {
+            self.begin_rollout(index, reply);
+            return;
+        }
+        match program.run {
+            Run::Idle => {
+                if let Err(e) = self.launch(index) {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+            }
+            Run::Stopping(_) => self.programs[index].run = Run::Stopping(AfterStop::Restart),
+            Run::Running => {
+                let window = program.spec.stop_timeout;
+                self.begin_stop(index, StopReason::Restart, window);
+                self.programs[index].run = Run::Stopping(AfterStop::Restart);
+            }
+        }
+        self.programs[index].waiters.push(Waiter {
+            until: Until::Ok,
+            reply,
+        });
+        self.settle(index);
+    }
+
+    /// Starts stopping every instance of program `index` within `window`.
+    pub(super) fn begin_stop(&mut self, index: usize, reason: StopReason, window: Duration) {
+        let name = self.programs[index].spec.name.clone();
+        let first = !matches!(self.programs[index].run, Run::Stopping(_));
+        if first {
+            self.programs[index].run = Run::Stopping(AfterStop::Idle);
+            self.publish(Event::new(&name, EventKind::Stopping).reason(reason.as_str()));
+            let stopping = || Error::Precondition {
+                program: name.clone(),
+                reason: "was stopped before it became ok".into(),
+            };
+            self.fail_ok_waiters(index, stopping);
+            self.abort_rollout(index, "the program is stopping");
+        }
+        // Slots in backoff have no process: drop them now.
+        self.programs[index]
+            .instances
+            .retain(|i| i.status != InstanceStatus::Backoff);
+        let ids: Vec<u64> = self.programs[index]
+            .instances
+            .iter()
+            .map(|i| i.id)
+            .collect();
+        for id in ids {
+            self.stop_instance(index, id, reason, window);
+        }
+        self.settle(index);
+    }
+
+    /// Asks one instance to stop: `Stop` over its channel, or SIGTERM to its group;
+    /// SIGKILL to the group when `window` has passed. Stopping an instance that is
+    /// already stopping only ever shortens its window.
+    pub(super) fn stop_instance(
+        &mut self,
+        index: usize,
+        id: u64,
+        reason: StopReason,
+        window: Duration,
+    ) {
+        let name = self.programs[index].spec.name.clone();
+        let Some(instance) = self.programs[index].instance_mut(id) else {
+            return;
+        };
+        let Some(pid) = instance.pid else { return };
+        let already = instance.stopping.is_some();
+        instance.stopping = Some(reason);
+        if !already {
+            instance.status = InstanceStatus::Stopping;
+            match &instance.channel {
+                Some(channel) => {
+                    if channel
+                        .try_send(ToWorker::Stop {
+                            reason,
+                            deadline: window,
+                        })
+                        .is_err()
+                    {
+                        let _ = signal_group(pid, Signal::SIGTERM);
+                    }
+                }
+                None => {
+                    let _ = signal_group(pid, Signal::SIGTERM);
+                }
+            }
+            let mut event = Event::new(&name, EventKind::Status).worker(id, Some(pid));
+            event.instance_status = Some(InstanceStatus::Stopping);
+            event.reason = reason.as_str().to_string();
+            self.publish(event);
+        }
+        if window.is_zero() {
+            let _ = signal_group(pid, Signal::SIGKILL);
+        } else {
+            self.after(
+                window,
+                Timer::KillDeadline {
+                    program: name,
+                    id,
+                    pid,
+                },
+            );
+        }
+    }
+
+    /// The stop window of an instance is over.
+    pub(super) fn kill_deadline(&mut self, program: &str, id: u64, pid: nix::unistd::Pid) {
+        let Ok(index) = self.find(program) else {
+            return;
+        };
+        let Some(instance) = self.programs[index].instance(id) else {
+            return;
+        };
+        if instance.pid != Some(pid) {
+            return;
+        }
+        tracing::info!(program, worker = id, %pid, "stop window over: SIGKILL to the process group");
+        let _ = signal_group(pid, Signal::SIGKILL);
+        self.publish(
+            Event::new(program, EventKind::Error)
+                .worker(id, Some(pid))
+                .reason("did not stop within its stop window: killed"),
+        );
+    }
+
+    /// Every instance of a stopping program has exited.
+    pub(super) fn finish_stop(&mut self, index: usize) {
+        let Run::Stopping(then) = self.programs[index].run else {
+            return;
+        };
+        let program = &mut self.programs[index];
+        program.run = Run::Idle;
+        program.rollout = None;
+        if then == AfterStop::Restart && self.shutdown.is_none() {
+            // Keep the sockets: a restart must not close the port.
+            self.settle(index);
+            if let Err(e) = self.launch(index) {
+                let reason = e.to_string();
+                let program = self.programs[index].spec.name.clone();
+                self.fail_ok_waiters(index, || Error::Precondition {
+                    program: program.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            return;
+        }
+        program.sockets.clear();
+        self.settle(index);
+    }
+
+    /// Takes down a program whose start could not complete: SIGKILL what started.
+    pub(super) fn abort(&mut self, index: usize) {
+        self.begin_stop(index, StopReason::Stop, Duration::ZERO);
+    }
+}

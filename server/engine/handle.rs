@@ -1,0 +1,231 @@
+//! [`EngineHandle`]: the typed, cloneable front door of the engine task.
+//!
+//! Each method sends a [`Command`] and awaits the engine's answer on a oneshot.
+//! Nothing here knows gRPC; the facade and embedding programs call these.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::sync::{mpsc, oneshot};
+
+use super::events::Subscription;
+use super::state::{ProgramInfo, WorkerInfo};
+use super::worker_msg::{FromWorker, Hello, ToWorker, Welcome, WorkerKey};
+use crate::daemon::error::{Error, Result};
+use crate::daemon::spec::{ProgramDef, ProgramSpec};
+
+/// Requests to the engine task.
+pub enum Command {
+    /// Define programs (from the config file); refused if a name is taken.
+    Define(Vec<ProgramSpec>, oneshot::Sender<Result<()>>),
+    /// Start a program, defining it first if `def` is given.
+    Start {
+        /// Program name.
+        name: String,
+        /// Inline definition.
+        def: Option<ProgramDef>,
+        /// Reply.
+        reply: oneshot::Sender<Result<ProgramInfo>>,
+    },
+    /// Stop a program.
+    Stop {
+        /// Program name.
+        name: String,
+        /// Overrides the stop window.
+        timeout: Option<Duration>,
+        /// Reply.
+        reply: oneshot::Sender<Result<ProgramInfo>>,
+    },
+    /// Restart a program.
+    Restart {
+        /// Program name.
+        name: String,
+        /// Stop all, then start all.
+        full: bool,
+        /// Reply.
+        reply: oneshot::Sender<Result<ProgramInfo>>,
+    },
+    /// Message one or every worker.
+    Send {
+        /// Program name.
+        name: String,
+        /// One worker.
+        worker: Option<u64>,
+        /// Bytes.
+        payload: Vec<u8>,
+        /// Reply: workers reached.
+        reply: oneshot::Sender<Result<u32>>,
+    },
+    /// Signal one or every worker's process group.
+    Kill {
+        /// Program name.
+        name: String,
+        /// One worker.
+        worker: Option<u64>,
+        /// The signal.
+        signal: Signal,
+        /// Reply: groups signalled.
+        reply: oneshot::Sender<Result<u32>>,
+    },
+    /// Resize a cluster.
+    Scale {
+        /// Program name.
+        name: String,
+        /// New size.
+        count: u32,
+        /// Reply.
+        reply: oneshot::Sender<Result<ProgramInfo>>,
+    },
+    /// Program snapshots.
+    List {
+        /// One program, or all.
+        name: Option<String>,
+        /// Reply.
+        reply: oneshot::Sender<Result<Vec<ProgramInfo>>>,
+    },
+    /// Worker snapshots.
+    Workers {
+        /// One program's, or all.
+        name: Option<String>,
+        /// Reply.
+        reply: oneshot::Sender<Result<Vec<WorkerInfo>>>,
+    },
+    /// Event history plus live feed.
+    Subscribe(oneshot::Sender<Subscription>),
+    /// An SDK worker introduced itself.
+    Attach {
+        /// What it said.
+        hello: Hello,
+        /// The socket peer's pid (kernel-verified).
+        peer_pid: Option<i32>,
+        /// Where to send it messages.
+        channel: mpsc::Sender<ToWorker>,
+        /// Reply.
+        reply: oneshot::Sender<Result<(WorkerKey, Welcome)>>,
+    },
+    /// A message from an attached worker.
+    FromWorker(WorkerKey, FromWorker),
+    /// An attached worker's stream ended.
+    Detach(WorkerKey),
+    /// Stop every program in reverse start order; replies once all stopped.
+    Shutdown(oneshot::Sender<()>),
+    /// SIGKILL everything now (second signal).
+    ForceShutdown,
+}
+
+/// A cloneable handle on the engine task.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl EngineHandle {
+    pub(super) fn new(tx: mpsc::Sender<Command>) -> Self {
+        EngineHandle { tx }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        answer.await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Sends a command that needs no answer.
+    pub async fn tell(&self, command: Command) -> Result<()> {
+        self.tx.send(command).await.map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Defines configured programs.
+    pub async fn define(&self, specs: Vec<ProgramSpec>) -> Result<()> {
+        self.ask(|reply| Command::Define(specs, reply)).await?
+    }
+
+    /// Starts `name` (defined inline by `def` if given); answers once it is `ok`.
+    pub async fn start(&self, name: String, def: Option<ProgramDef>) -> Result<ProgramInfo> {
+        self.ask(|reply| Command::Start { name, def, reply })
+            .await?
+    }
+
+    /// Stops `name`; answers once every instance exited.
+    pub async fn stop(&self, name: String, timeout: Option<Duration>) -> Result<ProgramInfo> {
+        self.ask(|reply| Command::Stop {
+            name,
+            timeout,
+            reply,
+        })
+        .await?
+    }
+
+    /// Restarts `name`, rolling for clusters unless `full`.
+    pub async fn restart(&self, name: String, full: bool) -> Result<ProgramInfo> {
+        self.ask(|reply| Command::Restart { name, full, reply })
+            .await?
+    }
+
+    /// Sends `payload` to one or every attached worker of `name`.
+    pub async fn send(&self, name: String, worker: Option<u64>, payload: Vec<u8>) -> Result<u32> {
+        self.ask(|reply| Command::Send {
+            name,
+            worker,
+            payload,
+            reply,
+        })
+        .await?
+    }
+
+    /// Signals one or every worker of `name`.
+    pub async fn kill(&self, name: String, worker: Option<u64>, signal: Signal) -> Result<u32> {
+        self.ask(|reply| Command::Kill {
+            name,
+            worker,
+            signal,
+            reply,
+        })
+        .await?
+    }
+
+    /// Resizes the cluster `name`.
+    pub async fn scale(&self, name: String, count: u32) -> Result<ProgramInfo> {
+        self.ask(|reply| Command::Scale { name, count, reply })
+            .await?
+    }
+
+    /// Snapshots of one or every program.
+    pub async fn list(&self, name: Option<String>) -> Result<Vec<ProgramInfo>> {
+        self.ask(|reply| Command::List { name, reply }).await?
+    }
+
+    /// Snapshots of one program's or every worker.
+    pub async fn workers(&self, name: Option<String>) -> Result<Vec<WorkerInfo>> {
+        self.ask(|reply| Command::Workers { name, reply }).await?
+    }
+
+    /// The event history and live feed.
+    pub async fn subscribe(&self) -> Result<Subscription> {
+        self.ask(Command::Subscribe).await
+    }
+
+    /// Attaches an SDK worker.
+    pub async fn attach(
+        &self,
+        hello: Hello,
+        peer_pid: Option<i32>,
+        channel: mpsc::Sender<ToWorker>,
+    ) -> Result<(WorkerKey, Welcome)> {
+        self.ask(|reply| Command::Attach {
+            hello,
+            peer_pid,
+            channel,
+            reply,
+        })
+        .await?
+    }
+
+    /// Stops everything gracefully; returns once every program stopped.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.ask(Command::Shutdown).await
+    }
+}

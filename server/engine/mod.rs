@@ -1,0 +1,380 @@
+//! The supervisor engine: one task that owns every program and instance.
+//!
+//! It loops over a `select!` on three inputs — commands from [`EngineHandle`]s,
+//! exits from the reaper, and its own timers — and publishes every change on the
+//! [`events::EventBus`]. No lock, no shared state: a command is applied whole before
+//! the next one is looked at, which is what makes the supervisor's promises (no
+//! lost process, no double respawn) easy to check.
+//!
+//! The work is split by concern, each an `impl Engine` block:
+//! [`start`] (starting programs and spawning instances), [`exit`] (exits, respawns
+//! and stops), [`workers`] (the SDK channel, `Send`, `Kill`), [`scale`] (`Scale`
+//! and rolling restarts), [`query`] (`List`, `EachWorker`).
+
+pub mod backoff;
+pub mod events;
+mod exit;
+mod handle;
+mod query;
+mod scale;
+mod start;
+pub mod state;
+pub mod worker_msg;
+mod workers;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::unistd::Pid;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt;
+use tokio_util::time::DelayQueue;
+
+pub use handle::{Command, EngineHandle};
+
+use self::events::{Event, EventBus, EventKind};
+use self::state::{Program, ProgramInfo, ProgramStatus, Run, Until};
+use crate::daemon::error::{Error, Result};
+use crate::daemon::process::reaper::{self, Exit};
+
+/// Timers the engine sets for itself. Each names its instance by program and id
+/// and is checked against the instance's state when it fires, so a timer that
+/// outlived its purpose does nothing.
+#[derive(Debug, Clone)]
+enum Timer {
+    /// A plain instance has lived through its start grace: it is `ok`.
+    StartGrace { program: String, id: u64, pid: Pid },
+    /// The stop window of an instance is over: SIGKILL its group.
+    KillDeadline { program: String, id: u64, pid: Pid },
+    /// The hold-down of an instance in backoff is over: respawn it.
+    Respawn { program: String, id: u64 },
+}
+
+/// Where the engine's instances find the daemon, and what they are told.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The socket workers attach to (`INFANT_SOCKET`).
+    pub socket: PathBuf,
+}
+
+/// The engine task's state.
+pub struct Engine {
+    config: EngineConfig,
+    programs: Vec<Program>,
+    /// pid → (program, worker id) for every live instance process.
+    pids: HashMap<Pid, (String, u64)>,
+    /// Programs in the order they last started; shutdown runs it backwards.
+    start_order: Vec<String>,
+    events: EventBus,
+    timers: DelayQueue<Timer>,
+    shutdown: Option<Shutdown>,
+}
+
+/// A daemon shutdown in progress.
+struct Shutdown {
+    /// Programs still to stop, last-started first.
+    queue: Vec<String>,
+    /// Told when everything has stopped.
+    done: Vec<oneshot::Sender<()>>,
+}
+
+/// Starts the engine task and the reaper; returns the handle.
+///
+/// Must run inside a tokio runtime. The engine owns all child reaping of this
+/// process (see [`crate::daemon::process::reaper`]).
+pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel(1024);
+    let (exit_tx, exit_rx) = mpsc::unbounded_channel();
+    reaper::start(exit_tx)?;
+    let engine = Engine {
+        config,
+        programs: Vec::new(),
+        pids: HashMap::new(),
+        start_order: Vec::new(),
+        events: EventBus::new(),
+        timers: DelayQueue::new(),
+        shutdown: None,
+    };
+    let task = tokio::spawn(engine.run(rx, exit_rx));
+    Ok((EngineHandle::new(tx), task))
+}
+
+impl Engine {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut exits: mpsc::UnboundedReceiver<Exit>,
+    ) {
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    // Every handle is gone: nobody can ask for anything any more.
+                    None => break,
+                },
+                Some(exit) = exits.recv() => self.on_exit(exit),
+                Some(expired) = self.timers.next(), if !self.timers.is_empty() => {
+                    self.on_timer(expired.into_inner());
+                }
+            }
+            if self.shutdown_finished() {
+                break;
+            }
+        }
+        // Leave nothing behind even if the loop ended early.
+        self.kill_everything();
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Define(specs, reply) => {
+                let _ = reply.send(self.define(specs));
+            }
+            Command::Start { name, def, reply } => self.start(name, def, reply),
+            Command::Stop {
+                name,
+                timeout,
+                reply,
+            } => self.stop(name, timeout, reply),
+            Command::Restart { name, full, reply } => self.restart(name, full, reply),
+            Command::Send {
+                name,
+                worker,
+                payload,
+                reply,
+            } => {
+                let _ = reply.send(self.send(&name, worker, payload));
+            }
+            Command::Kill {
+                name,
+                worker,
+                signal,
+                reply,
+            } => {
+                let _ = reply.send(self.kill(&name, worker, signal));
+            }
+            Command::Scale { name, count, reply } => self.scale(name, count, reply),
+            Command::List { name, reply } => {
+                let _ = reply.send(self.list(name.as_deref()));
+            }
+            Command::Workers { name, reply } => {
+                let _ = reply.send(self.workers(name.as_deref()));
+            }
+            Command::Subscribe(reply) => {
+                let _ = reply.send(self.events.subscribe());
+            }
+            Command::Attach {
+                hello,
+                peer_pid,
+                channel,
+                reply,
+            } => {
+                let _ = reply.send(self.attach(hello, peer_pid, channel));
+            }
+            Command::FromWorker(key, message) => self.from_worker(key, message),
+            Command::Detach(key) => self.detach(key),
+            Command::Shutdown(done) => self.begin_shutdown(done),
+            Command::ForceShutdown => self.force_shutdown(),
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::StartGrace { program, id, pid } => self.start_grace_over(&program, id, pid),
+            Timer::KillDeadline { program, id, pid } => self.kill_deadline(&program, id, pid),
+            Timer::Respawn { program, id } => self.respawn(&program, id),
+        }
+    }
+
+    fn after(&mut self, delay: Duration, timer: Timer) {
+        self.timers.insert(timer, delay);
+    }
+
+    /// Index of the program called `name`.
+    fn find(&self, name: &str) -> Result<usize> {
+        self.programs
+            .iter()
+            .position(|p| p.spec.name == name)
+            .ok_or_else(|| Error::UnknownProgram(name.to_string()))
+    }
+
+    fn define(&mut self, specs: Vec<crate::daemon::spec::ProgramSpec>) -> Result<()> {
+        for spec in &specs {
+            if self.find(&spec.name).is_ok() {
+                return Err(Error::Precondition {
+                    program: spec.name.clone(),
+                    reason: "is already defined".into(),
+                });
+            }
+        }
+        for spec in specs {
+            self.programs.push(Program::new(spec));
+        }
+        Ok(())
+    }
+
+    /// Publishes an event.
+    fn publish(&mut self, event: Event) {
+        self.events.publish(event);
+    }
+
+    /// Recomputes program `index`'s status, publishes a change, and answers the
+    /// waiters whose condition now holds. Call after every state change.
+    fn settle(&mut self, index: usize) {
+        let program = &mut self.programs[index];
+        let before = program.status;
+        let after = program.derive_status();
+        if before != after {
+            program.status = after;
+            let name = program.spec.name.clone();
+            let mut event = Event::new(&name, EventKind::Status);
+            event.program_status = Some(after);
+            self.publish(event);
+            match after {
+                ProgramStatus::Ok => self.publish(Event::new(&name, EventKind::Started)),
+                ProgramStatus::Ready | ProgramStatus::Error | ProgramStatus::Fatal
+                    if before == ProgramStatus::Stopping =>
+                {
+                    self.publish(Event::new(&name, EventKind::Stopped))
+                }
+                _ => {}
+            }
+        }
+
+        let program = &mut self.programs[index];
+        let info = program.info();
+        let waiters = std::mem::take(&mut program.waiters);
+        for waiter in waiters {
+            let done = match &waiter.until {
+                Until::Ok => program.status == ProgramStatus::Ok,
+                Until::Gone(ids) => !program.instances.iter().any(|i| ids.contains(&i.id)),
+                Until::Idle => matches!(program.run, Run::Idle),
+            };
+            if done {
+                let _ = waiter.reply.send(Ok(info.clone()));
+            } else {
+                program.waiters.push(waiter);
+            }
+        }
+        self.after_settle(index);
+    }
+
+    /// Fails every waiter of program `index` waiting for `ok`.
+    fn fail_ok_waiters(&mut self, index: usize, error: impl Fn() -> Error) {
+        let program = &mut self.programs[index];
+        let waiters = std::mem::take(&mut program.waiters);
+        for waiter in waiters {
+            if waiter.until == Until::Ok {
+                let _ = waiter.reply.send(Err(error()));
+            } else {
+                program.waiters.push(waiter);
+            }
+        }
+    }
+
+    /// Follow-ups once a program's state settled: a full restart's second half,
+    /// the next step of a rolling restart, the next program of a shutdown.
+    fn after_settle(&mut self, index: usize) {
+        let program = &self.programs[index];
+        if matches!(program.run, Run::Stopping(_)) && program.instances.is_empty() {
+            self.finish_stop(index);
+        }
+        self.advance_rollout(index);
+        self.advance_shutdown();
+    }
+
+    fn begin_shutdown(&mut self, done: oneshot::Sender<()>) {
+        if let Some(shutdown) = &mut self.shutdown {
+            shutdown.done.push(done);
+            return;
+        }
+        tracing::info!("shutting down: stopping programs in reverse start order");
+        let mut queue: Vec<String> = self.start_order.clone();
+        // Programs started but not in the order list cannot exist; programs that are
+        // idle are skipped by advance_shutdown.
+        queue.reverse();
+        self.shutdown = Some(Shutdown {
+            queue,
+            done: vec![done],
+        });
+        self.advance_shutdown();
+    }
+
+    /// Stops the next program in the shutdown queue once the previous one is idle.
+    fn advance_shutdown(&mut self) {
+        let Some(shutdown) = &self.shutdown else {
+            return;
+        };
+        let Some(next) = shutdown.queue.first().cloned() else {
+            return;
+        };
+        let Ok(index) = self.find(&next) else {
+            if let Some(s) = &mut self.shutdown {
+                s.queue.remove(0);
+            }
+            return self.advance_shutdown();
+        };
+        match self.programs[index].run {
+            Run::Idle => {
+                if let Some(s) = &mut self.shutdown {
+                    s.queue.remove(0);
+                }
+                self.advance_shutdown();
+            }
+            Run::Running => {
+                let timeout = self.programs[index].spec.stop_timeout;
+                self.begin_stop(index, state::StopReason::Shutdown, timeout);
+            }
+            Run::Stopping(_) => {}
+        }
+    }
+
+    fn shutdown_finished(&mut self) -> bool {
+        let Some(shutdown) = &mut self.shutdown else {
+            return false;
+        };
+        let all_idle =
+            shutdown.queue.is_empty() && self.programs.iter().all(|p| matches!(p.run, Run::Idle));
+        if !all_idle {
+            return false;
+        }
+        for done in shutdown.done.drain(..) {
+            let _ = done.send(());
+        }
+        true
+    }
+
+    fn force_shutdown(&mut self) {
+        tracing::warn!("forced shutdown: killing every instance");
+        if self.shutdown.is_none() {
+            self.shutdown = Some(Shutdown {
+                queue: Vec::new(),
+                done: Vec::new(),
+            });
+        }
+        if let Some(s) = &mut self.shutdown {
+            s.queue.clear();
+        }
+        for index in 0..self.programs.len() {
+            if !matches!(self.programs[index].run, Run::Idle) {
+                self.begin_stop(index, state::StopReason::Shutdown, Duration::ZERO);
+            }
+        }
+    }
+
+    /// Last resort when the loop ends: SIGKILL every group and reap what we can.
+    fn kill_everything(&mut self) {
+        for pid in self.pids.keys() {
+            let _ = crate::daemon::process::signal::signal_group(
+                *pid,
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    /// Info for program `index`.
+    fn info(&self, index: usize) -> ProgramInfo {
+        self.programs[index].info()
+    }
+}

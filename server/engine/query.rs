@@ -1,0 +1,42 @@
+//! `List` and `EachWorker`: snapshots of programs and instances.
+
+use super::state::{ProgramInfo, WorkerInfo};
+use super::Engine;
+use crate::daemon::error::Result;
+use crate::daemon::process::rss::rss_bytes;
+
+impl Engine {
+    /// One program, or every program in definition order.
+    pub(super) fn list(&self, name: Option<&str>) -> Result<Vec<ProgramInfo>> {
+        match name.filter(|n| !n.is_empty()) {
+            Some(name) => Ok(vec![self.info(self.find(name)?)]),
+            None => Ok(self.programs.iter().map(|p| p.info()).collect()),
+        }
+    }
+
+    /// One program's instances, or every program's.
+    pub(super) fn workers(&self, name: Option<&str>) -> Result<Vec<WorkerInfo>> {
+        let programs = match name.filter(|n| !n.is_empty()) {
+            Some(name) => vec![&self.programs[self.find(name)?]],
+            None => self.programs.iter().collect(),
+        };
+        let mut out = Vec::new();
+        for program in programs {
+            for instance in &program.instances {
+                out.push(WorkerInfo {
+                    program: program.spec.name.clone(),
+                    id: instance.id,
+                    pid: instance.pid.map_or(0, |p| p.as_raw().unsigned_abs()),
+                    status: instance.status,
+                    restarts: instance.restarts,
+                    connections: instance.connections,
+                    requests: instance.requests,
+                    rss_bytes: instance.pid.and_then(rss_bytes).unwrap_or(0),
+                    uptime: instance.spawned_at.elapsed(),
+                    attached: instance.channel.is_some(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}

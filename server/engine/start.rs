@@ -1,0 +1,354 @@
+//! Starting programs and spawning their instances; readiness.
+
+use std::ffi::OsString;
+use std::time::Instant;
+
+use nix::unistd::Pid;
+use tokio::sync::oneshot;
+
+use super::events::{Event, EventKind};
+use super::state::{
+    Instance, InstanceStatus, Program, ProgramInfo, ProgramStatus, Run, Until, Waiter,
+};
+use super::{Engine, Timer};
+use crate::daemon::error::{Error, Result};
+use crate::daemon::process::{sockets, spawn};
+use crate::daemon::spec::{Kind, ProgramDef};
+
+impl Engine {
+    /// `Start`: define if asked, then bring the program up; the reply waits for `ok`.
+    pub(super) fn start(
+        &mut self,
+        name: String,
+        def: Option<ProgramDef>,
+        reply: oneshot::Sender<Result<ProgramInfo>>,
+    ) {
+        if self.shutdown.is_some() {
+            let _ = reply.send(Err(Error::ShuttingDown));
+            return;
+        }
+        let index = match self.define_or_find(&name, def) {
+            Ok(index) => index,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let program = &mut self.programs[index];
+        match program.run {
+            Run::Running if program.status == ProgramStatus::Error => {
+                let reason = program.last_error.clone().unwrap_or_default();
+                let _ = reply.send(Err(Error::Precondition {
+                    program: name,
+                    reason: format!("is running but failing ({reason}); stop or restart it"),
+                }));
+            }
+            Run::Running => {
+                // Already up (or coming up): answer when it is ok, like a first start.
+                program.waiters.push(Waiter {
+                    until: Until::Ok,
+                    reply,
+                });
+                self.settle(index);
+            }
+            Run::Stopping(_) => {
+                let _ = reply.send(Err(Error::Precondition {
+                    program: name,
+                    reason: "is stopping; start it again once it has stopped".into(),
+                }));
+            }
+            Run::Idle => {
+                if let Err(e) = self.launch(index) {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                self.programs[index].waiters.push(Waiter {
+                    until: Until::Ok,
+                    reply,
+                });
+                self.settle(index);
+            }
+        }
+    }
+
+    fn define_or_find(&mut self, name: &str, def: Option<ProgramDef>) -> Result<usize> {
+        let Some(def) = def else {
+            crate::daemon::spec::validate_name(name)?;
+            return self.find(name);
+        };
+        let spec = def.validate(name)?;
+        if spec.kind == Kind::Once {
+            return Err(Error::InvalidField {
+                program: name.to_string(),
+                field: "kind",
+                reason: "`once` jobs are not supported by this version yet".into(),
+            });
+        }
+        match self.find(name) {
+            Ok(index) => {
+                if !matches!(self.programs[index].run, Run::Idle) {
+                    return Err(Error::AlreadyRunning(name.to_string()));
+                }
+                // Redefine a stopped program: the new definition wins.
+                self.programs[index] = Program::new(spec);
+                Ok(index)
+            }
+            Err(_) => {
+                self.programs.push(Program::new(spec));
+                Ok(self.programs.len() - 1)
+            }
+        }
+    }
+
+    /// Binds sockets and spawns every instance of an idle program. On failure the
+    /// program is left idle with the error recorded and nothing running.
+    pub(super) fn launch(&mut self, index: usize) -> Result<()> {
+        let name = self.programs[index].spec.name.clone();
+        if let Some(cwd) = &self.programs[index].spec.cwd {
+            if !cwd.is_dir() {
+                let error = Error::InvalidField {
+                    program: name.clone(),
+                    field: "cwd",
+                    reason: format!("{} is not a directory", cwd.display()),
+                };
+                self.programs[index].last_error = Some(error.to_string());
+                self.settle(index);
+                return Err(error);
+            }
+        }
+        if self.programs[index].sockets.is_empty() {
+            let mut bound = Vec::new();
+            for addr in &self.programs[index].spec.listen {
+                match sockets::bind(addr) {
+                    Ok(socket) => bound.push(socket),
+                    Err(e) => {
+                        let error = Error::Listen {
+                            program: name.clone(),
+                            address: addr.to_string(),
+                            reason: e.to_string(),
+                        };
+                        self.programs[index].last_error = Some(error.to_string());
+                        self.settle(index);
+                        return Err(error);
+                    }
+                }
+            }
+            self.programs[index].sockets = bound;
+        }
+
+        let program = &mut self.programs[index];
+        program.run = Run::Running;
+        program.last_error = None;
+        program.restarts = 0;
+        program.desired = program.spec.count;
+        if program.status == ProgramStatus::Fatal {
+            program.status = ProgramStatus::Ready;
+        }
+        self.start_order.retain(|n| n != &name);
+        self.start_order.push(name.clone());
+        if !self.programs[index].sockets.is_empty() {
+            let mut event = Event::new(&name, EventKind::Status);
+            event.program_status = Some(ProgramStatus::Starting);
+            event.reason = format!(
+                "listening on {}",
+                self.programs[index]
+                    .sockets
+                    .iter()
+                    .map(|s| s.local.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.programs[index].status = ProgramStatus::Starting;
+            self.publish(event);
+        }
+
+        for _ in 0..self.programs[index].desired {
+            if let Err(e) = self.add_instance(index, None) {
+                // A spawn failure is deterministic (missing executable, bad cwd):
+                // take down what did start and report it.
+                self.programs[index].last_error = Some(e.to_string());
+                self.abort(index);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a new worker slot in program `index` and spawns its process.
+    pub(super) fn add_instance(&mut self, index: usize, replaces: Option<u64>) -> Result<u64> {
+        let program = &mut self.programs[index];
+        let id = program.next_id;
+        program.next_id += 1;
+        let mut instance = Instance::new(id);
+        instance.replaces = replaces;
+        program.instances.push(instance);
+        if let Err(e) = self.spawn_process(index, id) {
+            self.programs[index].instances.retain(|i| i.id != id);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Spawns the process for slot `id` of program `index` (a new slot or one in
+    /// backoff) and marks it `starting`.
+    pub(super) fn spawn_process(&mut self, index: usize, id: u64) -> Result<Pid> {
+        let token = new_token();
+        let program = &self.programs[index];
+        let spec = &program.spec;
+        let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(k, _)| !k.to_string_lossy().starts_with("INFANT_"))
+            .collect();
+        for (key, value) in &spec.env {
+            env.retain(|(k, _)| k != key.as_str());
+            env.push((key.into(), value.into()));
+        }
+        env.push(("INFANT_SOCKET".into(), self.config.socket.clone().into()));
+        env.push(("INFANT_WORKER_ID".into(), id.to_string().into()));
+        env.push(("INFANT_TOKEN".into(), token.clone().into()));
+        env.push(("INFANT_PROGRAM".into(), spec.name.clone().into()));
+        env.push(("INFANT_TITLE".into(), spec.title.clone().into()));
+        let fds: Vec<_> = program.sockets.iter().map(|s| s.raw_fd()).collect();
+        let names: Vec<String> = fds.iter().map(|_| spec.name.clone()).collect();
+        let request = spawn::SpawnRequest {
+            argv: &spec.command,
+            cwd: spec.cwd.as_deref(),
+            env,
+            listen_fds: &fds,
+            listen_names: &names,
+        };
+        let pid = spawn::spawn(&request).map_err(|e| match e {
+            spawn::SpawnError::Executable { command, reason } => Error::Spawn {
+                program: spec.name.clone(),
+                command,
+                reason,
+            },
+            spawn::SpawnError::Os(reason) => Error::Spawn {
+                program: spec.name.clone(),
+                command: spec.command[0].clone(),
+                reason,
+            },
+        })?;
+
+        let name = spec.name.clone();
+        let grace = spec.start_grace;
+        let program = &mut self.programs[index];
+        let Some(instance) = program.instance_mut(id) else {
+            // Cannot happen: callers create the slot first. Do not leak the process.
+            let _ = crate::daemon::process::signal::signal_group(
+                pid,
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return Err(Error::UnknownWorker {
+                program: name,
+                worker: id,
+            });
+        };
+        instance.pid = Some(pid);
+        instance.token = token;
+        instance.status = InstanceStatus::Starting;
+        instance.spawned_at = Instant::now();
+        instance.ok_at = None;
+        instance.channel = None;
+        instance.connections = 0;
+        instance.requests = 0;
+        instance.signalled = None;
+        self.pids.insert(pid, (name.clone(), id));
+        tracing::debug!(program = %name, worker = id, %pid, "spawned");
+        let mut event = Event::new(&name, EventKind::Status).worker(id, Some(pid));
+        event.instance_status = Some(InstanceStatus::Starting);
+        self.publish(event);
+        self.after(
+            grace,
+            Timer::StartGrace {
+                program: name,
+                id,
+                pid,
+            },
+        );
+        Ok(pid)
+    }
+
+    /// A plain instance that lived through its start grace without attaching is
+    /// `ok`. An SDK worker that attached in time waits for its `Ready` instead.
+    pub(super) fn start_grace_over(&mut self, program: &str, id: u64, pid: Pid) {
+        let Ok(index) = self.find(program) else {
+            return;
+        };
+        let Some(instance) = self.programs[index].instance(id) else {
+            return;
+        };
+        if instance.pid != Some(pid)
+            || instance.status != InstanceStatus::Starting
+            || instance.channel.is_some()
+        {
+            return;
+        }
+        self.mark_ok(index, id);
+    }
+
+    /// Instance `id` is ready.
+    pub(super) fn mark_ok(&mut self, index: usize, id: u64) {
+        let name = self.programs[index].spec.name.clone();
+        let Some(instance) = self.programs[index].instance_mut(id) else {
+            return;
+        };
+        if instance.status != InstanceStatus::Starting || instance.stopping.is_some() {
+            return;
+        }
+        instance.status = InstanceStatus::Ok;
+        instance.ok_at = Some(Instant::now());
+        let pid = instance.pid;
+        let mut event = Event::new(&name, EventKind::Status).worker(id, pid);
+        event.instance_status = Some(InstanceStatus::Ok);
+        self.publish(event);
+        self.publish(Event::new(&name, EventKind::Online).worker(id, pid));
+        self.replacement_ready(index, id);
+        self.settle(index);
+    }
+
+    /// Instance `id` failed to become ready (`reason` says how): record it, tell
+    /// whoever waits for `ok`, and let the exit path respawn it with backoff.
+    pub(super) fn start_failed(&mut self, index: usize, id: u64, reason: String) {
+        let name = self.programs[index].spec.name.clone();
+        let pid = self.programs[index].instance(id).and_then(|i| i.pid);
+        if let Some(instance) = self.programs[index].instance_mut(id) {
+            instance.status = InstanceStatus::Error;
+        }
+        let error = Error::StartFailed {
+            program: name.clone(),
+            worker: id,
+            reason: reason.clone(),
+        };
+        self.programs[index].last_error = Some(error.to_string());
+        let mut event = Event::new(&name, EventKind::Status).worker(id, pid);
+        event.instance_status = Some(InstanceStatus::Error);
+        event.reason = reason.clone();
+        self.publish(event);
+        self.publish(
+            Event::new(&name, EventKind::Error)
+                .worker(id, pid)
+                .reason(error.to_string()),
+        );
+        self.fail_ok_waiters(index, || Error::StartFailed {
+            program: name.clone(),
+            worker: id,
+            reason: reason.clone(),
+        });
+        self.replacement_failed(index, id, &error);
+        self.settle(index);
+    }
+}
+
+/// A fresh 128-bit secret for one process, as hex.
+fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No entropy source at all: fall back to something still unguessable by
+        // other local users (they cannot read our memory or environment).
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = (nanos ^ u128::from(std::process::id()) << 64).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

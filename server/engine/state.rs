@@ -1,0 +1,357 @@
+//! The engine's state: programs, their instances, and the snapshots it hands out.
+//!
+//! Only the engine task touches these; everything outside sees [`ProgramInfo`] and
+//! [`WorkerInfo`] copies.
+
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+use tokio::sync::{mpsc, oneshot};
+
+use super::worker_msg::ToWorker;
+use crate::daemon::error::Result;
+use crate::daemon::process::reaper::ExitStatus;
+use crate::daemon::process::sockets::BoundSocket;
+use crate::daemon::spec::{Kind, ProgramSpec};
+
+/// A program's status (DESIGN.md "Statuses").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgramStatus {
+    /// Defined, not running.
+    Ready,
+    /// Instances are being started.
+    Starting,
+    /// Every instance is `ok`.
+    Ok,
+    /// Instances are being stopped.
+    Stopping,
+    /// An instance failed to start or crashed; respawns may be pending.
+    Error,
+    /// Given up.
+    Fatal,
+}
+
+/// An instance's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstanceStatus {
+    /// Spawned, not yet ready.
+    Starting,
+    /// Running and ready.
+    Ok,
+    /// Asked to stop.
+    Stopping,
+    /// Exited.
+    Dead,
+    /// Waiting out its hold-down before a respawn.
+    Backoff,
+    /// Failed to start.
+    Error,
+}
+
+/// Why the daemon stops an instance. Every one of these is master-initiated: the
+/// exit that follows is never respawned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The program is stopping.
+    Stop,
+    /// The program is restarting.
+    Restart,
+    /// The worker is being recycled.
+    Recycle,
+    /// The cluster is shrinking.
+    Scale,
+    /// The daemon is shutting down.
+    Shutdown,
+}
+
+impl StopReason {
+    /// Lower-case word for events and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Stop => "stop",
+            StopReason::Restart => "restart",
+            StopReason::Recycle => "recycle",
+            StopReason::Scale => "scale",
+            StopReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// One process (or, while in backoff, the slot waiting for its next process).
+#[derive(Debug)]
+pub struct Instance {
+    /// Worker id: kept across respawns, new for scale-ups and replacements.
+    pub id: u64,
+    /// The running process (also its process group), `None` in backoff.
+    pub pid: Option<Pid>,
+    /// Its status.
+    pub status: InstanceStatus,
+    /// The secret of the current process; a new one per spawn, so a dead process's
+    /// token is worthless.
+    pub token: String,
+    /// When the current process was spawned.
+    pub spawned_at: Instant,
+    /// When it became `ok`.
+    pub ok_at: Option<Instant>,
+    /// Respawns of this slot.
+    pub restarts: u64,
+    /// Unstable crashes in a row (drives the backoff).
+    pub streak: u32,
+    /// The hold-down this slot is waiting out (or last waited).
+    pub backoff: Duration,
+    /// The SDK channel, once the worker attached.
+    pub channel: Option<mpsc::Sender<ToWorker>>,
+    /// Connections reported by the worker.
+    pub connections: u64,
+    /// Requests reported by the worker.
+    pub requests: u64,
+    /// Set once the daemon decided to stop this process.
+    pub stopping: Option<StopReason>,
+    /// A signal sent through `Kill`, to explain the exit that may follow.
+    pub signalled: Option<nix::sys::signal::Signal>,
+    /// How the previous process of this slot ended.
+    pub last_exit: Option<ExitStatus>,
+    /// For a replacement (rolling restart): the worker it replaces.
+    pub replaces: Option<u64>,
+}
+
+impl Instance {
+    /// A slot with no process yet.
+    pub fn new(id: u64) -> Self {
+        Instance {
+            id,
+            pid: None,
+            status: InstanceStatus::Starting,
+            token: String::new(),
+            spawned_at: Instant::now(),
+            ok_at: None,
+            restarts: 0,
+            // A fresh instance has no stable run behind it: its first crash backs off.
+            streak: 1,
+            backoff: Duration::ZERO,
+            channel: None,
+            connections: 0,
+            requests: 0,
+            stopping: None,
+            signalled: None,
+            last_exit: None,
+            replaces: None,
+        }
+    }
+
+    /// Still part of the program's capacity (not being stopped).
+    pub fn is_active(&self) -> bool {
+        self.stopping.is_none()
+    }
+}
+
+/// What a program is doing, as the engine drives it.
+#[derive(Debug)]
+pub enum Run {
+    /// Not running.
+    Idle,
+    /// Running (or starting, or recovering from crashes).
+    Running,
+    /// Stopping every instance; then `then`.
+    Stopping(AfterStop),
+}
+
+/// What follows a full stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterStop {
+    /// Stay stopped.
+    Idle,
+    /// Start again (full restart).
+    Restart,
+}
+
+/// A reply the engine owes once the program reaches a state.
+pub struct Waiter {
+    /// The condition.
+    pub until: Until,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<Result<ProgramInfo>>,
+}
+
+/// Conditions a waiter waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Until {
+    /// The program is `ok` (fails if an instance fails to start first).
+    Ok,
+    /// None of these workers exist any more.
+    Gone(Vec<u64>),
+    /// The program is stopped.
+    Idle,
+}
+
+/// A rolling restart in progress.
+pub struct Rollout {
+    /// Old workers still to replace, in order.
+    pub pending: std::collections::VecDeque<u64>,
+    /// The worker being replaced, and its replacement being started.
+    pub current: Option<(u64, u64)>,
+    /// Old workers already told to stop.
+    pub retired: Vec<u64>,
+    /// The `Restart` caller.
+    pub reply: oneshot::Sender<Result<ProgramInfo>>,
+}
+
+/// A defined program.
+pub struct Program {
+    /// Its definition.
+    pub spec: ProgramSpec,
+    /// What the engine is doing with it.
+    pub run: Run,
+    /// The status last published.
+    pub status: ProgramStatus,
+    /// Live instances and slots in backoff.
+    pub instances: Vec<Instance>,
+    /// Instances wanted while running (changed by `Scale`).
+    pub desired: u32,
+    /// Next worker id.
+    pub next_id: u64,
+    /// Respawns since the program last started.
+    pub restarts: u64,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Sockets bound while running.
+    pub sockets: Vec<BoundSocket>,
+    /// Replies owed.
+    pub waiters: Vec<Waiter>,
+    /// A rolling restart in progress.
+    pub rollout: Option<Rollout>,
+}
+
+impl Program {
+    /// A defined, idle program.
+    pub fn new(spec: ProgramSpec) -> Self {
+        let desired = spec.count;
+        Program {
+            spec,
+            run: Run::Idle,
+            status: ProgramStatus::Ready,
+            instances: Vec::new(),
+            desired,
+            next_id: 1,
+            restarts: 0,
+            last_error: None,
+            sockets: Vec::new(),
+            waiters: Vec::new(),
+            rollout: None,
+        }
+    }
+
+    /// The instance with worker id `id`.
+    pub fn instance(&self, id: u64) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.id == id)
+    }
+
+    /// The instance with worker id `id`, mutably.
+    pub fn instance_mut(&mut self, id: u64) -> Option<&mut Instance> {
+        self.instances.iter_mut().find(|i| i.id == id)
+    }
+
+    /// True while the program is meant to be up.
+    pub fn is_running(&self) -> bool {
+        matches!(self.run, Run::Running)
+    }
+
+    /// The status that follows from the instances and the run state.
+    pub fn derive_status(&self) -> ProgramStatus {
+        match self.run {
+            Run::Stopping(_) => ProgramStatus::Stopping,
+            Run::Idle => match self.status {
+                ProgramStatus::Fatal => ProgramStatus::Fatal,
+                _ if self.last_error.is_some() => ProgramStatus::Error,
+                _ => ProgramStatus::Ready,
+            },
+            Run::Running => {
+                let active = self.instances.iter().filter(|i| i.is_active());
+                let ok = active
+                    .clone()
+                    .filter(|i| i.status == InstanceStatus::Ok)
+                    .count();
+                if ok >= self.desired as usize {
+                    ProgramStatus::Ok
+                } else if active
+                    .clone()
+                    .any(|i| matches!(i.status, InstanceStatus::Backoff | InstanceStatus::Error))
+                {
+                    ProgramStatus::Error
+                } else {
+                    ProgramStatus::Starting
+                }
+            }
+        }
+    }
+
+    /// A snapshot for replies.
+    pub fn info(&self) -> ProgramInfo {
+        ProgramInfo {
+            name: self.spec.name.clone(),
+            kind: self.spec.kind,
+            status: self.status,
+            count: self.desired,
+            running: self
+                .instances
+                .iter()
+                .filter(|i| i.status == InstanceStatus::Ok)
+                .count() as u32,
+            restarts: self.restarts,
+            error: self.last_error.clone().unwrap_or_default(),
+            listen: self.sockets.iter().map(|s| s.local.clone()).collect(),
+            command: self.spec.command.clone(),
+            enhanced: self.spec.enhanced,
+        }
+    }
+}
+
+/// A program as replies show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgramInfo {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: Kind,
+    /// Status.
+    pub status: ProgramStatus,
+    /// Instances wanted.
+    pub count: u32,
+    /// Instances `ok`.
+    pub running: u32,
+    /// Respawns since start.
+    pub restarts: u64,
+    /// Last error, empty if none.
+    pub error: String,
+    /// Bound listen addresses.
+    pub listen: Vec<String>,
+    /// The argv.
+    pub command: Vec<String>,
+    /// Enhanced cluster.
+    pub enhanced: bool,
+}
+
+/// An instance as `EachWorker` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerInfo {
+    /// Its program.
+    pub program: String,
+    /// Worker id.
+    pub id: u64,
+    /// Pid, 0 in backoff.
+    pub pid: u32,
+    /// Status.
+    pub status: InstanceStatus,
+    /// Respawns of its slot.
+    pub restarts: u64,
+    /// Reported connections.
+    pub connections: u64,
+    /// Reported requests.
+    pub requests: u64,
+    /// Resident memory now.
+    pub rss_bytes: u64,
+    /// Time since spawn.
+    pub uptime: Duration,
+    /// Attached over the SDK channel.
+    pub attached: bool,
+}

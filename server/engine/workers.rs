@@ -1,0 +1,242 @@
+//! The SDK channel (attach, worker messages, detach) and the two ways the control
+//! API reaches running workers: `Send` and `Kill`.
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use tokio::sync::mpsc;
+
+use super::events::{Event, EventKind};
+use super::state::InstanceStatus;
+use super::worker_msg::{FromWorker, Hello, ToWorker, Welcome, WorkerKey};
+use super::Engine;
+use crate::daemon::error::{Error, Result};
+use crate::daemon::process::signal::signal_group;
+
+/// Largest message payload, either way.
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+
+impl Engine {
+    /// Checks a worker's `Hello` against the instance it claims to be.
+    ///
+    /// The token proves the worker was started by us for this slot; the socket's
+    /// peer credentials (from the kernel, not the worker) prove the caller is that
+    /// process or one in its process group, so a leaked token alone is not enough.
+    pub(super) fn attach(
+        &mut self,
+        hello: Hello,
+        peer_pid: Option<i32>,
+        channel: mpsc::Sender<ToWorker>,
+    ) -> Result<(WorkerKey, Welcome)> {
+        let refused = |why: String| Error::AttachRefused(why);
+        let found = self.programs.iter().enumerate().find_map(|(index, p)| {
+            p.instances
+                .iter()
+                .find(|i| i.id == hello.id && !i.token.is_empty() && i.token == hello.token)
+                .map(|i| (index, i.id))
+        });
+        let Some((index, id)) = found else {
+            return Err(refused(format!(
+                "worker {}: unknown worker or wrong token",
+                hello.id
+            )));
+        };
+        let program = &mut self.programs[index];
+        let spec = &program.spec;
+        let welcome = Welcome {
+            heartbeat: spec.heartbeat,
+            max_connections: if spec.enhanced {
+                spec.max_connections
+            } else {
+                0
+            },
+            stop_timeout: spec.stop_timeout,
+            program: spec.name.clone(),
+        };
+        let name = spec.name.clone();
+        let Some(instance) = program.instance_mut(id) else {
+            return Err(refused(format!("worker {id}: gone")));
+        };
+        let Some(pid) = instance.pid else {
+            return Err(refused(format!("worker {id} of `{name}` is not running")));
+        };
+        let Some(peer) = peer_pid else {
+            return Err(refused("the peer's credentials are unavailable".into()));
+        };
+        let peer = Pid::from_raw(peer);
+        let in_group = peer == pid || nix::unistd::getpgid(Some(peer)).ok() == Some(pid);
+        if !in_group {
+            return Err(refused(format!(
+                "process {peer} is not worker {id} of `{name}` (pid {pid}) nor in its process group"
+            )));
+        }
+        if instance.channel.is_some() {
+            return Err(refused(format!(
+                "worker {id} of `{name}` is already attached"
+            )));
+        }
+        if let Some(reason) = instance.stopping {
+            // It was asked to stop before it could listen; SDK workers ignore
+            // SIGTERM under a daemon, so say it again on the channel.
+            let _ = channel.try_send(ToWorker::Stop {
+                reason,
+                deadline: welcome.stop_timeout,
+            });
+        }
+        instance.channel = Some(channel);
+        tracing::debug!(program = %name, worker = id, %pid, "worker attached");
+        let key = WorkerKey {
+            program: name,
+            id,
+            token: hello.token,
+        };
+        Ok((key, welcome))
+    }
+
+    /// Finds the instance a key names, if it is still the same process.
+    fn keyed(&self, key: &WorkerKey) -> Option<usize> {
+        let index = self.find(&key.program).ok()?;
+        let instance = self.programs[index].instance(key.id)?;
+        (instance.token == key.token).then_some(index)
+    }
+
+    /// A message from an attached worker.
+    pub(super) fn from_worker(&mut self, key: WorkerKey, message: FromWorker) {
+        let Some(index) = self.keyed(&key) else {
+            return; // a previous process of the slot, still closing its stream
+        };
+        let id = key.id;
+        let (status, pid) = match self.programs[index].instance(id) {
+            Some(i) => (i.status, i.pid),
+            None => return,
+        };
+        match message {
+            FromWorker::Ready => {
+                if status == InstanceStatus::Starting {
+                    self.mark_ok(index, id);
+                }
+            }
+            FromWorker::Failed(text) => {
+                if status == InstanceStatus::Starting {
+                    self.start_failed(index, id, text);
+                }
+            }
+            FromWorker::Heartbeat {
+                connections,
+                requests,
+            } => {
+                if let Some(instance) = self.programs[index].instance_mut(id) {
+                    instance.connections = connections;
+                    instance.requests = requests;
+                }
+            }
+            FromWorker::Message(payload) => {
+                let mut event = Event::new(&key.program, EventKind::Message).worker(id, pid);
+                event.payload = payload;
+                self.publish(event);
+            }
+            FromWorker::Stopped => {
+                tracing::debug!(program = %key.program, worker = id, "stop hook finished");
+            }
+        }
+    }
+
+    /// An attached worker's stream ended. Its process may live on (it will be
+    /// reaped or stopped as usual); it just cannot hear `Stop` any more, so a later
+    /// stop falls back to SIGTERM.
+    pub(super) fn detach(&mut self, key: WorkerKey) {
+        let Some(index) = self.keyed(&key) else {
+            return;
+        };
+        if let Some(instance) = self.programs[index].instance_mut(key.id) {
+            instance.channel = None;
+        }
+    }
+
+    /// `Send`: hands `payload` to one or every attached worker.
+    pub(super) fn send(
+        &mut self,
+        name: &str,
+        worker: Option<u64>,
+        payload: Vec<u8>,
+    ) -> Result<u32> {
+        if payload.len() > MAX_PAYLOAD {
+            return Err(Error::InvalidArgument {
+                field: "payload",
+                reason: format!("{} bytes is more than the 1 MiB limit", payload.len()),
+            });
+        }
+        let index = self.find(name)?;
+        let program = &self.programs[index];
+        if let Some(id) = worker {
+            if program.instance(id).is_none() {
+                return Err(Error::UnknownWorker {
+                    program: name.to_string(),
+                    worker: id,
+                });
+            }
+        }
+        let mut delivered = 0;
+        let mut full = 0;
+        for instance in &program.instances {
+            if worker.is_some_and(|id| id != instance.id) {
+                continue;
+            }
+            if let Some(channel) = &instance.channel {
+                match channel.try_send(ToWorker::Message(payload.clone())) {
+                    Ok(()) => delivered += 1,
+                    Err(_) => full += 1,
+                }
+            }
+        }
+        if delivered == 0 {
+            let reason = if full > 0 {
+                "its workers are not reading their messages (queue full)".to_string()
+            } else if worker.is_some() {
+                "that worker has no message channel (it does not link the infant SDK)".to_string()
+            } else {
+                "no worker has a message channel (plain programs do not link the infant SDK)"
+                    .to_string()
+            };
+            return Err(Error::Precondition {
+                program: name.to_string(),
+                reason,
+            });
+        }
+        Ok(delivered)
+    }
+
+    /// `Kill`: sends `signal` to one or every worker's process group. Not a stop: a
+    /// worker that exits because of it is respawned (at once, the signal being no
+    /// crash of its own) if the program respawns.
+    pub(super) fn kill(&mut self, name: &str, worker: Option<u64>, signal: Signal) -> Result<u32> {
+        let index = self.find(name)?;
+        let program = &mut self.programs[index];
+        if let Some(id) = worker {
+            if program.instance(id).is_none() {
+                return Err(Error::UnknownWorker {
+                    program: name.to_string(),
+                    worker: id,
+                });
+            }
+        }
+        let mut signalled = 0;
+        for instance in &mut program.instances {
+            if worker.is_some_and(|id| id != instance.id) {
+                continue;
+            }
+            if let Some(pid) = instance.pid {
+                signal_group(pid, signal)
+                    .map_err(|e| Error::io(format!("signal worker {}", instance.id), e))?;
+                instance.signalled = Some(signal);
+                signalled += 1;
+            }
+        }
+        if signalled == 0 {
+            return Err(Error::Precondition {
+                program: name.to_string(),
+                reason: "has no running process to signal".into(),
+            });
+        }
+        Ok(signalled)
+    }
+}

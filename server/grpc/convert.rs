@@ -1,0 +1,179 @@
+//! Translations between `infant.v1` messages and engine types, with the checks that
+//! only exist on the wire (negative durations, unknown enum values).
+
+use std::time::Duration;
+
+use crate::daemon::engine::events::{Event, EventKind};
+use crate::daemon::engine::state::{InstanceStatus, ProgramInfo, ProgramStatus, WorkerInfo};
+use crate::daemon::error::Error;
+use crate::daemon::process::reaper::ExitStatus;
+use crate::daemon::spec::{Kind, ProgramDef};
+use crate::proto;
+
+/// A `*_ms` field: absent stays absent, negative is an error naming the field.
+fn millis(
+    program: &str,
+    field: &'static str,
+    value: Option<i64>,
+) -> Result<Option<Duration>, Error> {
+    match value {
+        None => Ok(None),
+        Some(ms) if ms < 0 => Err(Error::InvalidField {
+            program: program.to_string(),
+            field,
+            reason: format!("{ms} ms is negative"),
+        }),
+        Some(ms) => Ok(Some(Duration::from_millis(ms.unsigned_abs()))),
+    }
+}
+
+/// A request's optional timeout field.
+pub fn timeout(field: &'static str, value: Option<i64>) -> Result<Option<Duration>, Error> {
+    match value {
+        Some(ms) if ms < 0 => Err(Error::InvalidArgument {
+            field,
+            reason: format!("{ms} ms is negative"),
+        }),
+        other => Ok(other.map(|ms| Duration::from_millis(ms.unsigned_abs()))),
+    }
+}
+
+/// A wire `ProgramSpec` as the engine's raw definition; `validate` does the rest.
+pub fn program_def(name: &str, spec: proto::ProgramSpec) -> Result<ProgramDef, Error> {
+    let kind = match proto::ProgramKind::try_from(spec.kind) {
+        Ok(proto::ProgramKind::Unspecified | proto::ProgramKind::Child) => Kind::Child,
+        Ok(proto::ProgramKind::Cluster) => Kind::Cluster,
+        Ok(proto::ProgramKind::Once) => Kind::Once,
+        Err(_) => {
+            return Err(Error::InvalidField {
+                program: name.to_string(),
+                field: "kind",
+                reason: format!("{} is not a program kind", spec.kind),
+            })
+        }
+    };
+    Ok(ProgramDef {
+        kind: Some(kind),
+        command: Some(spec.command),
+        cwd: (!spec.cwd.is_empty()).then(|| spec.cwd.into()),
+        env: Some(spec.env.into_iter().collect()),
+        title: (!spec.title.is_empty()).then_some(spec.title),
+        count: spec.count,
+        enhanced: Some(spec.enhanced),
+        listen: Some(spec.listen),
+        respawn: spec.respawn,
+        respawn_delay: millis(name, "respawn_delay", spec.respawn_delay_ms)?,
+        stop_timeout: millis(name, "stop_timeout", spec.stop_timeout_ms)?,
+        recycle_timeout: millis(name, "recycle_timeout", spec.recycle_timeout_ms)?,
+        max_connections: spec.max_connections,
+        max_memory_gain: spec.max_memory_gain,
+        heartbeat: millis(name, "heartbeat", spec.heartbeat_ms)?,
+        timeout: millis(name, "timeout", spec.timeout_ms)?,
+        after: Some(spec.after),
+        start_grace: millis(name, "start_grace", spec.start_grace_ms)?,
+    })
+}
+
+fn kind(kind: Kind) -> proto::ProgramKind {
+    match kind {
+        Kind::Child => proto::ProgramKind::Child,
+        Kind::Cluster => proto::ProgramKind::Cluster,
+        Kind::Once => proto::ProgramKind::Once,
+    }
+}
+
+fn program_status(status: ProgramStatus) -> proto::ProgramStatus {
+    match status {
+        ProgramStatus::Ready => proto::ProgramStatus::Ready,
+        ProgramStatus::Starting => proto::ProgramStatus::Starting,
+        ProgramStatus::Ok => proto::ProgramStatus::Ok,
+        ProgramStatus::Stopping => proto::ProgramStatus::Stopping,
+        ProgramStatus::Error => proto::ProgramStatus::Error,
+        ProgramStatus::Fatal => proto::ProgramStatus::Fatal,
+    }
+}
+
+fn instance_status(status: InstanceStatus) -> proto::InstanceStatus {
+    match status {
+        InstanceStatus::Starting => proto::InstanceStatus::Starting,
+        InstanceStatus::Ok => proto::InstanceStatus::Ok,
+        InstanceStatus::Stopping => proto::InstanceStatus::Stopping,
+        InstanceStatus::Dead => proto::InstanceStatus::Dead,
+        InstanceStatus::Backoff => proto::InstanceStatus::Backoff,
+        InstanceStatus::Error => proto::InstanceStatus::Error,
+    }
+}
+
+/// A program snapshot on the wire.
+pub fn program_info(info: ProgramInfo) -> proto::ProgramInfo {
+    proto::ProgramInfo {
+        name: info.name,
+        kind: kind(info.kind).into(),
+        status: program_status(info.status).into(),
+        count: info.count,
+        running: info.running,
+        restarts: info.restarts,
+        error: info.error,
+        listen: info.listen,
+        command: info.command,
+        enhanced: info.enhanced,
+    }
+}
+
+/// A worker snapshot on the wire.
+pub fn worker_info(info: WorkerInfo) -> proto::WorkerInfo {
+    proto::WorkerInfo {
+        program: info.program,
+        id: info.id,
+        pid: info.pid,
+        status: instance_status(info.status).into(),
+        restarts: info.restarts,
+        connections: info.connections,
+        requests: info.requests,
+        rss_bytes: info.rss_bytes,
+        uptime_ms: u64::try_from(info.uptime.as_millis()).unwrap_or(u64::MAX),
+        attached: info.attached,
+    }
+}
+
+/// An event on the wire; `missed` is what this watcher lost just before it.
+pub fn event(event: &Event, missed: u64) -> proto::Event {
+    let kind = match event.kind {
+        EventKind::Status => proto::EventKind::Status,
+        EventKind::Online => proto::EventKind::Online,
+        EventKind::Started => proto::EventKind::Started,
+        EventKind::Exit => proto::EventKind::Exit,
+        EventKind::Respawn => proto::EventKind::Respawn,
+        EventKind::Recycle => proto::EventKind::Recycle,
+        EventKind::Stopping => proto::EventKind::Stopping,
+        EventKind::Stopped => proto::EventKind::Stopped,
+        EventKind::Message => proto::EventKind::Message,
+        EventKind::Error => proto::EventKind::Error,
+        EventKind::Scale => proto::EventKind::Scale,
+    };
+    let (code, signal) = match event.exit {
+        Some(ExitStatus::Code(code)) => (Some(code), None),
+        Some(ExitStatus::Signal(sig)) => (None, Some(sig)),
+        None => (None, None),
+    };
+    proto::Event {
+        seq: event.seq,
+        time_ms: event.time_ms,
+        program: event.program.clone(),
+        worker: event.worker,
+        pid: event.pid,
+        kind: kind.into(),
+        program_status: event.program_status.map_or(0, |s| program_status(s).into()),
+        instance_status: event
+            .instance_status
+            .map_or(0, |s| instance_status(s).into()),
+        code,
+        signal,
+        reason: event.reason.clone(),
+        payload: event.payload.clone(),
+        connections: event.connections,
+        count: event.count,
+        delay_ms: event.delay_ms,
+        missed,
+    }
+}

@@ -1,0 +1,77 @@
+//! The gRPC front end: the `Supervisor` and `WorkerChannel` services, the standard
+//! health service and server reflection (v1 and v1alpha) on one Unix socket.
+//!
+//! This layer turns requests into engine calls and engine errors into statuses; it
+//! knows nothing about processes. Every connection is checked against the
+//! socket's peer credentials: only the daemon's own uid and root may call.
+
+mod convert;
+mod status;
+mod supervisor;
+mod worker_channel;
+
+use std::future::Future;
+
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::server::UdsConnectInfo;
+use tonic::transport::Server;
+use tonic::{Request, Status};
+
+use crate::daemon::engine::EngineHandle;
+use crate::proto::supervisor_server::SupervisorServer;
+use crate::proto::worker_channel_server::WorkerChannelServer;
+
+pub use supervisor::SupervisorService;
+pub use worker_channel::WorkerChannelService;
+
+/// Serves the control and worker APIs on `listener` until `shutdown` resolves.
+pub async fn serve(
+    engine: EngineHandle,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<SupervisorServer<SupervisorService>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    Server::builder()
+        .layer(tonic::service::InterceptorLayer::new(check_peer))
+        .add_service(SupervisorServer::new(SupervisorService::new(
+            engine.clone(),
+        )))
+        .add_service(WorkerChannelServer::new(WorkerChannelService::new(engine)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Admits only the daemon's own user and root, by the kernel's word (peer
+/// credentials), whatever the socket file's mode says.
+#[allow(clippy::result_large_err)]
+fn check_peer(request: Request<()>) -> Result<Request<()>, Status> {
+    let uid = request
+        .extensions()
+        .get::<UdsConnectInfo>()
+        .and_then(|info| info.peer_cred)
+        .map(|cred| cred.uid());
+    let me = nix::unistd::geteuid().as_raw();
+    match uid {
+        Some(uid) if uid == me || uid == 0 => Ok(request),
+        Some(uid) => Err(Status::permission_denied(format!(
+            "uid {uid} may not use this infantd (it serves uid {me} and root)"
+        ))),
+        None => Err(Status::permission_denied("peer credentials unavailable")),
+    }
+}

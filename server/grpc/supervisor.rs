@@ -1,0 +1,175 @@
+//! The `Supervisor` control service: each RPC turns its request into an engine
+//! call and the answer into a reply. Nothing here knows about processes.
+
+use std::pin::Pin;
+
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::daemon::engine::EngineHandle;
+use crate::daemon::error::Error;
+use crate::daemon::process::signal::parse_signal;
+use crate::proto::{self, supervisor_server::Supervisor};
+
+/// The control service, a thin facade on the engine.
+pub struct SupervisorService {
+    engine: EngineHandle,
+}
+
+impl SupervisorService {
+    /// Serves `engine`.
+    pub fn new(engine: EngineHandle) -> Self {
+        SupervisorService { engine }
+    }
+}
+
+type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// An empty name means "every program" where a request allows it.
+fn optional_name(name: String) -> Option<String> {
+    (!name.is_empty()).then_some(name)
+}
+
+#[tonic::async_trait]
+impl Supervisor for SupervisorService {
+    async fn start(
+        &self,
+        request: Request<proto::StartRequest>,
+    ) -> Result<Response<proto::ProgramInfo>, Status> {
+        let request = request.into_inner();
+        let def = request
+            .spec
+            .map(|spec| convert::program_def(&request.name, spec))
+            .transpose()?;
+        let info = self.engine.start(request.name, def).await?;
+        Ok(Response::new(convert::program_info(info)))
+    }
+
+    async fn stop(
+        &self,
+        request: Request<proto::StopRequest>,
+    ) -> Result<Response<proto::ProgramInfo>, Status> {
+        let request = request.into_inner();
+        let timeout = convert::timeout("timeout_ms", request.timeout_ms)?;
+        let info = self.engine.stop(request.name, timeout).await?;
+        Ok(Response::new(convert::program_info(info)))
+    }
+
+    async fn restart(
+        &self,
+        request: Request<proto::RestartRequest>,
+    ) -> Result<Response<proto::ProgramInfo>, Status> {
+        let request = request.into_inner();
+        let info = self.engine.restart(request.name, request.full).await?;
+        Ok(Response::new(convert::program_info(info)))
+    }
+
+    async fn send(
+        &self,
+        request: Request<proto::SendRequest>,
+    ) -> Result<Response<proto::SendReply>, Status> {
+        let request = request.into_inner();
+        let delivered = self
+            .engine
+            .send(request.name, request.worker, request.payload)
+            .await?;
+        Ok(Response::new(proto::SendReply { delivered }))
+    }
+
+    async fn kill(
+        &self,
+        request: Request<proto::KillRequest>,
+    ) -> Result<Response<proto::KillReply>, Status> {
+        let request = request.into_inner();
+        let signal = parse_signal(&request.signal).map_err(|reason| Error::InvalidArgument {
+            field: "signal",
+            reason,
+        })?;
+        let signalled = self
+            .engine
+            .kill(request.name, request.worker, signal)
+            .await?;
+        Ok(Response::new(proto::KillReply { signalled }))
+    }
+
+    async fn scale(
+        &self,
+        request: Request<proto::ScaleRequest>,
+    ) -> Result<Response<proto::ProgramInfo>, Status> {
+        let request = request.into_inner();
+        let info = self.engine.scale(request.name, request.count).await?;
+        Ok(Response::new(convert::program_info(info)))
+    }
+
+    async fn list(
+        &self,
+        request: Request<proto::ListRequest>,
+    ) -> Result<Response<proto::ListReply>, Status> {
+        let name = optional_name(request.into_inner().name);
+        let programs = self.engine.list(name).await?;
+        Ok(Response::new(proto::ListReply {
+            programs: programs.into_iter().map(convert::program_info).collect(),
+        }))
+    }
+
+    type EachWorkerStream = ReplyStream<proto::WorkerInfo>;
+
+    async fn each_worker(
+        &self,
+        request: Request<proto::EachWorkerRequest>,
+    ) -> Result<Response<Self::EachWorkerStream>, Status> {
+        let name = optional_name(request.into_inner().name);
+        let workers = self.engine.workers(name).await?;
+        let stream = tokio_stream::iter(workers.into_iter().map(|w| Ok(convert::worker_info(w))));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type EventsStream = ReplyStream<proto::Event>;
+
+    async fn events(
+        &self,
+        request: Request<proto::EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        let request = request.into_inner();
+        let name = optional_name(request.name);
+        if let Some(name) = &name {
+            // Watching a program that does not exist yet is allowed (it may be
+            // started later), but the name must be one that could exist.
+            crate::daemon::spec::validate_name(name)?;
+        }
+        let subscription = self.engine.subscribe().await?;
+        let wanted = move |program: &str| name.as_deref().is_none_or(|n| n == program);
+        let history: Vec<_> = if request.replay {
+            subscription
+                .history
+                .into_iter()
+                .filter(|e| wanted(&e.program))
+                .map(|e| Ok(convert::event(&e, 0)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let replay = tokio_stream::iter(history);
+        if !request.follow {
+            return Ok(Response::new(Box::pin(replay)));
+        }
+        // The broadcast channel never waits for us; when we fall behind it says how
+        // far, and the next event we do deliver carries that count.
+        let mut missed = 0u64;
+        let live = BroadcastStream::new(subscription.live).filter_map(move |item| match item {
+            Ok(event) if wanted(&event.program) => {
+                let lost = std::mem::take(&mut missed);
+                Some(Ok(convert::event(&event, lost)))
+            }
+            Ok(_) => None,
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                missed += n;
+                None
+            }
+        });
+        Ok(Response::new(Box::pin(replay.chain(live))))
+    }
+}

@@ -1,0 +1,25 @@
+//! `infantd`, the supervisor daemon (sources under `server/`).
+//!
+//! # Layout
+//!
+//! - [`spec`]: program definitions, defaults and validation; [`config`]: the TOML file.
+//! - [`engine`]: the one task that owns all supervisor state. Typed commands in,
+//!   typed events out; it knows nothing of gRPC.
+//! - [`process`]: everything that touches processes — spawn, signals, reaping,
+//!   sockets handed to workers, RSS.
+//! - [`grpc`]: the thin gRPC facade over the engine, plus health and reflection.
+//! - [`socket`]: the control socket's location, permissions and single-daemon check.
+//! - [`daemon`](run): start-up, signals and ordered shutdown; `server/main.rs` only
+//!   parses arguments and calls [`run`].
+//! - [`error`]: the one error type.
+
+pub mod config;
+mod daemon;
+pub mod engine;
+pub mod error;
+pub mod grpc;
+pub mod process;
+pub mod socket;
+pub mod spec;
+
+pub use daemon::{init_logging, run, Options};

@@ -1,0 +1,331 @@
+//! Starting an instance: fork, set up the child, exec.
+//!
+//! Written by hand rather than with `std::process::Command` because the child needs
+//! three things `Command` cannot give it:
+//! - `LISTEN_PID` equal to the child's own pid (systemd socket activation), which is
+//!   unknown before the fork while `Command` builds the environment before it. We
+//!   pre-allocate that variable's bytes and fill in the digits in the child;
+//! - the `listen` sockets moved to fds 3, 4, … and every other fd closed;
+//! - its own process group and a parent-death signal, checked against the race
+//!   where the daemon dies between fork and `prctl`.
+//!
+//! Between `fork` and `execve` the child only makes async-signal-safe system calls
+//! and writes into memory allocated before the fork: the daemon is multi-threaded
+//! (tokio's blocking pool) and another thread may hold the allocator's lock.
+//!
+//! Exec failures come back through a close-on-exec pipe, as `std` does it: the pipe
+//! closes empty when `execve` succeeds, or carries the child's `errno`.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::Pid;
+
+/// What to start.
+pub struct SpawnRequest<'a> {
+    /// argv; `argv[0]` is resolved against `cwd` if relative, or looked up in PATH.
+    pub argv: &'a [String],
+    /// Working directory (the daemon's if `None`).
+    pub cwd: Option<&'a Path>,
+    /// The complete environment of the child.
+    pub env: Vec<(OsString, OsString)>,
+    /// Sockets to hand over as fds 3, 4, …; sets `LISTEN_FDS`/`LISTEN_PID`.
+    pub listen_fds: &'a [RawFd],
+    /// `LISTEN_FDNAMES` entries, one per socket.
+    pub listen_names: &'a [String],
+}
+
+/// Why an instance could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The executable does not exist or is not executable.
+    #[error("{command}: {reason}")]
+    Executable {
+        /// What was looked for.
+        command: String,
+        /// Why it cannot run.
+        reason: String,
+    },
+    /// A system call failed (fork, pipe, or the child's setup or exec).
+    #[error("{0}")]
+    Os(String),
+}
+
+/// Forks and execs `req`; returns the child's pid, which is also its process group.
+///
+/// The parent-death signal is SIGKILL: an instance must not outlive the daemon.
+/// (The worker SDK replaces it with SIGHUP once attached so a lost daemon triggers
+/// the graceful stop path; see `infant::worker`.)
+pub fn spawn(req: &SpawnRequest<'_>) -> Result<Pid, SpawnError> {
+    let path = resolve_executable(req)?;
+    let exe = cstring(path.as_os_str())?;
+    let argv: Vec<CString> = req
+        .argv
+        .iter()
+        .map(|a| cstring(OsStr::new(a)))
+        .collect::<Result<_, _>>()?;
+
+    let mut env: Vec<CString> = Vec::with_capacity(req.env.len() + 3);
+    for (key, value) in &req.env {
+        if matches!(
+            key.as_bytes(),
+            b"LISTEN_FDS" | b"LISTEN_PID" | b"LISTEN_FDNAMES"
+        ) {
+            continue; // never inherit the daemon's own activation variables
+        }
+        let mut entry = key.as_bytes().to_vec();
+        entry.push(b'=');
+        entry.extend_from_slice(value.as_bytes());
+        env.push(cstring(OsStr::from_bytes(&entry))?);
+    }
+    // The LISTEN_PID slot: "LISTEN_PID=" followed by room for any pid; the child
+    // writes its digits and a NUL over the zeros.
+    let mut pid_slot: Option<Vec<u8>> = None;
+    if !req.listen_fds.is_empty() {
+        env.push(cstring(OsStr::new(&format!(
+            "LISTEN_FDS={}",
+            req.listen_fds.len()
+        )))?);
+        env.push(cstring(OsStr::new(&format!(
+            "LISTEN_FDNAMES={}",
+            req.listen_names.join(":")
+        )))?);
+        let mut slot = b"LISTEN_PID=".to_vec();
+        slot.extend_from_slice(&[b'0'; 21]);
+        slot.push(0);
+        pid_slot = Some(slot);
+    }
+
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    let slot_ptr: *mut u8 = match pid_slot.as_mut() {
+        Some(slot) => {
+            env_ptrs.push(slot.as_ptr() as *const libc::c_char);
+            slot.as_mut_ptr()
+        }
+        None => std::ptr::null_mut(),
+    };
+    env_ptrs.push(std::ptr::null());
+    let cwd = req.cwd.map(|c| cstring(c.as_os_str())).transpose()?;
+    let fds: Vec<RawFd> = req.listen_fds.to_vec();
+
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| SpawnError::Os(format!("pipe: {e}")))?;
+    let parent = nix::unistd::getpid();
+
+    // SAFETY: the child branch below only performs async-signal-safe system calls
+    // on memory prepared before the fork, then execs or `_exit`s.
+    let forked = unsafe { nix::unistd::fork() };
+    match forked {
+        Err(e) => Err(SpawnError::Os(format!("fork: {e}"))),
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: see above; never returns.
+            unsafe {
+                let errno = child_setup_and_exec(
+                    parent.as_raw(),
+                    &exe,
+                    &argv_ptrs,
+                    &env_ptrs,
+                    slot_ptr,
+                    cwd.as_ref(),
+                    &fds,
+                    write_end.as_raw_fd(),
+                );
+                let bytes = errno.to_ne_bytes();
+                libc::write(write_end.as_raw_fd(), bytes.as_ptr().cast(), bytes.len());
+                libc::_exit(127);
+            }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(write_end);
+            let mut buf = [0u8; 4];
+            let mut got = 0;
+            // A short blocking read: it ends at the child's exec (microseconds) or
+            // its `_exit` after a failed exec.
+            while got < buf.len() {
+                match nix::unistd::read(&read_end, &mut buf[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(SpawnError::Os(format!("reading exec status: {e}"))),
+                }
+            }
+            if got == 0 {
+                return Ok(child);
+            }
+            // The child has exited; the reaper collects its status.
+            let errno = nix::errno::Errno::from_raw(i32::from_ne_bytes(buf));
+            Err(SpawnError::Executable {
+                command: req.argv[0].clone(),
+                reason: errno.desc().to_string(),
+            })
+        }
+    }
+}
+
+/// Runs in the forked child. Returns the errno that stopped it; never returns on
+/// success.
+///
+/// # Safety
+/// Must only be called in the child right after `fork`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn child_setup_and_exec(
+    parent: libc::pid_t,
+    exe: &CString,
+    argv: &[*const libc::c_char],
+    env: &[*const libc::c_char],
+    pid_slot: *mut u8,
+    cwd: Option<&CString>,
+    fds: &[RawFd],
+    status_fd: RawFd,
+) -> i32 {
+    let errno = || *libc::__errno_location();
+
+    // Own process group: stopping the instance signals everything it started.
+    if libc::setpgid(0, 0) != 0 {
+        return errno();
+    }
+    // The instance dies with the daemon; if the daemon already died (we were
+    // reparented before prctl took effect), stop here.
+    if libc::prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as libc::c_ulong,
+        0,
+        0,
+        0,
+    ) != 0
+    {
+        return errno();
+    }
+    if libc::getppid() != parent {
+        libc::_exit(1);
+    }
+    // Signal state is inherited across exec: undo what the Rust runtime and tokio
+    // set (SIGPIPE ignored, and any blocked signals).
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+
+    if let Some(dir) = cwd {
+        if libc::chdir(dir.as_ptr()) != 0 {
+            return errno();
+        }
+    }
+
+    // Hand the listen sockets over as 3, 4, …: first lift each above the target
+    // range so no dup2 overwrites a source still to be moved, then move them down.
+    // dup2 clears close-on-exec on the target, so only these survive the exec.
+    let first_free = 3 + fds.len() as RawFd;
+    let min_temp = first_free.max(status_fd + 1);
+    let mut temps = [0 as RawFd; 64];
+    for (i, &fd) in fds.iter().enumerate().take(temps.len()) {
+        let t = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min_temp);
+        if t < 0 {
+            return errno();
+        }
+        temps[i] = t;
+    }
+    for (i, &temp) in temps.iter().enumerate().take(fds.len()) {
+        if libc::dup2(temp, 3 + i as RawFd) < 0 {
+            return errno();
+        }
+    }
+    // Belt and braces: close everything above the handed-over sockets except the
+    // exec-status pipe (close-on-exec), in case a library opened an fd without
+    // O_CLOEXEC. close_range needs Linux 5.9; older kernels fall back to CLOEXEC.
+    if status_fd >= first_free {
+        if status_fd > first_free {
+            libc::syscall(libc::SYS_close_range, first_free, status_fd - 1, 0);
+        }
+        libc::syscall(libc::SYS_close_range, status_fd + 1, u32::MAX, 0);
+    } else {
+        libc::syscall(libc::SYS_close_range, first_free, u32::MAX, 0);
+    }
+
+    if !pid_slot.is_null() {
+        write_pid(pid_slot.add(b"LISTEN_PID=".len()), libc::getpid());
+    }
+
+    libc::execve(exe.as_ptr(), argv.as_ptr(), env.as_ptr());
+    errno()
+}
+
+/// Writes `pid` in decimal followed by a NUL at `out` (room for 21 bytes + NUL).
+///
+/// # Safety
+/// `out` must point at 22 writable bytes.
+unsafe fn write_pid(out: *mut u8, pid: libc::pid_t) {
+    let mut digits = [0u8; 20];
+    let mut n = pid.unsigned_abs();
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        *out.add(i) = digits[len - 1 - i];
+    }
+    *out.add(len) = 0;
+}
+
+/// Finds the executable the way a shell would, but in the daemon, so a missing
+/// program is a clear error before anything is forked.
+fn resolve_executable(req: &SpawnRequest<'_>) -> Result<PathBuf, SpawnError> {
+    let command = &req.argv[0];
+    let not_runnable = |reason: &str| SpawnError::Executable {
+        command: command.clone(),
+        reason: reason.to_string(),
+    };
+    let candidate = Path::new(command);
+    if command.contains('/') {
+        let path = match (candidate.is_relative(), req.cwd) {
+            (true, Some(cwd)) => cwd.join(candidate),
+            _ => candidate.to_path_buf(),
+        };
+        return check_executable(&path)
+            .map(|()| path)
+            .map_err(|r| not_runnable(&r));
+    }
+    let search = req
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    for dir in std::env::split_paths(&search) {
+        let dir = match (dir.is_relative(), req.cwd) {
+            (true, Some(cwd)) => cwd.join(dir),
+            _ => dir,
+        };
+        let path = dir.join(candidate);
+        if check_executable(&path).is_ok() {
+            return Ok(path);
+        }
+    }
+    Err(not_runnable("not found in PATH"))
+}
+
+fn check_executable(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        _ => e.to_string(),
+    })?;
+    if meta.is_dir() {
+        return Err("is a directory".into());
+    }
+    nix::unistd::access(path, nix::unistd::AccessFlags::X_OK)
+        .map_err(|_| "is not executable".to_string())
+}
+
+fn cstring(text: &OsStr) -> Result<CString, SpawnError> {
+    CString::new(text.as_bytes())
+        .map_err(|_| SpawnError::Os(format!("{:?} contains a NUL byte", text)))
+}

@@ -1,0 +1,82 @@
+//! The control socket: where it lives, who may open it, and making sure only one
+//! daemon serves it.
+
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::error::{Error, Result};
+
+/// Prepares the socket's folder and binds the socket: folder 0700 (created if
+/// missing), socket 0600. A socket file nobody answers on is a leftover of a
+/// crashed daemon and is replaced; one that answers belongs to a live daemon and
+/// is an error.
+pub fn bind(path: &Path) -> Result<tokio::net::UnixListener> {
+    let fail = |reason: String| Error::Socket {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    if path.as_os_str().len() > 107 {
+        return Err(fail("a Unix socket path is at most 107 bytes".into()));
+    }
+
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(fail(
+                "exists and is not a socket; refusing to replace it".into(),
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(fail("another infantd is already serving on it".into()));
+        }
+        std::fs::remove_file(path).map_err(|e| fail(format!("cannot remove stale socket: {e}")))?;
+    }
+
+    // Bind under a umask that leaves the socket 0600 from its first moment, so no
+    // other user can connect in the window before chmod. Nothing else runs yet.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = bound.map_err(|e| fail(e.to_string()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| fail(format!("chmod 0600: {e}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| fail(e.to_string()))?;
+    tokio::net::UnixListener::from_std(listener).map_err(|e| fail(e.to_string()))
+}
+
+/// Makes the default socket folder private. Only for folders infant owns (the
+/// default locations): a folder the user named is theirs to manage.
+pub fn secure_default_dir(path: &Path) -> Result<()> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    if !dir.exists() {
+        return Ok(()); // bind() creates it 0700
+    }
+    let meta =
+        std::fs::metadata(dir).map_err(|e| Error::io(format!("stat {}", dir.display()), e))?;
+    // In a shared /tmp another user could have made the folder first to spy on us.
+    if std::os::unix::fs::MetadataExt::uid(&meta) != nix::unistd::geteuid().as_raw() {
+        return Err(Error::Socket {
+            path: path.to_path_buf(),
+            reason: format!("{} belongs to another user", dir.display()),
+        });
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(format!("chmod 0700 {}", dir.display()), e))?;
+    }
+    Ok(())
+}

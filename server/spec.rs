@@ -1,0 +1,476 @@
+//! Program definitions: the raw form users write, and the validated form the
+//! engine runs.
+//!
+//! A [`ProgramDef`] comes from a `[program.NAME]` table of the config file or from a
+//! `Start` request; every field is optional. [`ProgramDef::validate`] applies the
+//! defaults of DESIGN.md and checks every field, so the engine only ever sees a
+//! [`ProgramSpec`] it can run. Errors name the program and the field.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::error::{Error, Result};
+
+/// The most workers one program may have: far past any real machine, low enough
+/// that a typo (`count = 100000`) is refused instead of fork-bombing the host.
+pub const MAX_COUNT: u32 = 1024;
+/// The longest duration any field accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The shortest heartbeat interval: below it heartbeats are a busy loop.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+/// Most `listen` sockets one program may have.
+pub const MAX_LISTEN: usize = 64;
+/// Longest program name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// What sort of program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// One supervised process.
+    #[default]
+    Child,
+    /// `count` workers running the same command.
+    Cluster,
+    /// A job that runs to completion.
+    Once,
+}
+
+impl Kind {
+    /// The name used in config files, the CLI and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Child => "child",
+            Kind::Cluster => "cluster",
+            Kind::Once => "once",
+        }
+    }
+}
+
+/// A program definition as written: every field optional, nothing checked yet.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramDef {
+    /// `child`, `cluster` or `once`.
+    pub kind: Option<Kind>,
+    /// The argv to run.
+    pub command: Option<Vec<String>>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// Variables added to the inherited environment.
+    pub env: Option<BTreeMap<String, String>>,
+    /// Process title.
+    pub title: Option<String>,
+    /// Cluster workers.
+    pub count: Option<u32>,
+    /// Cluster: counting and recycling.
+    pub enhanced: Option<bool>,
+    /// Sockets bound by the daemon and handed to every instance.
+    pub listen: Option<Vec<String>>,
+    /// Restart an instance that exits unexpectedly.
+    pub respawn: Option<bool>,
+    /// Longest hold-down between respawns.
+    #[serde(default, deserialize_with = "humane::option")]
+    pub respawn_delay: Option<Duration>,
+    /// Graceful stop window.
+    #[serde(default, deserialize_with = "humane::option")]
+    pub stop_timeout: Option<Duration>,
+    /// Graceful window for a recycled worker.
+    #[serde(default, deserialize_with = "humane::option")]
+    pub recycle_timeout: Option<Duration>,
+    /// Enhanced: recycle after this many connections/requests.
+    pub max_connections: Option<u64>,
+    /// Enhanced: recycle past this RSS growth, in percent.
+    pub max_memory_gain: Option<u32>,
+    /// Heartbeat interval.
+    #[serde(default, deserialize_with = "humane::option")]
+    pub heartbeat: Option<Duration>,
+    /// `once`: kill the run after this long.
+    #[serde(default, deserialize_with = "humane::option")]
+    pub timeout: Option<Duration>,
+    /// Programs that must be up first.
+    pub after: Option<Vec<String>>,
+    /// How long a plain program must live before it is `ok`.
+    #[serde(default, deserialize_with = "humane::option")]
+    pub start_grace: Option<Duration>,
+}
+
+/// A validated program definition with every default applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgramSpec {
+    /// The program's name.
+    pub name: String,
+    /// Its kind.
+    pub kind: Kind,
+    /// The argv; never empty.
+    pub command: Vec<String>,
+    /// Working directory, if not the daemon's.
+    pub cwd: Option<PathBuf>,
+    /// Variables added to the inherited environment.
+    pub env: BTreeMap<String, String>,
+    /// Process title.
+    pub title: String,
+    /// Instances to run.
+    pub count: u32,
+    /// Counting and recycling (clusters only).
+    pub enhanced: bool,
+    /// Sockets to bind and hand over.
+    pub listen: Vec<ListenAddr>,
+    /// Respawn unexpected exits.
+    pub respawn: bool,
+    /// Longest hold-down between respawns.
+    pub respawn_delay: Duration,
+    /// Graceful stop window.
+    pub stop_timeout: Duration,
+    /// Graceful window for a recycled worker.
+    pub recycle_timeout: Duration,
+    /// Recycle after this many connections/requests (enhanced).
+    pub max_connections: u64,
+    /// Recycle past this RSS growth in percent (enhanced).
+    pub max_memory_gain: u32,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// `once`: run time limit.
+    pub timeout: Option<Duration>,
+    /// Programs that must be up first.
+    pub after: Vec<String>,
+    /// How long a plain program must live before it is `ok`.
+    pub start_grace: Duration,
+}
+
+/// A socket address from `listen`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// `tcp://HOST:PORT`.
+    Tcp(String),
+    /// `unix:///path`.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "tcp://{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix://{}", path.display()),
+        }
+    }
+}
+
+/// Checks a program name: what may appear in `NAME/WORKER`, paths and logs.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |reason: &str| Error::InvalidArgument {
+        field: "name",
+        reason: format!("{name:?}: {reason}"),
+    };
+    if name.is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(bad("is longer than 64 bytes"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(bad("may only hold letters, digits, `-`, `_` and `.`"));
+    }
+    Ok(())
+}
+
+impl ProgramDef {
+    /// Applies defaults and checks every field; errors name `name` and the field.
+    pub fn validate(self, name: &str) -> Result<ProgramSpec> {
+        validate_name(name)?;
+        let invalid = |field: &'static str, reason: String| Error::InvalidField {
+            program: name.to_string(),
+            field,
+            reason,
+        };
+
+        let kind = self.kind.unwrap_or_default();
+        let command = self.command.unwrap_or_default();
+        match command.first() {
+            None => return Err(invalid("command", "must name a program to run".into())),
+            Some(first) if first.is_empty() => {
+                return Err(invalid(
+                    "command",
+                    "the executable must not be empty".into(),
+                ))
+            }
+            _ => {}
+        }
+        if command.iter().any(|arg| arg.contains('\0')) {
+            return Err(invalid("command", "arguments must not contain NUL".into()));
+        }
+
+        let env = self.env.unwrap_or_default();
+        for key in env.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(invalid("env", format!("{key:?} is not a variable name")));
+            }
+        }
+        if env.values().any(|value| value.contains('\0')) {
+            return Err(invalid("env", "values must not contain NUL".into()));
+        }
+        if let Some(cwd) = &self.cwd {
+            if cwd.as_os_str().is_empty() {
+                return Err(invalid("cwd", "must not be empty".into()));
+            }
+        }
+
+        let count = match (kind, self.count) {
+            (Kind::Cluster, None) => default_count(),
+            (Kind::Cluster, Some(0)) => return Err(invalid("count", "must be at least 1".into())),
+            (Kind::Cluster, Some(n)) if n > MAX_COUNT => {
+                return Err(invalid("count", format!("{n} is more than {MAX_COUNT}")))
+            }
+            (Kind::Cluster, Some(n)) => n,
+            (_, None | Some(1)) => 1,
+            (other, Some(n)) => {
+                return Err(invalid(
+                    "count",
+                    format!("a {} runs one instance, not {n}", other.as_str()),
+                ))
+            }
+        };
+
+        let enhanced = self.enhanced.unwrap_or(false);
+        if enhanced && kind != Kind::Cluster {
+            return Err(invalid("enhanced", "only a cluster can be enhanced".into()));
+        }
+        if self.timeout.is_some() && kind != Kind::Once {
+            return Err(invalid(
+                "timeout",
+                "only a `once` program has a timeout".into(),
+            ));
+        }
+
+        let listen = self
+            .listen
+            .unwrap_or_default()
+            .iter()
+            .map(|text| parse_listen(text).map_err(|reason| invalid("listen", reason)))
+            .collect::<Result<Vec<_>>>()?;
+        if listen.len() > MAX_LISTEN {
+            return Err(invalid("listen", format!("at most {MAX_LISTEN} sockets")));
+        }
+
+        let duration = |field: &'static str, value: Option<Duration>, default: Duration| {
+            let value = value.unwrap_or(default);
+            if value > MAX_DURATION {
+                return Err(invalid(field, "is longer than 7 days".into()));
+            }
+            Ok(value)
+        };
+        let stop_default = match (kind, enhanced) {
+            (Kind::Cluster, true) => Duration::from_secs(30),
+            (Kind::Cluster, false) => Duration::from_secs(5),
+            _ => Duration::from_secs(10),
+        };
+        let heartbeat = duration("heartbeat", self.heartbeat, Duration::from_secs(10))?;
+        if heartbeat < MIN_HEARTBEAT {
+            return Err(invalid("heartbeat", "must be at least 10ms".into()));
+        }
+        let timeout = match self.timeout {
+            Some(t) if t.is_zero() => return Err(invalid("timeout", "must be more than 0".into())),
+            Some(t) => Some(duration("timeout", Some(t), t)?),
+            None => None,
+        };
+
+        let max_connections = self.max_connections.unwrap_or(1_000_000);
+        if max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1".into()));
+        }
+        let max_memory_gain = self.max_memory_gain.unwrap_or(1000);
+        if max_memory_gain == 0 {
+            return Err(invalid(
+                "max_memory_gain",
+                "must be at least 1 (percent)".into(),
+            ));
+        }
+
+        let after = self.after.unwrap_or_default();
+        for dep in &after {
+            validate_name(dep).map_err(|e| invalid("after", e.to_string()))?;
+            if dep == name {
+                return Err(invalid("after", "a program cannot wait for itself".into()));
+            }
+        }
+
+        let title = self.title.unwrap_or_else(|| name.to_string());
+        if title.contains('\0') {
+            return Err(invalid("title", "must not contain NUL".into()));
+        }
+
+        Ok(ProgramSpec {
+            name: name.to_string(),
+            kind,
+            command,
+            cwd: self.cwd,
+            env,
+            title,
+            count,
+            enhanced,
+            listen,
+            respawn: self.respawn.unwrap_or(kind != Kind::Once),
+            respawn_delay: duration("respawn_delay", self.respawn_delay, Duration::from_secs(15))?,
+            stop_timeout: duration("stop_timeout", self.stop_timeout, stop_default)?,
+            recycle_timeout: duration(
+                "recycle_timeout",
+                self.recycle_timeout,
+                Duration::from_secs(5),
+            )?,
+            max_connections,
+            max_memory_gain,
+            heartbeat,
+            timeout,
+            after,
+            start_grace: duration("start_grace", self.start_grace, Duration::from_millis(250))?,
+        })
+    }
+}
+
+/// The default cluster size: one worker per CPU.
+fn default_count() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(1))
+        .unwrap_or(1)
+        .clamp(1, MAX_COUNT)
+}
+
+/// Parses `tcp://HOST:PORT` or `unix:///path`.
+fn parse_listen(text: &str) -> std::result::Result<ListenAddr, String> {
+    if let Some(addr) = text.strip_prefix("tcp://") {
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{text:?} has no port (tcp://HOST:PORT)"))?;
+        if host.is_empty() {
+            return Err(format!("{text:?} has no host (tcp://HOST:PORT)"));
+        }
+        port.parse::<u16>()
+            .map_err(|_| format!("{text:?}: port must be a number from 0 to 65535"))?;
+        return Ok(ListenAddr::Tcp(addr.to_string()));
+    }
+    if let Some(path) = text.strip_prefix("unix://") {
+        if !path.starts_with('/') {
+            return Err(format!(
+                "{text:?}: the path must be absolute (unix:///path)"
+            ));
+        }
+        // sockaddr_un holds 108 bytes including the terminating NUL.
+        if path.len() > 107 {
+            return Err(format!("{text:?}: a Unix socket path is at most 107 bytes"));
+        }
+        return Ok(ListenAddr::Unix(PathBuf::from(path)));
+    }
+    Err(format!(
+        "{text:?} is not a socket address (tcp://HOST:PORT or unix:///path)"
+    ))
+}
+
+/// Humane durations (`500ms`, `15s`, `1m 30s`) in config files.
+mod humane {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    /// An optional duration written as a humane string.
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a duration string such as \"500ms\" or \"15s\"")
+        })?;
+        humantime::parse_duration(text.trim())
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(command: &[&str]) -> ProgramDef {
+        ProgramDef {
+            command: Some(command.iter().map(|s| s.to_string()).collect()),
+            ..ProgramDef::default()
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let spec = def(&["sleep", "1"]).validate("web").expect("valid");
+        assert_eq!(spec.kind, Kind::Child);
+        assert_eq!(spec.count, 1);
+        assert!(spec.respawn);
+        assert_eq!(spec.respawn_delay, Duration::from_secs(15));
+        assert_eq!(spec.stop_timeout, Duration::from_secs(10));
+        assert_eq!(spec.heartbeat, Duration::from_secs(10));
+        assert_eq!(spec.max_connections, 1_000_000);
+        assert_eq!(spec.max_memory_gain, 1000);
+        assert_eq!(spec.title, "web");
+
+        let mut cluster = def(&["x"]);
+        cluster.kind = Some(Kind::Cluster);
+        cluster.enhanced = Some(true);
+        let spec = cluster.validate("c").expect("valid");
+        assert_eq!(spec.stop_timeout, Duration::from_secs(30));
+        assert!(spec.count >= 1);
+
+        let mut once = def(&["x"]);
+        once.kind = Some(Kind::Once);
+        assert!(!once.validate("o").expect("valid").respawn);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let err = def(&[]).validate("web").unwrap_err().to_string();
+        assert!(err.contains("`web`") && err.contains("`command`"), "{err}");
+
+        let mut zero = def(&["x"]);
+        zero.kind = Some(Kind::Cluster);
+        zero.count = Some(0);
+        assert!(zero
+            .validate("c")
+            .unwrap_err()
+            .to_string()
+            .contains("`count`"));
+
+        let mut huge = def(&["x"]);
+        huge.kind = Some(Kind::Cluster);
+        huge.count = Some(1_000_000);
+        assert!(huge
+            .validate("c")
+            .unwrap_err()
+            .to_string()
+            .contains("`count`"));
+
+        let mut listen = def(&["x"]);
+        listen.listen = Some(vec!["http://x".into()]);
+        assert!(listen
+            .validate("l")
+            .unwrap_err()
+            .to_string()
+            .contains("`listen`"));
+
+        assert!(def(&["x"]).validate("bad name").is_err());
+        assert!(def(&["x"]).validate("").is_err());
+    }
+
+    #[test]
+    fn listen_addresses_parse() {
+        assert_eq!(
+            parse_listen("tcp://127.0.0.1:0"),
+            Ok(ListenAddr::Tcp("127.0.0.1:0".into()))
+        );
+        assert_eq!(
+            parse_listen("unix:///tmp/a.sock"),
+            Ok(ListenAddr::Unix("/tmp/a.sock".into()))
+        );
+        assert!(parse_listen("tcp://127.0.0.1").is_err());
+        assert!(parse_listen("tcp://:80").is_err());
+        assert!(parse_listen("unix://relative").is_err());
+    }
+}
