@@ -9,17 +9,17 @@
 //!   sockets handed to workers, RSS.
 //! - [`grpc`]: the thin gRPC facade over the engine, plus health and reflection.
 //! - [`socket`]: the control socket's location, permissions and single-daemon check.
-//! - [`daemon`](run): start-up, signals and ordered shutdown; `server/main.rs` only
+//! - [`run`]: start-up, signals and ordered shutdown; `server/main.rs` only
 //!   parses arguments and calls [`run`].
 //! - [`error`]: the one error type.
 
 pub mod config;
-mod daemon;
 pub mod engine;
 pub mod error;
 pub mod grpc;
 pub mod process;
+mod run;
 pub mod socket;
 pub mod spec;
 
-pub use daemon::{init_logging, run, Options};
+pub use run::{init_logging, run, Options};

@@ -103,9 +103,21 @@ pub(super) fn message(msg: worker_message::Msg) -> WorkerMessage {
 
 /// After the outbound side was half-closed: waits, briefly, for the daemon to end
 /// the stream, so the last message is on the wire before the process exits.
-pub(super) async fn wait_flushed(inbound: &mut Inbound) {
-    let drained = async { while let Ok(Some(_)) = inbound.message().await {} };
-    if tokio::time::timeout(FLUSH_TIMEOUT, drained).await.is_err() {
-        tracing::debug!("infantd kept the stream open after the last message");
-    }
+/// Returns why the stream broke, if it did not end cleanly: the daemon is gone.
+pub(super) async fn wait_flushed(inbound: &mut Inbound) -> Option<String> {
+    let drained = async {
+        loop {
+            match inbound.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status.message().to_string()),
+            }
+        }
+    };
+    tokio::time::timeout(FLUSH_TIMEOUT, drained)
+        .await
+        .unwrap_or_else(|_| {
+            tracing::debug!("infantd kept the stream open after the last message");
+            None
+        })
 }

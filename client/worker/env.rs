@@ -18,6 +18,8 @@ pub(super) const WORKER_ID: &str = "INFANT_WORKER_ID";
 pub(super) const TOKEN: &str = "INFANT_TOKEN";
 /// The program's name.
 pub(super) const PROGRAM: &str = "INFANT_PROGRAM";
+/// The program's configured `title`, which names the process under the daemon.
+pub(super) const TITLE: &str = "INFANT_TITLE";
 
 /// Who this instance is and where its daemon listens, as the daemon told it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +27,10 @@ pub(super) struct Supervision {
     pub socket: PathBuf,
     pub id: u64,
     pub token: String,
-    /// Also sent in `Welcome`, which wins; kept for messages before the handshake.
+    /// Also sent in `Welcome`, which wins.
     pub program: Option<String>,
+    /// The operator's title for the program; overrides the one in the code.
+    pub title: Option<String>,
 }
 
 /// Reads the process environment: `None` when not started by `infantd`.
@@ -52,17 +56,24 @@ pub(super) fn parse(
         .filter(|path| !path.is_empty())
         .ok_or_else(|| missing(SOCKET))?;
     let token = text(TOKEN, lookup(TOKEN).ok_or_else(|| missing(TOKEN))?)?;
-    let program = match lookup(PROGRAM) {
-        Some(name) if !name.is_empty() => Some(text(PROGRAM, name)?),
-        _ => None,
-    };
+    let program = optional(PROGRAM, lookup(PROGRAM))?;
+    let title = optional(TITLE, lookup(TITLE))?;
 
     Ok(Some(Supervision {
         socket: PathBuf::from(socket),
         id,
         token,
         program,
+        title,
     }))
+}
+
+/// An optional variable: unset and empty are the same.
+fn optional(var: &'static str, value: Option<OsString>) -> Result<Option<String>, WorkerError> {
+    match value {
+        Some(value) if !value.is_empty() => text(var, value).map(Some),
+        _ => Ok(None),
+    }
 }
 
 fn text(var: &'static str, value: OsString) -> Result<String, WorkerError> {
@@ -108,21 +119,24 @@ mod tests {
             (WORKER_ID, "42"),
             (TOKEN, "s3cret"),
             (PROGRAM, "web"),
+            (TITLE, "web server"),
         ]);
         let expected = Supervision {
             socket: PathBuf::from("/tmp/w.sock"),
             id: 42,
             token: "s3cret".into(),
             program: Some("web".into()),
+            title: Some("web server".into()),
         };
         assert_eq!(found.ok().flatten(), Some(expected));
     }
 
     #[test]
-    fn program_is_optional_and_token_may_be_empty() {
-        let found = parse_vars(&[(SOCKET, "/s"), (WORKER_ID, "1"), (TOKEN, "")]);
+    fn program_and_title_are_optional_and_token_may_be_empty() {
+        let found = parse_vars(&[(SOCKET, "/s"), (WORKER_ID, "1"), (TOKEN, ""), (TITLE, "")]);
         let found = found.ok().flatten();
         assert_eq!(found.as_ref().map(|s| s.program.clone()), Some(None));
+        assert_eq!(found.as_ref().map(|s| s.title.clone()), Some(None));
         assert_eq!(found.map(|s| s.token), Some(String::new()));
     }
 

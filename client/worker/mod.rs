@@ -33,7 +33,8 @@
 //! # Under `infantd`
 //!
 //! The daemon starts each instance with `INFANT_WORKER_ID`, `INFANT_TOKEN`,
-//! `INFANT_SOCKET` and `INFANT_PROGRAM`. [`Worker::run`] then:
+//! `INFANT_SOCKET`, `INFANT_PROGRAM` and `INFANT_TITLE` (the program's `title`,
+//! which then names the process instead of the code's). [`Worker::run`] then:
 //!
 //! 1. attaches to the daemon (`Hello`, `Welcome`); a rejected worker returns
 //!    [`WorkerError::Rejected`];
@@ -103,7 +104,8 @@ pub struct Worker {
 
 impl Worker {
     /// A worker named `title`: its process name (as `ps` shows it, cut to 15
-    /// bytes) and how it appears in logs.
+    /// bytes). Under `infantd` the program's configured `title`
+    /// (`INFANT_TITLE`) takes its place.
     pub fn new(title: impl Into<String>) -> Self {
         Self {
             title: title.into(),
@@ -126,7 +128,7 @@ impl Worker {
     ///
     /// Both hooks get a [`Handle`]; their errors are reported by their `Display`
     /// text.
-    pub async fn run<S, SFut, T, TFut, E>(self, start: S, stop: T) -> Result<(), WorkerError>
+    pub async fn run<S, SFut, T, TFut, E>(mut self, start: S, stop: T) -> Result<(), WorkerError>
     where
         S: FnOnce(Handle) -> SFut,
         SFut: Future<Output = Result<(), E>>,
@@ -137,12 +139,18 @@ impl Worker {
         let parent = process::parent();
         // Before anything else: from here on no signal kills us by default.
         let signals = signals::Signals::install()?;
-        process::set_title(&self.title);
         match env::from_process()? {
-            Some(supervision) => {
+            Some(mut supervision) => {
+                if let Some(title) = supervision.title.take() {
+                    self.title = title;
+                }
+                process::set_title(&self.title);
                 supervised::run(self, supervision, parent, signals, start, stop).await
             }
-            None => standalone::run(self, signals, start, stop).await,
+            None => {
+                process::set_title(&self.title);
+                standalone::run(self, signals, start, stop).await
+            }
         }
     }
 }
@@ -274,7 +282,8 @@ impl Handle {
         &self.shared.counters
     }
 
-    /// The worker's title.
+    /// The worker's title: the program's configured one under `infantd`, else
+    /// the one given to [`Worker::new`].
     pub fn title(&self) -> &str {
         &self.shared.title
     }

@@ -51,13 +51,17 @@ where
         inbound,
         welcome,
     } = channel::attach(&supervision).await?;
+    let program = if welcome.program.is_empty() {
+        supervision.program.unwrap_or_default()
+    } else {
+        welcome.program
+    };
+    let stop_timeout =
+        positive_ms(welcome.stop_timeout_ms).unwrap_or(process::DEFAULT_STOP_TIMEOUT);
     let identity = Identity {
         id: supervision.id,
-        program: match welcome.program.is_empty() {
-            false => welcome.program.clone(),
-            true => supervision.program.clone().unwrap_or_default(),
-        },
-        stop_timeout: positive_ms(welcome.stop_timeout_ms).unwrap_or(process::DEFAULT_STOP_TIMEOUT),
+        program,
+        stop_timeout,
     };
     tracing::debug!(id = identity.id, program = %identity.program, "attached to infantd");
     let handle = Handle::new(
@@ -75,12 +79,12 @@ where
         on_message: worker.on_message,
         heartbeat,
         parent,
-        lost: false,
+        lost: None,
     };
 
     process::hangup_on_parent_death();
     let ending = if process::orphaned(parent) {
-        Ending::Lost("the daemon exited before the worker attached".into())
+        Ending::Lost("the daemon exited during the handshake".into())
     } else {
         session.serve(start, &mut signals).await?
     };
@@ -95,8 +99,8 @@ struct Session {
     heartbeat: Interval,
     /// The parent pid at startup: the daemon, unless a wrapper sits between.
     parent: Pid,
-    /// The stream from the daemon has ended.
-    lost: bool,
+    /// Why the daemon is gone, once it is.
+    lost: Option<String>,
 }
 
 impl Session {
@@ -158,11 +162,11 @@ impl Session {
         TFut: Future<Output = Result<(), E>>,
         E: std::fmt::Display,
     {
-        let reason = match &ending {
-            Ending::Stop(reason) => *reason,
+        let reason = match ending {
+            Ending::Stop(reason) => reason,
             Ending::Lost(why) => {
                 tracing::warn!("lost infantd ({why}); stopping");
-                self.lose();
+                self.lose(why);
                 StopReason::MasterLost
             }
         };
@@ -175,7 +179,12 @@ impl Session {
             never = self.keep_alive() => match never {},
         };
 
-        if let Ending::Lost(why) = ending {
+        // A SIGHUP can be the parent-death signal of a daemon that was still
+        // exiting when it arrived; by now it is gone or it is not.
+        if self.lost.is_none() && process::orphaned(self.parent) {
+            self.lose("the daemon exited".into());
+        }
+        if let Some(why) = self.lost.take() {
             if let Err(error) = outcome {
                 tracing::warn!("the stop hook failed: {error}");
             }
@@ -184,7 +193,13 @@ impl Session {
         self.handle
             .post(worker_message::Msg::Stopped(Default::default()));
         self.handle.close();
-        channel::wait_flushed(&mut self.inbound).await;
+        if let Some(why) = channel::wait_flushed(&mut self.inbound).await {
+            // The same race, lost later: the SIGHUP came from a dying daemon.
+            if process::orphaned(self.parent) {
+                self.lose(why.clone());
+                return Err(WorkerError::MasterLost(why));
+            }
+        }
         outcome.map_err(WorkerError::StopFailed)
     }
 
@@ -193,11 +208,11 @@ impl Session {
     async fn keep_alive(&mut self) -> Infallible {
         loop {
             tokio::select! {
-                received = self.inbound.message(), if !self.lost => {
+                received = self.inbound.message(), if self.lost.is_none() => {
                     match self.receive(received) {
                         Some(Ending::Lost(why)) => {
                             tracing::warn!("lost infantd while stopping ({why})");
-                            self.lose();
+                            self.lose(why);
                         }
                         Some(Ending::Stop(_)) => tracing::debug!("already stopping"),
                         None => {}
@@ -247,7 +262,7 @@ impl Session {
         };
         self.handle.post(worker_message::Msg::Failed(failed));
         self.handle.close();
-        channel::wait_flushed(&mut self.inbound).await;
+        let _ = channel::wait_flushed(&mut self.inbound).await;
         WorkerError::StartFailed(error)
     }
 
@@ -261,8 +276,8 @@ impl Session {
     }
 
     /// The daemon is gone: nobody will SIGKILL us, so a watchdog will.
-    fn lose(&mut self) {
-        self.lost = true;
+    fn lose(&mut self, why: String) {
+        self.lost = Some(why);
         let window = self
             .handle
             .stop_timeout()

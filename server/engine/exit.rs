@@ -202,7 +202,11 @@ impl Engine {
                 // Already stopping; a restart in progress becomes a plain stop.
                 self.programs[index].run = Run::Stopping(AfterStop::Idle);
             }
-            Run::Running => self.begin_stop(index, StopReason::Stop, window),
+            Run::Running => {
+                // A stop that was asked for ends in `ready`, whatever crashes came before.
+                self.programs[index].last_error = None;
+                self.begin_stop(index, StopReason::Stop, window);
+            }
         }
         self.settle(index);
     }

@@ -22,8 +22,8 @@ pub enum Command {
     Start {
         /// Program name.
         name: String,
-        /// Inline definition.
-        def: Option<ProgramDef>,
+        /// Inline definition (boxed: it dwarfs every other command).
+        def: Option<Box<ProgramDef>>,
         /// Reply.
         reply: oneshot::Sender<Result<ProgramInfo>>,
     },
@@ -145,8 +145,12 @@ impl EngineHandle {
 
     /// Starts `name` (defined inline by `def` if given); answers once it is `ok`.
     pub async fn start(&self, name: String, def: Option<ProgramDef>) -> Result<ProgramInfo> {
-        self.ask(|reply| Command::Start { name, def, reply })
-            .await?
+        self.ask(|reply| Command::Start {
+            name,
+            def: def.map(Box::new),
+            reply,
+        })
+        .await?
     }
 
     /// Stops `name`; answers once every instance exited.

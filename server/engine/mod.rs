@@ -172,7 +172,7 @@ impl Engine {
             } => {
                 let _ = reply.send(self.attach(hello, peer_pid, channel));
             }
-            Command::FromWorker(key, message) => self.from_worker(key, message),
+            Command::FromWorker(key, message) => self.on_worker_message(key, message),
             Command::Detach(key) => self.detach(key),
             Command::Shutdown(done) => self.begin_shutdown(done),
             Command::ForceShutdown => self.force_shutdown(),

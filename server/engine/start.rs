@@ -20,7 +20,7 @@ impl Engine {
     pub(super) fn start(
         &mut self,
         name: String,
-        def: Option<ProgramDef>,
+        def: Option<Box<ProgramDef>>,
         reply: oneshot::Sender<Result<ProgramInfo>>,
     ) {
         if self.shutdown.is_some() {
@@ -71,7 +71,7 @@ impl Engine {
         }
     }
 
-    fn define_or_find(&mut self, name: &str, def: Option<ProgramDef>) -> Result<usize> {
+    fn define_or_find(&mut self, name: &str, def: Option<Box<ProgramDef>>) -> Result<usize> {
         let Some(def) = def else {
             crate::daemon::spec::validate_name(name)?;
             return self.find(name);

@@ -100,7 +100,7 @@ impl Engine {
     }
 
     /// A message from an attached worker.
-    pub(super) fn from_worker(&mut self, key: WorkerKey, message: FromWorker) {
+    pub(super) fn on_worker_message(&mut self, key: WorkerKey, message: FromWorker) {
         let Some(index) = self.keyed(&key) else {
             return; // a previous process of the slot, still closing its stream
         };

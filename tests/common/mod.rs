@@ -1,0 +1,397 @@
+//! Shared harness for the end-to-end tests: a real `infantd` on a private socket,
+//! a gRPC client, an event recorder, deadline-bound waits and process checks.
+//!
+//! Every wait has a generous deadline (CI machines are small and shared) and ends
+//! as soon as its condition holds: nothing sleeps and hopes.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use infant::proto::supervisor_client::SupervisorClient;
+use infant::proto::{self, Event};
+use tonic::transport::Channel;
+
+/// The default deadline for a condition in these tests.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Path of a binary target of this package.
+pub fn infantd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_infantd"))
+}
+
+/// Path of `infantctl`.
+pub fn infantctl_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_infantctl"))
+}
+
+/// Path of an example binary (cargo builds examples for `cargo test`).
+pub fn example_bin(name: &str) -> PathBuf {
+    // tests run from target/<profile>/deps/<test>-<hash>
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the examples (cargo test builds them)",
+        path.display()
+    );
+    path
+}
+
+/// A running `infantd` with its own private folder and socket. Dropping it
+/// SIGKILLs the daemon (its instances die with it by their parent-death signal).
+pub struct Daemon {
+    child: Option<Child>,
+    /// A private 0700 folder for this daemon (socket, config, marker files).
+    pub dir: tempfile::TempDir,
+    /// The control socket.
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `infantd --socket DIR/d.sock ARGS…` and waits until it answers.
+    pub async fn start(args: &[&str]) -> Daemon {
+        Self::start_with(args, |_| {}).await
+    }
+
+    /// Like [`Daemon::start`], with a chance to add a config file to the folder
+    /// first (`setup` gets the folder).
+    pub async fn start_with(args: &[&str], setup: impl FnOnce(&Path)) -> Daemon {
+        let dir = short_tempdir();
+        setup(dir.path());
+        let socket = dir.path().join("d.sock");
+        let child = Command::new(infantd_bin())
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .current_dir(dir.path())
+            .env("INFANT_LOG", "info")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn infantd");
+        let daemon = Daemon {
+            child: Some(child),
+            dir,
+            socket,
+        };
+        let socket = daemon.socket.clone();
+        wait_until("infantd answers on its socket", DEADLINE, || {
+            let socket = socket.clone();
+            async move { infant::transport::connect_unix(&socket).await.is_ok() }
+        })
+        .await;
+        daemon
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// A control client.
+    pub async fn client(&self) -> SupervisorClient<Channel> {
+        let channel = infant::transport::connect_unix(&self.socket)
+            .await
+            .expect("connect to infantd");
+        SupervisorClient::new(channel)
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal)
+            .expect("signal infantd");
+    }
+
+    /// Waits (with a deadline) for the daemon to exit and returns its status.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon already waited for");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if start.elapsed() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("infantd did not exit within {deadline:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM and wait: the graceful path every test should end with.
+    pub async fn stop(mut self) -> ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit(DEADLINE).await
+    }
+
+    /// Runs `infantctl --socket … ARGS` and returns (status, stdout, stderr).
+    pub fn ctl(&self, args: &[&str]) -> (ExitStatus, String, String) {
+        let out = Command::new(infantctl_bin())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run infantctl");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    /// A test that panicked still cleans up: SIGTERM lets the daemon stop and reap
+    /// every process it started (SIGKILL would leave grandchildren to PID 1);
+    /// SIGKILL only if it does not exit in time.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let start = Instant::now();
+            while start.elapsed() < DEADLINE {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A temp folder with a short path: Unix socket paths are limited to 108 bytes.
+pub fn short_tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("inf")
+        .tempdir_in("/tmp")
+        .expect("tempdir")
+}
+
+/// Waits until `check` returns true, polling every 20 ms; panics naming `what`
+/// once `deadline` has passed.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// True while `/proc/PID` exists — including as a zombie (not yet reaped).
+pub fn exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The process state letter from `/proc/PID/stat` (`Z` for a zombie).
+pub fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// Waits until none of `pids` exists any more, not even as a zombie.
+pub async fn wait_gone(pids: &[u32], deadline: Duration) {
+    let pids = pids.to_vec();
+    wait_until(
+        &format!("processes {pids:?} to be gone and reaped"),
+        deadline,
+        || {
+            let pids = pids.clone();
+            async move { pids.iter().all(|&p| !exists(p)) }
+        },
+    )
+    .await;
+}
+
+/// Every process whose process group is `pgid`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s[s.rfind(')')? + 1..].to_string();
+                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                })
+                == Some(pgid)
+        })
+        .collect()
+}
+
+/// Records every event of a daemon from the moment it is created.
+#[derive(Clone)]
+pub struct Recorder {
+    events: Arc<Mutex<Vec<Event>>>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl Recorder {
+    /// Subscribes (live only) and records in the background. The subscription is
+    /// in place when this returns.
+    pub async fn new(daemon: &Daemon) -> Recorder {
+        let mut client = daemon.client().await;
+        let mut stream = client
+            .events(proto::EventsRequest {
+                name: String::new(),
+                replay: false,
+                follow: true,
+            })
+            .await
+            .expect("Events")
+            .into_inner();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&events);
+        let task = tokio::spawn(async move {
+            while let Ok(Some(event)) = stream.message().await {
+                if let Ok(mut all) = sink.lock() {
+                    all.push(event);
+                }
+            }
+        });
+        Recorder {
+            events,
+            task: Arc::new(task),
+        }
+    }
+
+    /// A copy of everything so far.
+    pub fn all(&self) -> Vec<Event> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Waits for an event matching `matches`; returns it.
+    pub async fn wait_for(&self, what: &str, matches: impl Fn(&Event) -> bool) -> Event {
+        let start = Instant::now();
+        loop {
+            if let Some(e) = self.all().into_iter().find(|e| matches(e)) {
+                return e;
+            }
+            if start.elapsed() > DEADLINE {
+                let seen: Vec<String> = self.all().iter().map(describe).collect();
+                panic!(
+                    "timed out waiting for event: {what}\nseen:\n{}",
+                    seen.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until `count` events match; returns them.
+    pub async fn wait_for_n(
+        &self,
+        what: &str,
+        count: usize,
+        matches: impl Fn(&Event) -> bool,
+    ) -> Vec<Event> {
+        let start = Instant::now();
+        loop {
+            let found: Vec<Event> = self.all().into_iter().filter(|e| matches(e)).collect();
+            if found.len() >= count {
+                return found;
+            }
+            if start.elapsed() > DEADLINE {
+                let seen: Vec<String> = self.all().iter().map(describe).collect();
+                panic!(
+                    "timed out waiting for {count}× {what}\nseen:\n{}",
+                    seen.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.task) == 1 {
+            self.task.abort();
+        }
+    }
+}
+
+/// One line per event, for failure messages.
+pub fn describe(e: &Event) -> String {
+    format!(
+        "#{} {} w{} pid{} {:?} ps={} is={} code={:?} sig={:?} delay={} reason={:?}",
+        e.seq,
+        e.program,
+        e.worker,
+        e.pid,
+        proto::EventKind::try_from(e.kind).unwrap_or(proto::EventKind::Unspecified),
+        e.program_status,
+        e.instance_status,
+        e.code,
+        e.signal,
+        e.delay_ms,
+        e.reason
+    )
+}
+
+/// Is `e` of `kind`?
+pub fn is(e: &Event, kind: proto::EventKind) -> bool {
+    e.kind == kind as i32
+}
+
+/// A `ProgramSpec` for `command` with everything else default.
+pub fn spec(kind: proto::ProgramKind, command: &[&str]) -> proto::ProgramSpec {
+    proto::ProgramSpec {
+        kind: kind as i32,
+        command: command.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The workers of `program`, via `EachWorker`.
+pub async fn workers(
+    client: &mut SupervisorClient<Channel>,
+    program: &str,
+) -> Vec<proto::WorkerInfo> {
+    let mut stream = client
+        .each_worker(proto::EachWorkerRequest {
+            name: program.to_string(),
+        })
+        .await
+        .expect("EachWorker")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(w) = stream.message().await.expect("EachWorker stream") {
+        out.push(w);
+    }
+    out
+}
+
+/// The pids of `program`'s workers that are `ok`.
+pub async fn ok_pids(client: &mut SupervisorClient<Channel>, program: &str) -> Vec<u32> {
+    workers(client, program)
+        .await
+        .into_iter()
+        .filter(|w| w.status == proto::InstanceStatus::Ok as i32)
+        .map(|w| w.pid)
+        .collect()
+}

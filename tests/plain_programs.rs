@@ -1,0 +1,277 @@
+//! Programs that link nothing: start, respawn with backoff, stop with SIGTERM then
+//! SIGKILL to the whole process group, orphan reaping, clusters and scaling.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use infant::proto::{self, EventKind, InstanceStatus, ProgramKind, ProgramStatus};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+fn kill(pid: u32, signal: Signal) {
+    nix::sys::signal::kill(Pid::from_raw(pid as i32), signal).expect("kill");
+}
+
+#[tokio::test]
+async fn a_plain_child_starts_respawns_with_backoff_and_stops() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let mut client = daemon.client().await;
+
+    let mut s = spec(ProgramKind::Child, &["sleep", "1000"]);
+    s.start_grace_ms = Some(50);
+    let info = client
+        .start(proto::StartRequest {
+            name: "nap".into(),
+            spec: Some(s),
+            wait: false,
+        })
+        .await
+        .expect("Start")
+        .into_inner();
+    assert_eq!(info.status, ProgramStatus::Ok as i32);
+    assert_eq!(info.running, 1);
+    let first = ok_pids(&mut client, "nap").await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(state(first[0]), Some('S'), "the worker runs");
+
+    // A crash: respawned with a new pid.
+    kill(first[0], Signal::SIGKILL);
+    let r1 = events
+        .wait_for("first respawn", |e| {
+            is(e, EventKind::Respawn) && e.program == "nap"
+        })
+        .await;
+    assert_ne!(r1.pid, first[0]);
+    assert_eq!(r1.signal, Some(9), "respawn carries the previous exit");
+    let exit = events
+        .wait_for("exit event", |e| {
+            is(e, EventKind::Exit) && e.pid == first[0]
+        })
+        .await;
+    assert_eq!(exit.signal, Some(9));
+    wait_until("back to ok", DEADLINE, || {
+        let mut c = client.clone();
+        async move { ok_pids(&mut c, "nap").await.len() == 1 }
+    })
+    .await;
+
+    // A second quick crash waits longer than the first.
+    kill(r1.pid, Signal::SIGKILL);
+    let respawns = events
+        .wait_for_n("second respawn", 2, |e| {
+            is(e, EventKind::Respawn) && e.program == "nap"
+        })
+        .await;
+    assert!(
+        respawns[1].delay_ms > respawns[0].delay_ms,
+        "backoff grows: {} then {}",
+        respawns[0].delay_ms,
+        respawns[1].delay_ms
+    );
+    let second = respawns[1].pid;
+    assert!(!first.contains(&second));
+
+    let info = client
+        .stop(proto::StopRequest {
+            name: "nap".into(),
+            timeout_ms: None,
+        })
+        .await
+        .expect("Stop")
+        .into_inner();
+    assert_eq!(info.status, ProgramStatus::Ready as i32);
+    wait_gone(&[first[0], r1.pid, second], DEADLINE).await;
+    events
+        .wait_for("stopped event", |e| {
+            is(e, EventKind::Stopped) && e.program == "nap"
+        })
+        .await;
+    assert!(daemon.stop().await.success());
+}
+
+#[tokio::test]
+async fn stop_kills_a_tree_that_ignores_sigterm_and_reaps_everything() {
+    let daemon = Daemon::start(&[]).await;
+    let mut client = daemon.client().await;
+    let marker = daemon.dir.path().join("grandchild");
+    let orphan = daemon.dir.path().join("orphan");
+    // The shell and its grandchild ignore SIGTERM; a second grandchild is orphaned
+    // at once (its parent subshell exits) and exits by itself shortly after: the
+    // daemon, as child subreaper, must reap it.
+    let script = format!(
+        "trap '' TERM; sleep 1000 & echo $! > {}; (sleep 0.3 & echo $! > {}); wait",
+        marker.display(),
+        orphan.display()
+    );
+    let mut s = spec(ProgramKind::Child, &["sh", "-c", &script]);
+    s.stop_timeout_ms = Some(500);
+    s.start_grace_ms = Some(50);
+    client
+        .start(proto::StartRequest {
+            name: "tree".into(),
+            spec: Some(s),
+            wait: false,
+        })
+        .await
+        .expect("Start");
+    let shell = ok_pids(&mut client, "tree").await[0];
+    let read_pid = |path: std::path::PathBuf| async move {
+        let mut pid = 0;
+        wait_until("pid file", DEADLINE, || {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            pid = text.trim().parse().unwrap_or(0);
+            async move { pid != 0 }
+        })
+        .await;
+        pid
+    };
+    let grandchild: u32 = read_pid(marker).await;
+    let orphan: u32 = read_pid(orphan).await;
+    assert!(
+        group_members(shell).len() >= 2,
+        "the tree shares the shell's group"
+    );
+
+    // The orphan exits on its own and must not stay a zombie.
+    wait_gone(&[orphan], DEADLINE).await;
+
+    let started = std::time::Instant::now();
+    client
+        .stop(proto::StopRequest {
+            name: "tree".into(),
+            timeout_ms: None,
+        })
+        .await
+        .expect("Stop");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "SIGTERM was ignored, so only the stop window's SIGKILL ended it"
+    );
+    wait_gone(&[shell, grandchild], DEADLINE).await;
+    assert!(group_members(shell).is_empty());
+    assert!(daemon.stop().await.success());
+}
+
+#[tokio::test]
+async fn a_cluster_lists_scales_and_respawns() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let mut client = daemon.client().await;
+    let mut s = spec(ProgramKind::Cluster, &["sleep", "1000"]);
+    s.count = Some(4);
+    s.start_grace_ms = Some(50);
+    client
+        .start(proto::StartRequest {
+            name: "pool".into(),
+            spec: Some(s),
+            wait: false,
+        })
+        .await
+        .expect("Start");
+    let listed = workers(&mut client, "pool").await;
+    assert_eq!(listed.len(), 4);
+    assert!(listed
+        .iter()
+        .all(|w| w.status == InstanceStatus::Ok as i32 && w.pid > 0));
+    let all_pids: Vec<u32> = listed.iter().map(|w| w.pid).collect();
+
+    let info = client
+        .scale(proto::ScaleRequest {
+            name: "pool".into(),
+            count: 2,
+        })
+        .await
+        .expect("Scale to 2")
+        .into_inner();
+    assert_eq!(info.count, 2);
+    let after_down = workers(&mut client, "pool").await;
+    assert_eq!(after_down.len(), 2);
+    let mut kept: Vec<u64> = after_down.iter().map(|w| w.id).collect();
+    kept.sort_unstable();
+    assert_eq!(kept, [1, 2], "the newest workers were the ones stopped");
+
+    client
+        .scale(proto::ScaleRequest {
+            name: "pool".into(),
+            count: 6,
+        })
+        .await
+        .expect("Scale to 6");
+    let six = ok_pids(&mut client, "pool").await;
+    assert_eq!(six.len(), 6);
+    events
+        .wait_for_n("two scale events", 2, |e| is(e, EventKind::Scale))
+        .await;
+
+    kill(six[3], Signal::SIGKILL);
+    let respawn = events
+        .wait_for("respawn of the killed worker", |e| {
+            is(e, EventKind::Respawn)
+        })
+        .await;
+    assert!(!six.contains(&respawn.pid));
+    wait_until("six ok again", DEADLINE, || {
+        let mut c = client.clone();
+        async move { ok_pids(&mut c, "pool").await.len() == 6 }
+    })
+    .await;
+    let everyone: Vec<u32> = all_pids
+        .into_iter()
+        .chain(six)
+        .chain(ok_pids(&mut client, "pool").await)
+        .collect();
+    assert!(daemon.stop().await.success());
+    wait_gone(&everyone, DEADLINE).await;
+}
+
+#[tokio::test]
+async fn kill_sends_a_signal_without_stopping_the_program() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let mut client = daemon.client().await;
+    let mut s = spec(ProgramKind::Child, &["sleep", "1000"]);
+    s.start_grace_ms = Some(50);
+    client
+        .start(proto::StartRequest {
+            name: "k".into(),
+            spec: Some(s),
+            wait: false,
+        })
+        .await
+        .expect("Start");
+    let pid = ok_pids(&mut client, "k").await[0];
+    let reply = client
+        .kill(proto::KillRequest {
+            name: "k".into(),
+            worker: None,
+            signal: "term".into(),
+        })
+        .await
+        .expect("Kill")
+        .into_inner();
+    assert_eq!(reply.signalled, 1);
+    let respawn = events
+        .wait_for("respawn after kill", |e| is(e, EventKind::Respawn))
+        .await;
+    assert_eq!(respawn.signal, Some(15));
+    assert_eq!(
+        respawn.delay_ms, 0,
+        "a kill is not a crash of the worker's own"
+    );
+
+    let bad = client
+        .kill(proto::KillRequest {
+            name: "k".into(),
+            worker: None,
+            signal: "SIGNOPE".into(),
+        })
+        .await
+        .expect_err("bad signal");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().contains("signal"), "{}", bad.message());
+    assert!(daemon.stop().await.success());
+    wait_gone(&[pid, respawn.pid], DEADLINE).await;
+}
