@@ -1,1 +1,620 @@
-fn main() {}
+//! Startup benchmark: how fast `infantd` brings a cluster of SDK workers up, how
+//! big the daemon is once they are up, and how much CPU it burns while they idle.
+//!
+//! ```text
+//! cargo bench --bench startup
+//! INFANT_BENCH_IDLE_SECS=2 INFANT_BENCH_RUNS=3 cargo bench --bench startup   # quicker
+//! ```
+//!
+//! For N = 1, 16 and 64 workers running the release-built `examples/echo_worker`,
+//! each run starts a fresh daemon on a private socket under `/tmp`, times one
+//! `Start` call (it replies only once every worker has sent `Ready`), reads the
+//! daemon's RSS, and SIGTERMs it. The last run of each N also measures the daemon's
+//! CPU over an idle window with the workers up. Every process the bench starts is
+//! stopped before it returns, on error and on panic too (see [`Daemon`]'s `Drop`).
+//!
+//! | variable | default | meaning |
+//! | --- | --- | --- |
+//! | `INFANT_BENCH_IDLE_SECS` | `10` | length of the idle CPU window (seconds, may be fractional) |
+//! | `INFANT_BENCH_RUNS` | `5` | `Start` runs per N |
+//!
+//! CPU is read two ways: `utime + stime` from `/proc/PID/stat`, the classic figure
+//! but counted in clock ticks (10 ms), too coarse for the idle target (0.03 % of a
+//! core over 10 s is 3 ms); and the nanosecond run time each of the daemon's
+//! threads reports in `/proc/PID/task/TID/schedstat`, which the table shows.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use infant::proto::supervisor_client::SupervisorClient;
+use infant::proto::{self, ProgramKind, ProgramSpec, StartRequest};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Cluster sizes measured.
+const COUNTS: [u32; 3] = [1, 16, 64];
+/// How long a daemon gets to answer on its socket, and to exit after SIGTERM.
+const DEADLINE: Duration = Duration::from_secs(30);
+/// Pause between `Start` returning and the idle window, so the window sees the
+/// steady state rather than the tail of startup (connection setup, first polls).
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// The targets of issue 2 for 64 workers.
+const TARGET_START_MS: f64 = 190.0;
+const TARGET_RSS_MIB: f64 = 5.0;
+const TARGET_IDLE_CPU_PCT: f64 = 0.03;
+
+fn main() -> Result<()> {
+    let idle = Duration::from_secs_f64(env_number("INFANT_BENCH_IDLE_SECS", 10.0)?);
+    let runs = env_number("INFANT_BENCH_RUNS", 5.0)? as usize;
+    ensure!(runs >= 1, "INFANT_BENCH_RUNS must be at least 1");
+    let bins = Binaries::locate()?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+
+    println!(
+        "infant startup benchmark: cluster of N echo_worker (SDK) instances, {runs} runs per N, \
+         idle window {:.1} s",
+        idle.as_secs_f64()
+    );
+    println!("  infantd:     {}", bins.infantd.display());
+    println!("  echo_worker: {}", bins.worker.display());
+    println!(
+        "  machine:     {} CPUs, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    );
+    println!();
+
+    // One throwaway run warms the page cache for both binaries, so the first
+    // measured run does not pay for reading them from disk.
+    runtime.block_on(measure_run(&bins, 4, None))?;
+
+    let mut rows = Vec::new();
+    for n in COUNTS {
+        let mut results = Vec::with_capacity(runs);
+        for run in 0..runs {
+            let idle_window = (run + 1 == runs).then_some(idle);
+            results.push(runtime.block_on(measure_run(&bins, n, idle_window))?);
+        }
+        rows.push(Row::from_runs(n, results));
+    }
+    print_table(&rows, idle);
+    Ok(())
+}
+
+/// What one run measured.
+struct RunResult {
+    /// Wall time of the `Start` call.
+    start: Duration,
+    /// Daemon CPU (all threads) spent while `Start` ran.
+    start_cpu: Duration,
+    /// Daemon memory right after `Start` returned.
+    memory: Memory,
+    /// The idle window, if this run had one.
+    idle: Option<Idle>,
+}
+
+/// The idle window's figures.
+struct Idle {
+    wall: Duration,
+    /// From per-thread schedstat, nanosecond precision.
+    cpu: Duration,
+    /// From `/proc/PID/stat`, clock-tick precision.
+    cpu_ticks: Duration,
+    /// Context switches the daemon made (voluntary + involuntary): its wakeups.
+    switches: u64,
+    /// Memory at the end of the window.
+    memory: Memory,
+}
+
+/// One run: fresh daemon, `Start` of an N-worker cluster, measurements, SIGTERM.
+async fn measure_run(bins: &Binaries, n: u32, idle: Option<Duration>) -> Result<RunResult> {
+    let daemon = Daemon::start(bins).await?;
+    let pid = daemon.pid();
+    let mut client = SupervisorClient::new(
+        infant::transport::connect_unix(&daemon.socket)
+            .await
+            .context("connecting to infantd")?,
+    );
+    let request = StartRequest {
+        name: "echo".into(),
+        spec: Some(ProgramSpec {
+            kind: ProgramKind::Cluster as i32,
+            command: vec![bins.worker.to_string_lossy().into_owned()],
+            count: Some(n),
+            ..Default::default()
+        }),
+        wait: false,
+    };
+
+    let cpu_before = thread_cpu(pid)?;
+    let began = Instant::now();
+    let info = client
+        .start(request)
+        .await
+        .with_context(|| format!("Start of a cluster of {n}"))?
+        .into_inner();
+    let start = began.elapsed();
+    let start_cpu = thread_cpu(pid)?.saturating_sub(cpu_before);
+    let memory = Memory::read(pid)?;
+    ensure!(
+        info.running == n,
+        "Start replied with {} of {n} workers running",
+        info.running
+    );
+    // Every worker must be an attached SDK worker, `ok` because it sent `Ready`
+    // (a plain program would be `ok` at its start grace instead).
+    let workers = each_worker(&mut client).await?;
+    let attached = workers
+        .iter()
+        .filter(|w| w.attached && w.status == proto::InstanceStatus::Ok as i32)
+        .count();
+    ensure!(
+        attached == n as usize,
+        "{attached} of {n} workers are attached and ok"
+    );
+
+    let idle = match idle {
+        Some(window) => {
+            // The bench's own connection stays quiet: nothing is sent on it.
+            tokio::time::sleep(SETTLE).await;
+            let cpu0 = thread_cpu(pid)?;
+            let ticks0 = process_cpu_ticks(pid)?;
+            let switches0 = context_switches(pid)?;
+            let t0 = Instant::now();
+            tokio::time::sleep(window).await;
+            let wall = t0.elapsed();
+            Some(Idle {
+                wall,
+                cpu: thread_cpu(pid)?.saturating_sub(cpu0),
+                cpu_ticks: process_cpu_ticks(pid)?.saturating_sub(ticks0),
+                switches: context_switches(pid)?.saturating_sub(switches0),
+                memory: Memory::read(pid)?,
+            })
+        }
+        None => None,
+    };
+
+    drop(client);
+    let status = daemon.stop()?;
+    ensure!(
+        status.success(),
+        "infantd exited with {status} after SIGTERM"
+    );
+    Ok(RunResult {
+        start,
+        start_cpu,
+        memory,
+        idle,
+    })
+}
+
+async fn each_worker(
+    client: &mut SupervisorClient<tonic::transport::Channel>,
+) -> Result<Vec<proto::WorkerInfo>> {
+    let mut stream = client
+        .each_worker(proto::EachWorkerRequest {
+            name: "echo".into(),
+        })
+        .await
+        .context("EachWorker")?
+        .into_inner();
+    let mut workers = Vec::new();
+    while let Some(worker) = stream.message().await.context("EachWorker stream")? {
+        workers.push(worker);
+    }
+    Ok(workers)
+}
+
+// ---------------------------------------------------------------------------
+// Binaries and the daemon
+// ---------------------------------------------------------------------------
+
+/// The release-built daemon and worker.
+struct Binaries {
+    infantd: PathBuf,
+    worker: PathBuf,
+}
+
+impl Binaries {
+    /// `cargo bench` builds `infantd` for this bench (same release settings, same
+    /// `target/release`), but not the examples. Asking cargo to build the example
+    /// is a no-op when it is up to date and guarantees it is never stale; without
+    /// cargo (the bench binary run by hand) an existing build is used as is.
+    fn locate() -> Result<Binaries> {
+        let infantd = PathBuf::from(env!("CARGO_BIN_EXE_infantd"));
+        let release = infantd
+            .parent()
+            .context("infantd has no parent folder")?
+            .to_path_buf();
+        let worker = release.join("examples").join("echo_worker");
+        let cargo = std::env::var_os("CARGO");
+        if let Some(cargo) = &cargo {
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "--release",
+                    "--quiet",
+                    "--bin",
+                    "infantd",
+                    "--example",
+                    "echo_worker",
+                ])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .stdin(Stdio::null())
+                .status()
+                .context("running cargo build --release")?;
+            ensure!(
+                status.success(),
+                "cargo build --release --bin infantd --example echo_worker failed: {status}"
+            );
+        }
+        for path in [&infantd, &worker] {
+            if !path.is_file() {
+                bail!(
+                    "{} is missing: run `cargo build --release --bin infantd --example echo_worker`",
+                    path.display()
+                );
+            }
+        }
+        Ok(Binaries { infantd, worker })
+    }
+}
+
+/// A running `infantd` on a private socket. Dropping it without [`Daemon::stop`]
+/// (an error or a panic) still stops it: SIGTERM, so it stops and reaps its
+/// workers, and SIGKILL only if it does not exit in time.
+struct Daemon {
+    child: Option<Child>,
+    socket: PathBuf,
+    // Removed when the daemon is dropped, after it has exited.
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    async fn start(bins: &Binaries) -> Result<Daemon> {
+        // A short path: Unix socket paths are limited to 108 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("ib")
+            .tempdir_in("/tmp")
+            .context("creating a temp folder under /tmp")?;
+        let socket = dir.path().join("d.sock");
+        let child = Command::new(&bins.infantd)
+            .arg("--socket")
+            .arg(&socket)
+            .current_dir(dir.path())
+            // Logging at info would write a line per status change; warn keeps
+            // the daemon (and the workers, which inherit stderr) quiet.
+            .env("INFANT_LOG", "warn")
+            .env_remove("RUST_LOG")
+            .env_remove("DEBUG")
+            .stdin(Stdio::null())
+            // The workers inherit it; echo_worker prints a line when started.
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("spawning {}", bins.infantd.display()))?;
+        let daemon = Daemon {
+            child: Some(child),
+            socket,
+            _dir: dir,
+        };
+        let began = Instant::now();
+        loop {
+            if infant::transport::connect_unix(&daemon.socket)
+                .await
+                .is_ok()
+            {
+                return Ok(daemon);
+            }
+            if began.elapsed() > DEADLINE {
+                bail!("infantd did not answer on its socket within {DEADLINE:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// SIGTERM and wait for the exit status.
+    fn stop(mut self) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("daemon already stopped")?;
+        terminate(&mut child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = terminate(&mut child);
+        }
+    }
+}
+
+/// SIGTERM, wait up to [`DEADLINE`], then SIGKILL (its workers die with it by
+/// their parent-death signal) and wait.
+fn terminate(child: &mut Child) -> Result<ExitStatus> {
+    let pid = Pid::from_raw(child.id() as i32);
+    let _ = kill(pid, Signal::SIGTERM);
+    let began = Instant::now();
+    while began.elapsed() < DEADLINE {
+        if let Some(status) = child.try_wait().context("waiting for infantd")? {
+            return Ok(status);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let status = child.wait().context("waiting for infantd")?;
+    bail!("infantd did not exit within {DEADLINE:?} of SIGTERM; killed ({status})")
+}
+
+// ---------------------------------------------------------------------------
+// /proc readers
+// ---------------------------------------------------------------------------
+
+/// Resident memory, from `/proc/PID/status`.
+#[derive(Clone, Copy)]
+struct Memory {
+    rss: u64,
+    anon: u64,
+    file: u64,
+}
+
+impl Memory {
+    fn read(pid: i32) -> Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("reading /proc/{pid}/status"))?;
+        let field = |name: &str| -> Result<u64> {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
+            let kib: u64 = line[name.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .with_context(|| format!("parsing {line:?}"))?;
+            Ok(kib * 1024)
+        };
+        Ok(Memory {
+            rss: field("VmRSS:")?,
+            anon: field("RssAnon:")?,
+            file: field("RssFile:")?,
+        })
+    }
+}
+
+/// Run time of every live thread of `pid`, from `/proc/PID/task/TID/schedstat`
+/// (its first field is nanoseconds on CPU).
+fn thread_cpu(pid: i32) -> Result<Duration> {
+    let mut total = 0u64;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("listing /proc/{pid}/task"))?;
+    for task in tasks {
+        let path = task?.path().join("schedstat");
+        // A thread may exit between the listing and the read.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let ns: u64 = text
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("parsing {}", path.display()))?;
+        total += ns;
+    }
+    Ok(Duration::from_nanos(total))
+}
+
+/// `utime + stime` of the whole process from `/proc/PID/stat`.
+fn process_cpu_ticks(pid: i32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the `(comm)`, which may contain spaces: state is field 3, so
+    // utime (14) and stime (15) are the 12th and 13th after it.
+    let rest = &stat[stat.rfind(')').context("malformed stat")? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .context("malformed stat")
+    };
+    let total = ticks(11)? + ticks(12)?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(Duration::from_nanos(total * 1_000_000_000 / hz))
+}
+
+/// Voluntary + involuntary context switches of the daemon's main thread, where
+/// its single-threaded runtime does all the work: a count of its wakeups.
+fn context_switches(pid: i32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    Ok(status
+        .lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum())
+}
+
+// ---------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------
+
+/// One N's figures over all its runs.
+struct Row {
+    n: u32,
+    start_median: Duration,
+    start_min: Duration,
+    start_max: Duration,
+    start_cpu_median: Duration,
+    memory: Memory,
+    idle: Option<Idle>,
+}
+
+impl Row {
+    fn from_runs(n: u32, mut runs: Vec<RunResult>) -> Row {
+        let idle = runs.iter_mut().find_map(|r| r.idle.take());
+        let mut starts: Vec<Duration> = runs.iter().map(|r| r.start).collect();
+        starts.sort();
+        let mut cpus: Vec<Duration> = runs.iter().map(|r| r.start_cpu).collect();
+        cpus.sort();
+        // The median run's memory, by RSS.
+        let mut memories: Vec<Memory> = runs.iter().map(|r| r.memory).collect();
+        memories.sort_by_key(|m| m.rss);
+        Row {
+            n,
+            start_median: median(&starts),
+            start_min: starts[0],
+            start_max: starts[starts.len() - 1],
+            start_cpu_median: median(&cpus),
+            memory: memories[memories.len() / 2],
+            idle,
+        }
+    }
+}
+
+fn median(sorted: &[Duration]) -> Duration {
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 0 {
+        (sorted[mid - 1] + sorted[mid]) / 2
+    } else {
+        sorted[mid]
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn pct(cpu: Duration, wall: Duration) -> f64 {
+    100.0 * cpu.as_secs_f64() / wall.as_secs_f64()
+}
+
+fn print_table(rows: &[Row], idle: Duration) {
+    println!(
+        "{:>4} | {:>20} | {:>8} | {:>8} | {:>13} | {:>10} | {:>20} | {:>10} | {:>13}",
+        "N",
+        "Start→all ok median",
+        "min",
+        "max",
+        "daemon CPU in",
+        "daemon RSS",
+        "(anon + file)",
+        "idle CPU",
+        "idle wakeups"
+    );
+    println!(
+        "{:>4} | {:>20} | {:>8} | {:>8} | {:>13} | {:>10} | {:>20} | {:>10} | {:>13}",
+        "",
+        "",
+        "",
+        "",
+        "Start",
+        "when up",
+        "",
+        "% of core",
+        format!("per {:.0} s", idle.as_secs_f64())
+    );
+    println!("{}", "-".repeat(137));
+    for row in rows {
+        let (idle_cpu, wakeups) = match &row.idle {
+            Some(i) => (
+                format!("{:.4} %", pct(i.cpu, i.wall)),
+                format!("{}", i.switches),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:>4} | {:>17.1} ms | {:>5.1} ms | {:>5.1} ms | {:>10.1} ms | {:>6.2} MiB | {:>20} | {:>10} | {:>13}",
+            row.n,
+            ms(row.start_median),
+            ms(row.start_min),
+            ms(row.start_max),
+            ms(row.start_cpu_median),
+            mib(row.memory.rss),
+            format!(
+                "{:.2} + {:.2} MiB",
+                mib(row.memory.anon),
+                mib(row.memory.file)
+            ),
+            idle_cpu,
+            wakeups,
+        );
+    }
+    println!();
+    for row in rows {
+        if let Some(i) = &row.idle {
+            println!(
+                "  N={:<3} idle window {:.2} s: {:.3} ms CPU by schedstat ({:.4} %), {:.0} ms by \
+                 /proc/PID/stat ticks ({:.2} %); RSS after it {:.2} MiB",
+                row.n,
+                i.wall.as_secs_f64(),
+                ms(i.cpu),
+                pct(i.cpu, i.wall),
+                ms(i.cpu_ticks),
+                pct(i.cpu_ticks, i.wall),
+                mib(i.memory.rss),
+            );
+        }
+    }
+
+    println!();
+    println!("Targets (issue 2), 64 workers:");
+    if let Some(row) = rows.iter().find(|r| r.n == 64) {
+        let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+        let start = ms(row.start_median);
+        println!(
+            "  Start → all ok  ≤ {TARGET_START_MS:.0} ms     measured {start:>8.1} ms   {}",
+            verdict(start <= TARGET_START_MS)
+        );
+        let rss = mib(row.memory.rss);
+        println!(
+            "  daemon RSS      ≤ {TARGET_RSS_MIB:.0} MiB      measured {rss:>8.2} MiB  {}",
+            verdict(rss <= TARGET_RSS_MIB)
+        );
+        if let Some(i) = &row.idle {
+            let cpu = pct(i.cpu, i.wall);
+            println!(
+                "  idle CPU        ≤ {TARGET_IDLE_CPU_PCT:.2} % of a core  measured {cpu:>8.4} %    {}",
+                verdict(cpu <= TARGET_IDLE_CPU_PCT)
+            );
+        }
+    }
+    println!("Reference, 64 tiny workers on this 2-core machine (issue 2):");
+    println!("  supervisord     ~580 ms to up, ~25 MiB daemon");
+    println!("  PM2             ~1.1 s to up,  ~70 MiB daemon");
+}
+
+/// A number from the environment, or `default` when unset or empty.
+fn env_number(name: &str, default: f64) -> Result<f64> {
+    match std::env::var(name) {
+        Ok(text) if !text.trim().is_empty() => {
+            let value: f64 = text
+                .trim()
+                .parse()
+                .with_context(|| format!("{name}={text:?} is not a number"))?;
+            ensure!(
+                value.is_finite() && value >= 0.0,
+                "{name}={text:?} must be a non-negative number"
+            );
+            Ok(value)
+        }
+        _ => Ok(default),
+    }
+}

@@ -9,6 +9,7 @@
 //!   sockets handed to workers, RSS.
 //! - [`grpc`]: the thin gRPC facade over the engine, plus health and reflection.
 //! - [`socket`]: the control socket's location, permissions and single-daemon check.
+//! - [`Supervisor`]: the engine and its gRPC server, embeddable in a Rust program.
 //! - [`run`]: start-up, signals and ordered shutdown; `server/main.rs` only
 //!   parses arguments and calls [`run`].
 //! - [`error`]: the one error type.
@@ -21,5 +22,7 @@ pub mod process;
 mod run;
 pub mod socket;
 pub mod spec;
+mod supervisor;
 
 pub use run::{init_logging, run, Options};
+pub use supervisor::Supervisor;

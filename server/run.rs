@@ -9,15 +9,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{self, Command, EngineConfig, EngineHandle};
+use super::engine::EngineHandle;
 use super::error::{Error, Result};
 use super::spec::{ProgramDef, ProgramSpec};
-use super::{config, grpc, process, socket};
+use super::supervisor::Supervisor;
+use super::{config, process, socket};
 
 /// How `infantd` was asked to run.
 #[derive(Debug, Default)]
@@ -29,9 +29,6 @@ pub struct Options {
     /// The inline form: one program from the command line.
     pub inline: Option<(String, ProgramDef)>,
 }
-
-/// How long open streams get to close after shutdown before the server is dropped.
-const SERVE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Sets up logging: `INFANT_LOG` in `RUST_LOG` syntax; the seed's `DEBUG=infant*`
 /// turns on debug output too; `info` otherwise.
@@ -106,44 +103,28 @@ async fn serve(
     programs: Vec<ProgramSpec>,
     inline: Option<String>,
 ) -> Result<ExitCode> {
-    let listener = socket::bind(&path)?;
-    let (engine, engine_task) = engine::spawn(EngineConfig {
-        socket: path.clone(),
-    })
-    .map_err(|e| Error::io("installing the SIGCHLD handler", e))?;
+    let supervisor = Supervisor::start(&path).await?;
+    let engine = supervisor.engine().clone();
     let names: Vec<String> = programs.iter().map(|p| p.name.clone()).collect();
     engine.define(programs).await?;
     tracing::info!(socket = %path.display(), "infantd ready");
 
-    let stop_serving = CancellationToken::new();
-    let server = tokio::spawn(grpc::serve(
-        engine.clone(),
-        listener,
-        stop_serving.clone().cancelled_owned(),
-    ));
     let failed_inline = CancellationToken::new();
     tokio::spawn(start_all(
         engine.clone(),
         names,
-        inline,
+        inline.clone(),
         failed_inline.clone(),
     ));
 
-    let forced = wait_for_shutdown(&engine, &failed_inline).await?;
-    let _ = engine_task.await;
-
-    stop_serving.cancel();
-    match tokio::time::timeout(SERVE_DEADLINE, server).await {
-        Ok(Ok(Err(e))) => tracing::warn!("control server: {e}"),
-        Err(_) => tracing::warn!("control server did not close within 2 s"),
-        _ => {}
+    let forced = wait_for_shutdown(&supervisor, &failed_inline).await?;
+    if forced {
+        supervisor.kill().await;
+    } else {
+        supervisor.shutdown().await;
     }
-    let _ = std::fs::remove_file(&path);
-
-    let leftovers = process::kill_leftovers();
-    if leftovers > 0 {
-        tracing::info!(leftovers, "killed processes left behind by workers");
-        reap_leftovers().await;
+    if let Some(name) = inline {
+        println!("{name} stopped");
     }
     tracing::info!("infantd stopped");
     Ok(if forced || failed_inline.is_cancelled() {
@@ -183,10 +164,11 @@ async fn start_all(
     }
 }
 
-/// Waits for SIGINT/SIGTERM (or a failed inline start) and runs the shutdown; a
-/// second signal forces it. Returns whether it was forced.
+/// Waits for SIGINT/SIGTERM (or a failed inline start), then for the graceful
+/// stop of every program; a second signal cuts it short. Returns whether it was
+/// forced.
 async fn wait_for_shutdown(
-    engine: &EngineHandle,
+    supervisor: &Supervisor,
     failed_inline: &CancellationToken,
 ) -> Result<bool> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
@@ -202,33 +184,12 @@ async fn wait_for_shutdown(
         }
     }
     tracing::info!("stopping every program (signal again to force)");
+    let engine = supervisor.engine();
     let shutdown = engine.shutdown();
     tokio::pin!(shutdown);
     tokio::select! {
         _ = &mut shutdown => Ok(false),
-        _ = sigint.recv() => force(engine).await,
-        _ = sigterm.recv() => force(engine).await,
-    }
-}
-
-async fn force(engine: &EngineHandle) -> Result<bool> {
-    tracing::warn!("second signal: killing everything");
-    let _ = engine.tell(Command::ForceShutdown).await;
-    let _ = engine.shutdown().await;
-    Ok(true)
-}
-
-/// After SIGKILLing leftovers, reap them (the engine's reaper is gone by now).
-async fn reap_leftovers() {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while tokio::time::Instant::now() < deadline {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        process::reaper::reap_all(&tx);
-        drop(tx);
-        while rx.recv().await.is_some() {}
-        if process::own_children().is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        _ = sigint.recv() => Ok(true),
+        _ = sigterm.recv() => Ok(true),
     }
 }

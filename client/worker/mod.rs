@@ -70,13 +70,15 @@
 //!
 //! `env` reads the `INFANT_*` variables, `channel` owns the `Attach` stream,
 //! `supervised` and `standalone` are the two lifecycles, `signals` and `process`
-//! deal with the OS, and `counters` holds [`Counters`], where connection counting
-//! — and later the enhanced-mode listener wrappers — lives.
+//! deal with the OS, `counters` holds [`Counters`], and `listen` the sockets the
+//! daemon hands over ([`listeners`], [`tcp_listener`]) with the counting
+//! wrappers for enhanced clusters ([`CountingListener`], [`CountRequestsLayer`]).
 
 mod channel;
 mod counters;
 mod env;
 mod error;
+mod listen;
 mod process;
 mod signals;
 mod standalone;
@@ -88,6 +90,9 @@ use std::time::Duration;
 
 pub use counters::Counters;
 pub use error::WorkerError;
+pub use listen::{
+    listeners, tcp_listener, CountRequests, CountRequestsLayer, CountingListener, Listener,
+};
 
 use crate::proto::worker_message;
 

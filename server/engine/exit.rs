@@ -40,6 +40,7 @@ impl Engine {
         let was = instance.status;
         let stopping = instance.stopping;
         let signalled = instance.signalled;
+        let killed_because = instance.killed_because.take();
         let stable = instance
             .ok_at
             .is_some_and(|t| t.elapsed() >= backoff::STABLE_RUN);
@@ -48,6 +49,9 @@ impl Engine {
         instance.last_exit = Some(exit.status);
 
         let reason = match (stopping, signalled) {
+            _ if killed_because.is_some() => {
+                format!("{} ({})", exit.status, killed_because.unwrap_or_default())
+            }
             (Some(why), _) => format!("{} ({})", exit.status, why.as_str()),
             (None, Some(sig)) => format!("{} (sent {} through kill)", exit.status, sig.as_str()),
             (None, None) => exit.status.to_string(),
@@ -278,6 +282,7 @@ impl Engine {
             };
             self.fail_ok_waiters(index, stopping);
             self.abort_rollout(index, "the program is stopping");
+            self.programs[index].recycling = None;
         }
         // Slots in backoff have no process: drop them now.
         self.programs[index]

@@ -9,13 +9,15 @@
 //! The work is split by concern, each an `impl Engine` block:
 //! [`start`] (starting programs and spawning instances), [`exit`] (exits, respawns
 //! and stops), [`workers`] (the SDK channel, `Send`, `Kill`), [`scale`] (`Scale`
-//! and rolling restarts), [`query`] (`List`, `EachWorker`).
+//! and rolling restarts), [`recycle`] (heartbeat timeouts and recycling),
+//! [`query`] (`List`, `EachWorker`).
 
 pub mod backoff;
 pub mod events;
 mod exit;
 mod handle;
 mod query;
+mod recycle;
 mod scale;
 mod start;
 pub mod state;
@@ -49,6 +51,9 @@ enum Timer {
     KillDeadline { program: String, id: u64, pid: Pid },
     /// The hold-down of an instance in backoff is over: respawn it.
     Respawn { program: String, id: u64 },
+    /// Once per heartbeat interval while a program runs: find hung workers and,
+    /// in enhanced clusters, workers due for recycling.
+    Tick { program: String, generation: u64 },
 }
 
 /// Where the engine's instances find the daemon, and what they are told.
@@ -184,6 +189,10 @@ impl Engine {
             Timer::StartGrace { program, id, pid } => self.start_grace_over(&program, id, pid),
             Timer::KillDeadline { program, id, pid } => self.kill_deadline(&program, id, pid),
             Timer::Respawn { program, id } => self.respawn(&program, id),
+            Timer::Tick {
+                program,
+                generation,
+            } => self.tick(&program, generation),
         }
     }
 

@@ -183,8 +183,11 @@ impl Engine {
         if let Some(instance) = self.programs[index].instance_mut(new) {
             instance.replaces = None;
         }
-        let window = self.programs[index].spec.stop_timeout;
-        self.retire(index, old, StopReason::Restart, window);
+        let (reason, window) = self.retirement(index, old);
+        self.retire(index, old, reason, window);
+        if self.programs[index].recycling == Some((old, new)) {
+            self.programs[index].recycling = None;
+        }
         if let Some(rollout) = self.programs[index].rollout.as_mut() {
             if rollout.current == Some((old, new)) {
                 rollout.current = None;
@@ -197,6 +200,12 @@ impl Engine {
     /// A replacement failed to start: stop the rollout, keep the old workers, and
     /// take the failed replacement away (it must not be respawned in their place).
     pub(super) fn replacement_failed(&mut self, index: usize, new: u64, error: &Error) {
+        if self.programs[index].recycling.map(|(_, n)| n) == Some(new) {
+            // The old worker keeps serving; the next tick may try again.
+            self.programs[index].recycling = None;
+            self.retire(index, new, StopReason::Recycle, Duration::ZERO);
+            return;
+        }
         let Some(rollout) = self.programs[index].rollout.as_ref() else {
             return;
         };

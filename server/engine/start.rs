@@ -146,6 +146,16 @@ impl Engine {
         }
         self.start_order.retain(|n| n != &name);
         self.start_order.push(name.clone());
+        let heartbeat = self.programs[index].spec.heartbeat;
+        self.programs[index].tick += 1;
+        let generation = self.programs[index].tick;
+        self.after(
+            heartbeat,
+            Timer::Tick {
+                program: name.clone(),
+                generation,
+            },
+        );
         if !self.programs[index].sockets.is_empty() {
             let mut event = Event::new(&name, EventKind::Status);
             event.program_status = Some(ProgramStatus::Starting);
@@ -252,6 +262,9 @@ impl Engine {
         instance.connections = 0;
         instance.requests = 0;
         instance.signalled = None;
+        instance.killed_because = None;
+        instance.rss_at_ok = None;
+        instance.last_seen = Instant::now();
         self.pids.insert(pid, (name.clone(), id));
         tracing::debug!(program = %name, worker = id, %pid, "spawned");
         let mut event = Event::new(&name, EventKind::Status).worker(id, Some(pid));
@@ -298,6 +311,12 @@ impl Engine {
         instance.status = InstanceStatus::Ok;
         instance.ok_at = Some(Instant::now());
         let pid = instance.pid;
+        if self.programs[index].spec.enhanced {
+            let rss = pid.and_then(crate::daemon::process::rss::rss_bytes);
+            if let Some(instance) = self.programs[index].instance_mut(id) {
+                instance.rss_at_ok = rss;
+            }
+        }
         let mut event = Event::new(&name, EventKind::Status).worker(id, pid);
         event.instance_status = Some(InstanceStatus::Ok);
         self.publish(event);

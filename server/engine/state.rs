@@ -111,8 +111,15 @@ pub struct Instance {
     pub signalled: Option<nix::sys::signal::Signal>,
     /// How the previous process of this slot ended.
     pub last_exit: Option<ExitStatus>,
-    /// For a replacement (rolling restart): the worker it replaces.
+    /// For a replacement (rolling restart, recycle): the worker it replaces.
     pub replaces: Option<u64>,
+    /// When the worker last said anything on its channel (heartbeat timeout).
+    pub last_seen: Instant,
+    /// RSS when it became `ok`: the base of `max_memory_gain`.
+    pub rss_at_ok: Option<u64>,
+    /// Why the daemon killed it without stopping it (a hung worker), for the exit
+    /// event.
+    pub killed_because: Option<String>,
 }
 
 impl Instance {
@@ -136,6 +143,9 @@ impl Instance {
             signalled: None,
             last_exit: None,
             replaces: None,
+            last_seen: Instant::now(),
+            rss_at_ok: None,
+            killed_because: None,
         }
     }
 
@@ -220,6 +230,10 @@ pub struct Program {
     pub waiters: Vec<Waiter>,
     /// A rolling restart in progress.
     pub rollout: Option<Rollout>,
+    /// A recycle in progress: the worker being replaced and its replacement.
+    pub recycling: Option<(u64, u64)>,
+    /// Generation of the periodic health tick; a tick of an older launch is stale.
+    pub tick: u64,
 }
 
 impl Program {
@@ -238,6 +252,8 @@ impl Program {
             sockets: Vec::new(),
             waiters: Vec::new(),
             rollout: None,
+            recycling: None,
+            tick: 0,
         }
     }
 

@@ -83,6 +83,7 @@ impl Engine {
             });
         }
         instance.channel = Some(channel);
+        instance.last_seen = std::time::Instant::now();
         tracing::debug!(program = %name, worker = id, %pid, "worker attached");
         let key = WorkerKey {
             program: name,
@@ -105,8 +106,11 @@ impl Engine {
             return; // a previous process of the slot, still closing its stream
         };
         let id = key.id;
-        let (status, pid) = match self.programs[index].instance(id) {
-            Some(i) => (i.status, i.pid),
+        let (status, pid) = match self.programs[index].instance_mut(id) {
+            Some(i) => {
+                i.last_seen = std::time::Instant::now();
+                (i.status, i.pid)
+            }
             None => return,
         };
         match message {
@@ -127,6 +131,11 @@ impl Engine {
                 if let Some(instance) = self.programs[index].instance_mut(id) {
                     instance.connections = connections;
                     instance.requests = requests;
+                }
+                // Crossing the limit is reported at once, not at the next tick.
+                let spec = &self.programs[index].spec;
+                if spec.enhanced && connections.max(requests) >= spec.max_connections {
+                    self.check_recycle(index);
                 }
             }
             FromWorker::Message(payload) => {

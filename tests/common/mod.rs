@@ -68,10 +68,30 @@ impl Daemon {
         let dir = short_tempdir();
         setup(dir.path());
         let socket = dir.path().join("d.sock");
-        let child = Command::new(infantd_bin())
-            .arg("--socket")
-            .arg(&socket)
+        let mut command = Command::new(infantd_bin());
+        command.arg("--socket").arg(&socket).args(args);
+        Self::launch(command, dir, socket).await
+    }
+
+    /// Starts `infantd ARGS…` without `--socket`, as a user would: it takes its
+    /// default socket, `$XDG_RUNTIME_DIR/infant/infantd.sock`, with
+    /// `$XDG_RUNTIME_DIR` set to the daemon's private folder and `$INFANT_SOCKET`
+    /// unset.
+    pub async fn start_default_socket(args: &[&str]) -> Daemon {
+        let dir = short_tempdir();
+        let socket = dir.path().join("infant").join("infantd.sock");
+        let mut command = Command::new(infantd_bin());
+        command
             .args(args)
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env_remove("INFANT_SOCKET");
+        Self::launch(command, dir, socket).await
+    }
+
+    /// Spawns `command` (infantd with its arguments) in `dir` and waits until it
+    /// answers on `socket`.
+    async fn launch(mut command: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {
+        let child = command
             .current_dir(dir.path())
             .env("INFANT_LOG", "info")
             .stdin(Stdio::null())

@@ -1,0 +1,178 @@
+//! The sockets `infantd` hands a worker, and counting what it serves.
+//!
+//! A program's `listen` sockets arrive as fds 3, 4, … with `LISTEN_FDS`,
+//! `LISTEN_PID` and `LISTEN_FDNAMES`, as under systemd socket activation; every
+//! worker of the program accepts on the same sockets, which the daemon keeps open
+//! across respawns, recycles and restarts. [`listeners`] turns them into tokio
+//! listeners. [`tcp_listener`] takes the first TCP one, or binds an address of its
+//! own when run outside infant, so one program works both ways.
+//!
+//! In an enhanced cluster the daemon recycles a worker after `max_connections`
+//! connections or requests. [`CountingListener`] counts accepted connections;
+//! [`CountRequestsLayer`] is a tower layer that counts requests, one line for any
+//! axum, hyper or tonic server.
+
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use nix::sys::socket::{getsockname, AddressFamily, SockaddrLike, SockaddrStorage};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
+
+use super::Handle;
+
+/// First fd of systemd-style socket passing.
+const FIRST_FD: RawFd = 3;
+/// The fds are owned once: a second call must not wrap (and later close) them again.
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// A socket handed over by the daemon.
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP socket (`tcp://HOST:PORT`).
+    Tcp(TcpListener),
+    /// A Unix socket (`unix:///path`).
+    Unix(UnixListener),
+}
+
+/// The sockets passed to this process (`LISTEN_FDS` for our own `LISTEN_PID`), in
+/// the order of the program's `listen`. Empty when there are none or they were
+/// already taken by an earlier call. Must run inside a tokio runtime.
+pub fn listeners() -> std::io::Result<Vec<Listener>> {
+    let count = passed_fd_count();
+    if count == 0 || TAKEN.swap(true, Ordering::SeqCst) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::with_capacity(count);
+    for fd in FIRST_FD..FIRST_FD + count as RawFd {
+        let family = getsockname::<SockaddrStorage>(fd)
+            .map_err(std::io::Error::from)?
+            .family();
+        // SAFETY: LISTEN_PID names this process, so fds 3.. were handed to us by
+        // the daemon and nothing else owns them; TAKEN ensures we wrap them once.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let listener = match family {
+            Some(AddressFamily::Unix) => {
+                let std = std::os::unix::net::UnixListener::from(owned);
+                std.set_nonblocking(true)?;
+                Listener::Unix(UnixListener::from_std(std)?)
+            }
+            _ => {
+                let std = std::net::TcpListener::from(owned);
+                std.set_nonblocking(true)?;
+                Listener::Tcp(TcpListener::from_std(std)?)
+            }
+        };
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// The first TCP socket the daemon passed, or, outside infant (or with no
+/// `listen` configured), a socket bound to `fallback`.
+pub async fn tcp_listener(fallback: &str) -> std::io::Result<TcpListener> {
+    for listener in listeners()? {
+        if let Listener::Tcp(tcp) = listener {
+            return Ok(tcp);
+        }
+    }
+    TcpListener::bind(fallback).await
+}
+
+/// How many fds were passed to this very process.
+fn passed_fd_count() -> usize {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|pid| pid.parse::<u32>().ok())
+        == Some(std::process::id());
+    if !ours {
+        return 0;
+    }
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0)
+}
+
+/// A TCP listener that counts every accepted connection on the worker's
+/// [`Counters`](super::Counters).
+#[derive(Debug)]
+pub struct CountingListener {
+    inner: TcpListener,
+    handle: Handle,
+}
+
+impl CountingListener {
+    /// Counts connections accepted on `inner` for `handle`'s worker.
+    pub fn new(inner: TcpListener, handle: Handle) -> Self {
+        CountingListener { inner, handle }
+    }
+
+    /// Accepts a connection and counts it.
+    pub async fn accept(&self) -> std::io::Result<(TcpStream, SocketAddr)> {
+        let accepted = self.inner.accept().await?;
+        self.handle.connection();
+        Ok(accepted)
+    }
+
+    /// The address it is bound to.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// The listener underneath.
+    pub fn into_inner(self) -> TcpListener {
+        self.inner
+    }
+}
+
+/// A tower layer counting every request its service handles on the worker's
+/// [`Counters`](super::Counters): `ServiceBuilder::new().layer(CountRequestsLayer::new(handle))`.
+#[derive(Debug, Clone)]
+pub struct CountRequestsLayer {
+    handle: Handle,
+}
+
+impl CountRequestsLayer {
+    /// Counts for `handle`'s worker.
+    pub fn new(handle: Handle) -> Self {
+        CountRequestsLayer { handle }
+    }
+}
+
+impl<S> tower::Layer<S> for CountRequestsLayer {
+    type Service = CountRequests<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CountRequests {
+            inner,
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+/// The service made by [`CountRequestsLayer`].
+#[derive(Debug, Clone)]
+pub struct CountRequests<S> {
+    inner: S,
+    handle: Handle,
+}
+
+impl<S, R> tower::Service<R> for CountRequests<S>
+where
+    S: tower::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        self.handle.request();
+        self.inner.call(request)
+    }
+}

@@ -1,0 +1,149 @@
+//! Worker health, checked once per heartbeat interval per program: hung workers
+//! (attached, but silent for [`HUNG_AFTER`] intervals) are killed and respawned;
+//! in enhanced clusters, workers past `max_connections` or `max_memory_gain` are
+//! recycled — replacement first, old worker stopped only once it is `ok`.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::events::{Event, EventKind};
+use super::state::{InstanceStatus, StopReason};
+use super::{Engine, Timer};
+use crate::daemon::process::rss::rss_bytes;
+use crate::daemon::process::signal::signal_group;
+
+/// Heartbeat intervals of silence after which an attached worker counts as hung.
+pub const HUNG_AFTER: u32 = 8;
+
+impl Engine {
+    /// The periodic health check of `program`.
+    pub(super) fn tick(&mut self, program: &str, generation: u64) {
+        let Ok(index) = self.find(program) else {
+            return;
+        };
+        let p = &self.programs[index];
+        if p.tick != generation || !p.is_running() {
+            return; // a tick of an earlier launch, or the program stopped
+        }
+        let heartbeat = p.spec.heartbeat;
+        self.after(
+            heartbeat,
+            Timer::Tick {
+                program: program.to_string(),
+                generation,
+            },
+        );
+        self.kill_hung(index, heartbeat * HUNG_AFTER);
+        if self.programs[index].spec.enhanced {
+            self.check_recycle(index);
+        }
+    }
+
+    /// SIGKILLs attached workers that have been silent longer than `limit`; the
+    /// exit that follows is a crash, so they are respawned.
+    fn kill_hung(&mut self, index: usize, limit: Duration) {
+        let name = self.programs[index].spec.name.clone();
+        let mut hung = Vec::new();
+        for instance in &mut self.programs[index].instances {
+            let Some(pid) = instance.pid else { continue };
+            if instance.channel.is_none()
+                || instance.stopping.is_some()
+                || instance.killed_because.is_some()
+                || instance.last_seen.elapsed() <= limit
+            {
+                continue;
+            }
+            let why = format!(
+                "hung: no heartbeat for {} ms ({HUNG_AFTER} intervals)",
+                instance.last_seen.elapsed().as_millis()
+            );
+            instance.killed_because = Some(why.clone());
+            let _ = signal_group(pid, Signal::SIGKILL);
+            hung.push((instance.id, pid, why));
+        }
+        for (id, pid, why) in hung {
+            tracing::warn!(program = %name, worker = id, %pid, "{why}: killed");
+            self.publish(
+                Event::new(&name, EventKind::Error)
+                    .worker(id, Some(pid))
+                    .reason(why),
+            );
+        }
+    }
+
+    /// Starts recycling the first worker past a limit, unless a recycle or rolling
+    /// restart is already replacing one (one at a time keeps capacity steady).
+    pub(super) fn check_recycle(&mut self, index: usize) {
+        let program = &self.programs[index];
+        if program.recycling.is_some() || program.rollout.is_some() {
+            return;
+        }
+        let spec = &program.spec;
+        let due = program.instances.iter().find_map(|instance| {
+            if instance.status != InstanceStatus::Ok || !instance.is_active() {
+                return None;
+            }
+            let served = instance.connections.max(instance.requests);
+            if served >= spec.max_connections {
+                return Some((
+                    instance.id,
+                    served,
+                    format!(
+                        "served {served} connections (max_connections {})",
+                        spec.max_connections
+                    ),
+                ));
+            }
+            let base = instance.rss_at_ok?;
+            let now = rss_bytes(instance.pid?)?;
+            let limit =
+                base.saturating_add(base.saturating_mul(u64::from(spec.max_memory_gain)) / 100);
+            (now > limit).then(|| {
+                let gain = now.saturating_sub(base).saturating_mul(100) / base.max(1);
+                (
+                    instance.id,
+                    served,
+                    format!(
+                        "memory grew {gain}% ({base} → {now} bytes; max_memory_gain {}%)",
+                        spec.max_memory_gain
+                    ),
+                )
+            })
+        });
+        if let Some((old, served, why)) = due {
+            self.recycle(index, old, served, why);
+        }
+    }
+
+    /// Recycles worker `old`: the `recycle` event, then its replacement.
+    pub(super) fn recycle(&mut self, index: usize, old: u64, served: u64, why: String) {
+        let name = self.programs[index].spec.name.clone();
+        let pid = self.programs[index].instance(old).and_then(|i| i.pid);
+        let mut event = Event::new(&name, EventKind::Recycle)
+            .worker(old, pid)
+            .reason(why.clone());
+        event.connections = served;
+        self.publish(event);
+        tracing::info!(program = %name, worker = old, "recycling: {why}");
+        match self.add_instance(index, Some(old)) {
+            Ok(new) => self.programs[index].recycling = Some((old, new)),
+            Err(e) => {
+                self.publish(
+                    Event::new(&name, EventKind::Error)
+                        .worker(old, pid)
+                        .reason(format!("recycle: {e}")),
+                );
+            }
+        }
+    }
+
+    /// The stop reason and window for retiring a replaced worker.
+    pub(super) fn retirement(&self, index: usize, old: u64) -> (StopReason, Duration) {
+        let program = &self.programs[index];
+        match program.recycling {
+            Some((o, _)) if o == old => (StopReason::Recycle, program.spec.recycle_timeout),
+            _ => (StopReason::Restart, program.spec.stop_timeout),
+        }
+    }
+}

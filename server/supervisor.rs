@@ -1,0 +1,115 @@
+//! [`Supervisor`]: the daemon embedded in a Rust program — the engine plus its
+//! gRPC front end on a Unix socket, without `infantd`'s config file and signal
+//! handling. `infantd` itself is built on it (`run.rs`), and so is the `hello`
+//! example, which like the seed's `index.js` is both the master and its workers.
+//!
+//! Embedding makes the program a child subreaper and gives the engine all child
+//! reaping (see [`crate::daemon::process::reaper`]): do not run other child
+//! processes with `std::process`/`tokio::process` and wait for them in the same
+//! program. Instances die with the thread that forked them (their parent-death
+//! signal), so run the supervisor on a runtime whose threads live as long as it:
+//! a current-thread runtime, or the main multi-thread runtime.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{self, Command, EngineConfig, EngineHandle};
+use super::error::{Error, Result};
+use super::{grpc, process, socket};
+
+/// How long open streams get to close at shutdown before the server is dropped.
+const SERVE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// A running supervisor: engine, control socket and worker channel.
+pub struct Supervisor {
+    engine: EngineHandle,
+    socket: PathBuf,
+    engine_task: JoinHandle<()>,
+    server: JoinHandle<std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+    stop_serving: CancellationToken,
+}
+
+impl Supervisor {
+    /// Binds the control socket at `socket` (folder 0700, socket 0600; an error if
+    /// another daemon serves it) and starts the engine and the gRPC server on the
+    /// current tokio runtime.
+    pub async fn start(socket: &Path) -> Result<Supervisor> {
+        process::become_subreaper().map_err(|e| Error::io("PR_SET_CHILD_SUBREAPER", e))?;
+        let listener = socket::bind(socket)?;
+        let (engine, engine_task) = engine::spawn(EngineConfig {
+            socket: socket.to_path_buf(),
+        })
+        .map_err(|e| Error::io("installing the SIGCHLD handler", e))?;
+        let stop_serving = CancellationToken::new();
+        let server = tokio::spawn(grpc::serve(
+            engine.clone(),
+            listener,
+            stop_serving.clone().cancelled_owned(),
+        ));
+        Ok(Supervisor {
+            engine,
+            socket: socket.to_path_buf(),
+            engine_task,
+            server,
+            stop_serving,
+        })
+    }
+
+    /// The engine: start, stop, scale, watch events…
+    pub fn engine(&self) -> &EngineHandle {
+        &self.engine
+    }
+
+    /// The control socket (also the workers' `INFANT_SOCKET`).
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Stops every program gracefully in reverse start order, then closes the
+    /// socket and kills and reaps anything the workers left behind.
+    pub async fn shutdown(self) {
+        let _ = self.engine.shutdown().await;
+        self.finish().await;
+    }
+
+    /// Like [`Supervisor::shutdown`], but SIGKILLs every instance at once.
+    pub async fn kill(self) {
+        let _ = self.engine.tell(Command::ForceShutdown).await;
+        let _ = self.engine.shutdown().await;
+        self.finish().await;
+    }
+
+    async fn finish(self) {
+        let _ = self.engine_task.await;
+        self.stop_serving.cancel();
+        match tokio::time::timeout(SERVE_DEADLINE, self.server).await {
+            Ok(Ok(Err(e))) => tracing::warn!("control server: {e}"),
+            Err(_) => tracing::warn!("control server did not close within 2 s"),
+            _ => {}
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        let leftovers = process::kill_leftovers();
+        if leftovers > 0 {
+            tracing::info!(leftovers, "killed processes left behind by workers");
+            reap_leftovers().await;
+        }
+    }
+}
+
+/// After SIGKILLing leftovers, reap them (the engine's reaper has stopped).
+async fn reap_leftovers() {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < deadline {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        process::reaper::reap_all(&tx);
+        drop(tx);
+        while rx.recv().await.is_some() {}
+        if process::own_children().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,96 @@
+//! `kill -9` of infantd itself: every worker is gone within 2 seconds.
+//!
+//! PID 1 on these machines does not reap orphans, so a worker that outlived its
+//! daemon would linger as a zombie and be indistinguishable (in `/proc`) from one
+//! that did not die. This test process therefore makes itself a child subreaper:
+//! the workers orphaned by the killed daemon are reparented to it, and it reaps
+//! exactly those pids. That setting is process-wide, which is why this test has a
+//! binary of its own.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use infant::proto::{self, ProgramKind};
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// Reaps `pid` if it is a zombie child of ours; true once it no longer exists.
+/// Only ever waits for that pid: `waitpid(-1)` would steal the exit statuses of
+/// the `std::process::Child`ren this process owns.
+fn reaped(pid: u32) -> bool {
+    match waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => false,
+        // Reaped now, or not (yet) our child: /proc has the last word.
+        Ok(_) | Err(Errno::ECHILD) => !exists(pid),
+        Err(e) => panic!("waitpid({pid}): {e}"),
+    }
+}
+
+#[tokio::test]
+async fn kill_9_of_infantd_takes_every_worker_down_within_2_seconds() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+
+    let mut daemon = Daemon::start(&[]).await;
+    let mut client = daemon.client().await;
+    let mut pool = spec(ProgramKind::Cluster, &["sleep", "1000"]);
+    pool.count = Some(3);
+    pool.start_grace_ms = Some(50);
+    client
+        .start(proto::StartRequest {
+            name: "pool".into(),
+            spec: Some(pool),
+            wait: false,
+        })
+        .await
+        .expect("Start pool");
+    let worker = example_bin("echo_worker");
+    let mut echo = spec(ProgramKind::Child, &[&worker.to_string_lossy()]);
+    echo.start_grace_ms = Some(10_000);
+    client
+        .start(proto::StartRequest {
+            name: "echo".into(),
+            spec: Some(echo),
+            wait: false,
+        })
+        .await
+        .expect("Start echo");
+    let mut pids = ok_pids(&mut client, "pool").await;
+    assert_eq!(pids.len(), 3, "three plain workers");
+    let sdk = workers(&mut client, "echo").await;
+    assert!(
+        sdk.len() == 1 && sdk[0].attached,
+        "one attached SDK worker: {sdk:?}"
+    );
+    pids.push(sdk[0].pid);
+    drop(client);
+
+    daemon.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    let status = daemon.wait_exit(DEADLINE).await;
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "infantd died of SIGKILL"
+    );
+
+    wait_until(
+        &format!("workers {pids:?} gone within 2 s of kill -9"),
+        Duration::from_secs(2),
+        || {
+            // Every pid each round, so that each zombie is reaped as it appears.
+            let left = pids.iter().filter(|&&pid| !reaped(pid)).count();
+            let gone = left == 0;
+            async move { gone }
+        },
+    )
+    .await;
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(2),
+        "every worker was gone {took:?} after the daemon died"
+    );
+}
