@@ -53,10 +53,16 @@ pub fn parse(text: &str) -> std::result::Result<Vec<ProgramSpec>, String> {
     Ok(specs)
 }
 
-/// toml's message spans several lines with a caret diagram; keep the line number and
-/// the reason on one line.
+/// toml's message spans several lines with a caret diagram; keep the line number,
+/// the key and the reason on one line.
 fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
-    let reason = error.message().trim().to_string();
+    let reason = error.message().trim();
+    // A bad value's message comes from its deserializer, which does not know the
+    // field it is reading: name it from the error's key path.
+    let reason = match error_key(error) {
+        Some(key) => format!("`{key}`: {reason}"),
+        None => reason.to_string(),
+    };
     match error.span() {
         Some(span) => {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
@@ -64,6 +70,21 @@ fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
         }
         None => reason,
     }
+}
+
+/// The dotted key an error is about (`program.web.stop_timeout`), if toml knows it.
+/// toml exposes it only through `Display`, as a last line "in `KEY`" that it prints
+/// when it has no source text to quote.
+fn error_key(error: &toml::de::Error) -> Option<String> {
+    let mut bare = error.clone();
+    bare.set_input(None);
+    let shown = bare.to_string();
+    let key = shown
+        .lines()
+        .last()?
+        .strip_prefix("in `")?
+        .strip_suffix('`')?;
+    (!key.is_empty()).then(|| key.to_string())
 }
 
 /// Checks that every `after` names a defined program and that there is no cycle.
@@ -154,6 +175,10 @@ mod tests {
 
         let err = parse("[program.web]\ncommand = [\"a\"]\nstop_timeout = \"-5s\"\n").unwrap_err();
         assert!(err.contains("line 3") && err.contains("-5s"), "{err}");
+        assert!(err.contains("program.web.stop_timeout"), "{err}");
+
+        let err = parse("[program.web]\ncommand = [\"a\"]\nheartbeat = 5\n").unwrap_err();
+        assert!(err.contains("line 3") && err.contains("heartbeat"), "{err}");
 
         let err = parse("\n[program.web]\ncommand = []\n").unwrap_err();
         assert!(err.contains("line 2") && err.contains("`command`"), "{err}");

@@ -1,9 +1,17 @@
 //! A tiny HTTP/1 server for the examples: serves on a counting listener and
-//! drains gracefully — in-flight requests finish, idle keep-alive connections
-//! close — when told to stop.
+//! drains gracefully when told to stop — no request that reached this worker is
+//! dropped.
+//!
+//! Draining is more than hyper's `graceful_shutdown`: a connection accepted a
+//! moment before the stop may hold a request the server has not read yet, and
+//! closing it as "idle" would fail that request. So each connection that has not
+//! seen a request yet gets [`FIRST_REQUEST_GRACE`] to deliver one; connections
+//! that already served one close once idle.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,9 +21,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use infant::worker::{CountingListener, Handle};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// How long a connection accepted before the stop may take to send its request.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves `respond` on `listener` until `stop` is cancelled, then waits up to
 /// `drain` for in-flight requests. Every request is counted on `handle`.
@@ -29,31 +41,65 @@ pub async fn serve<F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let handle = handle.clone();
-                let respond = respond.clone();
-                let service = service_fn(move |request| {
-                    handle.request();
-                    let respond = respond.clone();
-                    async move { Ok::<_, Infallible>(respond(request).await) }
-                });
-                let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-                let watched = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _ = watched.await;
-                });
+                connections.spawn(connection(stream, handle.clone(), stop.clone(), respond.clone()));
             }
             _ = stop.cancelled() => break,
+            // Reap finished connection tasks so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    // Stop accepting first (the daemon's socket stays open for the other
-    // workers), then let what is in flight finish.
+    // Stop accepting first: the daemon's socket stays open, so connections not yet
+    // accepted go to the other workers. Then let what is in flight finish.
     drop(listener);
-    let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
+    let _ = tokio::time::timeout(drain, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+async fn connection<F, Fut>(
+    stream: tokio::net::TcpStream,
+    handle: Handle,
+    stop: CancellationToken,
+    respond: F,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let seen = Arc::new(AtomicBool::new(false));
+    let first = Arc::new(Notify::new());
+    let (seen_in, first_in) = (Arc::clone(&seen), Arc::clone(&first));
+    let service = service_fn(move |request| {
+        handle.request();
+        seen_in.store(true, Ordering::SeqCst);
+        first_in.notify_one();
+        let respond = respond.clone();
+        async move { Ok::<_, Infallible>(respond(request).await) }
+    });
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.cancelled() => {}
+    }
+    if !seen.load(Ordering::SeqCst) {
+        let wait_first = async {
+            tokio::select! {
+                _ = conn.as_mut() => true,
+                _ = first.notified() => false,
+            }
+        };
+        if let Ok(true) = tokio::time::timeout(FIRST_REQUEST_GRACE, wait_first).await {
+            return; // finished while we waited
+        }
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
 
 /// A `text/plain` response.

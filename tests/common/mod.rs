@@ -415,3 +415,97 @@ pub async fn ok_pids(client: &mut SupervisorClient<Channel>, program: &str) -> V
         .map(|w| w.pid)
         .collect()
 }
+
+/// One HTTP/1.1 GET on a new connection (`Connection: close`); the body on a
+/// 200, an error otherwise (refused, reset, timed out, bad status).
+pub async fn http_get(addr: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = addr.trim_start_matches("tcp://").to_string();
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await?;
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: infant\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        match text.split_once("\r\n\r\n") {
+            Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+            _ => Err(std::io::Error::other(format!("bad response: {text:?}"))),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), exchange)
+        .await
+        .map_err(|_| std::io::Error::other("request timed out"))?
+}
+
+/// The first bound `listen` address of `program` (`tcp://127.0.0.1:PORT`).
+pub async fn listen_addr(client: &mut SupervisorClient<Channel>, program: &str) -> String {
+    let reply = client
+        .list(proto::ListRequest {
+            name: program.to_string(),
+        })
+        .await
+        .expect("List")
+        .into_inner();
+    reply.programs[0]
+        .listen
+        .first()
+        .cloned()
+        .expect("the program has a listen address")
+}
+
+/// A bounded load: `clients` tasks sending requests back to back until `stop`
+/// is set or `max` requests were sent in all. Returns (ok, failed, errors seen).
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(u64, u64, Vec<String>, Vec<String>)>>,
+}
+
+impl Load {
+    /// Starts the load against `addr`.
+    pub fn start(addr: &str, clients: usize, max_per_client: u64) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|_| {
+                let addr = addr.to_string();
+                let stop = Arc::clone(&stop);
+                tokio::spawn(async move {
+                    let (mut ok, mut failed) = (0, 0);
+                    let (mut errors, mut bodies) = (Vec::new(), Vec::new());
+                    for _ in 0..max_per_client {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        match http_get(&addr).await {
+                            Ok(body) => {
+                                ok += 1;
+                                bodies.push(body);
+                            }
+                            Err(e) => {
+                                failed += 1;
+                                errors.push(e.to_string());
+                            }
+                        }
+                    }
+                    (ok, failed, errors, bodies)
+                })
+            })
+            .collect();
+        Load { stop, tasks }
+    }
+
+    /// Stops the load and returns (ok, failed, errors, bodies).
+    pub async fn finish(self) -> (u64, u64, Vec<String>, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut total = (0, 0, Vec::new(), Vec::new());
+        for task in self.tasks {
+            let (ok, failed, errors, bodies) = task.await.expect("load task");
+            total.0 += ok;
+            total.1 += failed;
+            total.2.extend(errors);
+            total.3.extend(bodies);
+        }
+        total
+    }
+}

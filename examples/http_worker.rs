@@ -1,0 +1,111 @@
+//! An SDK HTTP worker for enhanced clusters, used by the tests and benchmarks.
+//! It answers `pid <pid>` on the socket the daemon hands it, counts connections
+//! and requests, and drains in-flight requests in its stop hook.
+//!
+//! Knobs (environment):
+//! - `HTTP_DELAY_MS`: every request takes this long (graceful-drain tests);
+//! - `HTTP_LEAK_KB`: every request allocates and keeps this much memory
+//!   (memory-recycling tests);
+//! - `HTTP_FAIL_IF_EXISTS=<path>`: the start hook fails while that file exists
+//!   (a bad deploy during a rolling restart);
+//! - `HTTP_STOP_MARKER=<path>`: the stop hook appends `stopped <pid> <reason>`;
+//! - the message `hang` blocks the worker's only thread for good, so it stops
+//!   heartbeating while staying alive (hung-worker tests).
+
+#[path = "support/http.rs"]
+mod http;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use infant::worker::{CountingListener, Handle, Worker};
+use tokio_util::sync::CancellationToken;
+
+fn env_u64(name: &str) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let stop = CancellationToken::new();
+    let server: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
+    let (stop_in_start, server_in_start) = (stop.clone(), Arc::clone(&server));
+    let result = Worker::new("http-worker")
+        .on_message(|payload, _handle| {
+            if payload == b"hang" {
+                // Block the runtime's only thread: no more heartbeats.
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        })
+        .run(
+            move |handle: Handle| async move {
+                if let Ok(path) = std::env::var("HTTP_FAIL_IF_EXISTS") {
+                    if std::path::Path::new(&path).exists() {
+                        return Err(format!("refusing to start: {path} exists"));
+                    }
+                }
+                let listener = infant::worker::tcp_listener("127.0.0.1:0")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let listener = CountingListener::new(listener, handle.clone());
+                let delay = Duration::from_millis(env_u64("HTTP_DELAY_MS"));
+                let leak = env_u64("HTTP_LEAK_KB") as usize * 1024;
+                let kept: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+                let task = tokio::spawn(http::serve(
+                    listener,
+                    handle,
+                    stop_in_start,
+                    Duration::from_secs(30),
+                    move |_request| {
+                        let kept = Arc::clone(&kept);
+                        async move {
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
+                            if leak > 0 {
+                                if let Ok(mut kept) = kept.lock() {
+                                    kept.push(vec![1u8; leak]);
+                                }
+                            }
+                            http::text(format!("pid {}", std::process::id()))
+                        }
+                    },
+                ));
+                if let Ok(mut slot) = server_in_start.lock() {
+                    *slot = Some(task);
+                }
+                Ok(())
+            },
+            move |handle: Handle| async move {
+                stop.cancel();
+                let task = server.lock().ok().and_then(|mut slot| slot.take());
+                if let Some(task) = task {
+                    let _ = task.await;
+                }
+                if let Ok(path) = std::env::var("HTTP_STOP_MARKER") {
+                    let reason = format!("{:?}", handle.stop_reason());
+                    if let Ok(mut file) = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                    {
+                        let _ = writeln!(file, "stopped {} {reason}", std::process::id());
+                    }
+                }
+                Ok::<(), String>(())
+            },
+        )
+        .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("http_worker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
