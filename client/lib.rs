@@ -6,6 +6,7 @@
 //! - [`worker`]: the worker SDK — graceful startup and shutdown, heartbeats and
 //!   messages for programs supervised by `infantd`.
 //! - [`control`]: a typed client for the daemon's control API.
+//! - [`lifecycle`]: ordered startup and shutdown steps, infant's `Lifecycle`.
 //! - [`daemon`]: the supervisor itself (sources under `server/`): the engine, its
 //!   gRPC facade and the `infantd` entry point, embeddable in a Rust program.
 //! - [`paths`], [`transport`]: the socket location and Unix-socket channels that
@@ -14,6 +15,7 @@
 pub mod control;
 #[path = "../server/mod.rs"]
 pub mod daemon;
+pub mod lifecycle;
 pub mod names;
 pub mod paths;
 pub mod transport;

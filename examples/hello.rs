@@ -57,7 +57,7 @@ async fn master() -> Result<(), Box<dyn std::error::Error>> {
     let mut terminate = signal(SignalKind::terminate())?;
     match supervisor
         .engine()
-        .start("hello".into(), Some(cluster))
+        .start("hello".into(), Some(cluster), false)
         .await
     {
         Ok(_) => {

@@ -143,7 +143,7 @@ async fn start_all(
     failed: CancellationToken,
 ) {
     for name in names {
-        match engine.start(name.clone(), None).await {
+        match engine.start(name.clone(), None, false).await {
             Ok(info) => {
                 tracing::info!(program = %name, workers = info.running, "started");
                 if inline.as_deref() == Some(name.as_str()) {

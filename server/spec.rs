@@ -96,6 +96,8 @@ pub struct ProgramDef {
     /// How long a plain program must live before it is `ok`.
     #[serde(default, deserialize_with = "humane::option")]
     pub start_grace: Option<Duration>,
+    /// `once` with `respawn`: failed runs retried at most this often.
+    pub max_retries: Option<u32>,
 }
 
 /// A validated program definition with every default applied.
@@ -139,6 +141,8 @@ pub struct ProgramSpec {
     pub after: Vec<String>,
     /// How long a plain program must live before it is `ok`.
     pub start_grace: Duration,
+    /// `once`: retries of a failed run (`None`: no limit while `respawn`).
+    pub max_retries: Option<u32>,
 }
 
 /// A socket address from `listen`.
@@ -329,6 +333,7 @@ impl ProgramDef {
             timeout,
             after,
             start_grace: duration("start_grace", self.start_grace, Duration::from_millis(250))?,
+            max_retries: self.max_retries,
         })
     }
 }

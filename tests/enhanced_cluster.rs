@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use common::*;
 use infant::proto::{self, EventKind, ProgramKind, ProgramStatus};

@@ -168,9 +168,10 @@ impl Table {
     }
 }
 
-/// A program as `--json` prints it.
+/// A program as `--json` prints it; a job's last outcome adds `exit_code` or
+/// `exit_signal`.
 pub fn program_json(program: &ProgramInfo) -> Value {
-    json!({
+    let mut value = json!({
         "name": program.name,
         "kind": kind_name(program.kind()),
         "status": status_name(program.status()),
@@ -179,7 +180,14 @@ pub fn program_json(program: &ProgramInfo) -> Value {
         "restarts": program.restarts,
         "error": program.error,
         "listen": program.listen,
-    })
+    });
+    if let Some(code) = program.exit_code {
+        value["exit_code"] = json!(code);
+    }
+    if let Some(signal) = program.exit_signal {
+        value["exit_signal"] = json!(signal);
+    }
+    value
 }
 
 /// A worker as `--json` prints it.
@@ -453,6 +461,7 @@ mod tests {
             listen: vec!["tcp://127.0.0.1:8080".into()],
             command: vec!["node".into()],
             enhanced: false,
+            ..ProgramInfo::default()
         }
     }
 

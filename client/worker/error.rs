@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::StopReason;
 use crate::transport::ConnectError;
 
 /// What can go wrong in a worker, each with the context a user needs to act on it.
@@ -67,7 +68,16 @@ pub enum WorkerError {
     #[error("stop interrupted by {0}")]
     StopInterrupted(&'static str),
 
-    /// The daemon went away; the stop hook has run.
+    /// A job's `exec` failed (see [`once`](super::once)).
+    #[error("job failed: {0}")]
+    JobFailed(String),
+
+    /// A job was told to stop before `exec` finished, and abandoned it (see
+    /// [`once`](super::once)).
+    #[error("job abandoned: {}", stop_text(.0))]
+    JobAbandoned(StopReason),
+
+    /// The daemon went away; the stop hook, if any, has run.
     #[error("lost infantd: {0}")]
     MasterLost(String),
 
@@ -85,5 +95,24 @@ pub enum WorkerError {
 impl std::fmt::Debug for WorkerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// Says why a worker stopped, for an error message.
+fn stop_text(reason: &StopReason) -> String {
+    match reason {
+        StopReason::Daemon { reason, .. } => {
+            let why = match reason {
+                crate::proto::StopReason::Unspecified | crate::proto::StopReason::Stop => "stop",
+                crate::proto::StopReason::Restart => "restart",
+                crate::proto::StopReason::Recycle => "recycle",
+                crate::proto::StopReason::Scale => "scale down",
+                crate::proto::StopReason::Shutdown => "daemon shutdown",
+            };
+            format!("infantd stopped it ({why})")
+        }
+        StopReason::Hangup => "SIGHUP".into(),
+        StopReason::MasterLost => "lost infantd".into(),
+        StopReason::Interrupted => "interrupted".into(),
     }
 }

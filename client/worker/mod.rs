@@ -28,7 +28,8 @@
 //! ```
 //!
 //! [`child`] is the same without a message handler, after infant's
-//! `child(title, start, stop)`.
+//! `child(title, start, stop)`. A run-once job (infant's `childOnce`) is
+//! [`once`]: it runs one `exec` closure and exits 0 or 1.
 //!
 //! # Under `infantd`
 //!
@@ -69,16 +70,18 @@
 //! # Layout
 //!
 //! `env` reads the `INFANT_*` variables, `channel` owns the `Attach` stream,
-//! `supervised` and `standalone` are the two lifecycles, `signals` and `process`
-//! deal with the OS, `counters` holds [`Counters`], and `listen` the sockets the
-//! daemon hands over ([`listeners`], [`tcp_listener`]) with the counting
-//! wrappers for enhanced clusters ([`CountingListener`], [`CountRequestsLayer`]).
+//! `supervised` and `standalone` are the two lifecycles and `once` the job's,
+//! `signals` and `process` deal with the OS, `counters` holds [`Counters`], and
+//! `listen` the sockets the daemon hands over ([`listeners`], [`tcp_listener`])
+//! with the counting wrappers for enhanced clusters ([`CountingListener`],
+//! [`CountRequestsLayer`]).
 
 mod channel;
 mod counters;
 mod env;
 mod error;
 mod listen;
+mod once;
 mod process;
 mod signals;
 mod standalone;
@@ -93,6 +96,7 @@ pub use error::WorkerError;
 pub use listen::{
     listeners, tcp_listener, CountRequests, CountRequestsLayer, CountingListener, Listener,
 };
+pub use once::once;
 
 use crate::proto::worker_message;
 

@@ -23,7 +23,7 @@ use crate::proto::{daemon_message, worker_message, DaemonMessage, Failed, Heartb
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// How serving ended.
-enum Ending {
+pub(super) enum Ending {
     /// Asked to stop (`Stop` or SIGHUP).
     Stop(StopReason),
     /// The stream to the daemon broke; why.
@@ -46,43 +46,7 @@ where
     TFut: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let Attached {
-        outbound,
-        inbound,
-        welcome,
-    } = channel::attach(&supervision).await?;
-    let program = if welcome.program.is_empty() {
-        supervision.program.unwrap_or_default()
-    } else {
-        welcome.program
-    };
-    let stop_timeout =
-        positive_ms(welcome.stop_timeout_ms).unwrap_or(process::DEFAULT_STOP_TIMEOUT);
-    let identity = Identity {
-        id: supervision.id,
-        program,
-        stop_timeout,
-    };
-    tracing::debug!(id = identity.id, program = %identity.program, "attached to infantd");
-    let handle = Handle::new(
-        worker.title,
-        Some(identity),
-        Some(outbound),
-        welcome.max_connections,
-    );
-    let period = positive_ms(welcome.heartbeat_ms).unwrap_or(DEFAULT_HEARTBEAT);
-    let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut session = Session {
-        handle,
-        inbound,
-        on_message: worker.on_message,
-        heartbeat,
-        parent,
-        lost: None,
-    };
-
-    process::hangup_on_parent_death();
+    let mut session = Session::attach(worker, supervision, parent).await?;
     let ending = if process::orphaned(parent) {
         Ending::Lost("the daemon exited during the handshake".into())
     } else {
@@ -92,8 +56,8 @@ where
 }
 
 /// An attached worker's state.
-struct Session {
-    handle: Handle,
+pub(super) struct Session {
+    pub(super) handle: Handle,
     inbound: Inbound,
     on_message: Option<MessageHandler>,
     heartbeat: Interval,
@@ -104,6 +68,53 @@ struct Session {
 }
 
 impl Session {
+    /// Connects to the daemon, says `Hello`, and on `Welcome` sets up the
+    /// worker's [`Handle`], the heartbeat and the parent-death signal. The caller
+    /// checks [`process::orphaned`] next: a daemon that died before the signal was
+    /// in place sends none.
+    pub(super) async fn attach(
+        worker: Worker,
+        supervision: Supervision,
+        parent: Pid,
+    ) -> Result<Self, WorkerError> {
+        let Attached {
+            outbound,
+            inbound,
+            welcome,
+        } = channel::attach(&supervision).await?;
+        let program = if welcome.program.is_empty() {
+            supervision.program.unwrap_or_default()
+        } else {
+            welcome.program
+        };
+        let stop_timeout =
+            positive_ms(welcome.stop_timeout_ms).unwrap_or(process::DEFAULT_STOP_TIMEOUT);
+        let identity = Identity {
+            id: supervision.id,
+            program,
+            stop_timeout,
+        };
+        tracing::debug!(id = identity.id, program = %identity.program, "attached to infantd");
+        let handle = Handle::new(
+            worker.title,
+            Some(identity),
+            Some(outbound),
+            welcome.max_connections,
+        );
+        let period = positive_ms(welcome.heartbeat_ms).unwrap_or(DEFAULT_HEARTBEAT);
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        process::hangup_on_parent_death();
+        Ok(Session {
+            handle,
+            inbound,
+            on_message: worker.on_message,
+            heartbeat,
+            parent,
+            lost: None,
+        })
+    }
+
     /// Runs the start hook, then serves until asked to stop or the daemon is lost.
     /// A failed start hook is reported to the daemon and returned as the error.
     async fn serve<S, SFut, E>(
@@ -116,27 +127,41 @@ impl Session {
         SFut: Future<Output = Result<(), E>>,
         E: std::fmt::Display,
     {
-        let mut starting = Some(Box::pin(start(self.handle.clone())));
+        match self.drive(start(self.handle.clone()), signals).await {
+            Ok(Ok(())) => {
+                tracing::debug!("started");
+                self.handle
+                    .post(worker_message::Msg::Ready(Default::default()));
+            }
+            Ok(Err(error)) => return Err(self.fail(error.to_string()).await),
+            Err(ending) => return Ok(ending),
+        }
+        match self
+            .drive(std::future::pending::<Infallible>(), signals)
+            .await
+        {
+            Ok(never) => match never {},
+            Err(ending) => Ok(ending),
+        }
+    }
+
+    /// Polls `work` while keeping the worker's side of the stream alive:
+    /// heartbeats, messages from the daemon, signals. Returns `work`'s output, or
+    /// why the worker must stop first, in which case `work` is dropped (abandoned).
+    ///
+    /// `work` is polled right here rather than spawned, so it need not be `Send`.
+    pub(super) async fn drive<F: Future>(
+        &mut self,
+        work: F,
+        signals: &mut Signals,
+    ) -> Result<F::Output, Ending> {
+        let mut work = std::pin::pin!(work);
         loop {
             tokio::select! {
-                result = async {
-                    match starting.as_mut() {
-                        Some(hook) => hook.await,
-                        None => std::future::pending().await,
-                    }
-                }, if starting.is_some() => {
-                    starting = None;
-                    match result {
-                        Ok(()) => {
-                            tracing::debug!("started");
-                            self.handle.post(worker_message::Msg::Ready(Default::default()));
-                        }
-                        Err(error) => return Err(self.fail(error.to_string()).await),
-                    }
-                }
+                output = &mut work => return Ok(output),
                 received = self.inbound.message() => {
                     if let Some(ending) = self.receive(received) {
-                        return Ok(ending);
+                        return Err(ending);
                     }
                 }
                 _ = self.heartbeat.tick() => self.beat(),
@@ -145,9 +170,9 @@ impl Session {
                     // SIGHUP is also the parent-death signal: a daemon that died
                     // is a lost master, not a reload.
                     Received::Hangup if process::orphaned(self.parent) => {
-                        return Ok(Ending::Lost("the daemon exited".into()));
+                        return Err(Ending::Lost("the daemon exited".into()));
                     }
-                    Received::Hangup => return Ok(Ending::Stop(StopReason::Hangup)),
+                    Received::Hangup => return Err(Ending::Stop(StopReason::Hangup)),
                     other => tracing::debug!("ignoring {} under infantd", other.name()),
                 },
             }
@@ -201,6 +226,39 @@ impl Session {
             }
         }
         outcome.map_err(WorkerError::StopFailed)
+    }
+
+    /// Ends a session that has no stop hook to run (a job) because of `ending`.
+    /// A stop is acknowledged with `Stopped`; a lost daemon arms the watchdog.
+    /// Returns the error to end the job with.
+    pub(super) async fn abandon(mut self, ending: Ending) -> WorkerError {
+        let reason = match ending {
+            // As in `stop`: a SIGHUP can come from a daemon that is exiting.
+            Ending::Stop(_) if process::orphaned(self.parent) => {
+                self.lose("the daemon exited".into());
+                return WorkerError::MasterLost("the daemon exited".into());
+            }
+            Ending::Stop(reason) => reason,
+            Ending::Lost(why) => {
+                tracing::warn!("lost infantd ({why}); abandoning the job");
+                self.lose(why.clone());
+                return WorkerError::MasterLost(why);
+            }
+        };
+        self.handle.set_stop_reason(reason);
+        tracing::debug!(?reason, "abandoning the job");
+        self.handle
+            .post(worker_message::Msg::Stopped(Default::default()));
+        self.finish().await;
+        WorkerError::JobAbandoned(reason)
+    }
+
+    /// Half-closes the stream and waits, briefly, for the daemon to end it, so
+    /// that everything queued (messages, the last heartbeat) is read before the
+    /// process exits.
+    pub(super) async fn finish(mut self) {
+        self.handle.close();
+        let _ = channel::wait_flushed(&mut self.inbound).await;
     }
 
     /// While the stop hook runs: keeps heartbeating and delivering messages, and

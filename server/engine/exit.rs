@@ -17,6 +17,7 @@ use super::{Engine, Timer};
 use crate::daemon::error::{Error, Result};
 use crate::daemon::process::reaper::{Exit, ExitStatus};
 use crate::daemon::process::signal::signal_group;
+use crate::daemon::spec::Kind;
 
 impl Engine {
     /// A child was reaped.
@@ -67,9 +68,14 @@ impl Engine {
             self.remove_instance(index, id, exit);
             return;
         }
+        if program.spec.kind == Kind::Once && !self.job_ended(index, id, exit, &reason) {
+            return;
+        }
 
         // A crash of a running program's instance.
-        if was == InstanceStatus::Starting {
+        if self.programs[index].spec.kind == Kind::Once {
+            // job_ended recorded the failure.
+        } else if was == InstanceStatus::Starting {
             self.start_failed(index, id, format!("exited while starting: {}", exit.status));
         } else if was != InstanceStatus::Error {
             self.programs[index].last_error = Some(format!("worker {id} {reason}"));
@@ -195,21 +201,27 @@ impl Engine {
                 return;
             }
         };
-        let window = timeout.unwrap_or(self.programs[index].spec.stop_timeout);
         self.programs[index].waiters.push(Waiter {
             until: Until::Idle,
             reply,
         });
         match self.programs[index].run {
             Run::Idle => {}
+            Run::Waiting => self.cancel_waiting(index, "stopped before it started"),
             Run::Stopping(_) => {
                 // Already stopping; a restart in progress becomes a plain stop.
                 self.programs[index].run = Run::Stopping(AfterStop::Idle);
             }
             Run::Running => {
-                // A stop that was asked for ends in `ready`, whatever crashes came before.
-                self.programs[index].last_error = None;
-                self.begin_stop(index, StopReason::Stop, window);
+                // What needs this program stops first, last started first.
+                let dependents = self.dependents(&name);
+                if let Some(window) = timeout {
+                    // The override is for this program, not its dependents.
+                    self.programs[index].stop_override = Some(window);
+                }
+                let mut order = dependents;
+                order.push(name);
+                self.stop_in_order(order, StopReason::Stop);
             }
         }
         self.settle(index);
@@ -249,10 +261,12 @@ impl Engine {
             return;
         }
         match program.run {
-            Run::Idle => {
-                if let Err(e) = self.launch(index) {
-                    let _ = reply.send(Err(e));
-                    return;
+            Run::Idle | Run::Waiting => {
+                if matches!(program.run, Run::Idle) {
+                    if let Err(e) = self.request_start(index) {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
                 }
             }
             Run::Stopping(_) => self.programs[index].run = Run::Stopping(AfterStop::Restart),
@@ -401,5 +415,69 @@ impl Engine {
     /// Takes down a program whose start could not complete: SIGKILL what started.
     pub(super) fn abort(&mut self, index: usize) {
         self.begin_stop(index, StopReason::Stop, Duration::ZERO);
+    }
+
+    /// A `once` job's run ended by itself. Records the outcome; returns true if
+    /// the failed run is to be retried (the caller respawns it with backoff).
+    fn job_ended(&mut self, index: usize, id: u64, exit: Exit, reason: &str) -> bool {
+        let name = self.programs[index].spec.name.clone();
+        let program = &mut self.programs[index];
+        program.outcome = Some(exit.status);
+        if matches!(exit.status, ExitStatus::Code(0)) {
+            program.last_error = None;
+            program.instances.retain(|i| i.id != id);
+            program.run = Run::Idle;
+            let mut event = Event::new(&name, EventKind::Status).worker(id, Some(exit.pid));
+            event.instance_status = Some(InstanceStatus::Dead);
+            self.publish(event);
+            self.publish(Event::new(&name, EventKind::Stopped).reason("completed"));
+            self.settle(index);
+            return false;
+        }
+        let runs = program.retries + 1;
+        let retry = program.spec.respawn
+            && program
+                .spec
+                .max_retries
+                .is_none_or(|max| program.retries < max);
+        let error = format!("job failed (run {runs}): {reason}");
+        program.last_error = Some(error.clone());
+        self.publish(
+            Event::new(&name, EventKind::Error)
+                .worker(id, Some(exit.pid))
+                .reason(error),
+        );
+        if retry {
+            self.programs[index].retries += 1;
+            return true;
+        }
+        let program = &mut self.programs[index];
+        program.gave_up = program.spec.respawn;
+        program.instances.retain(|i| i.id != id);
+        program.run = Run::Idle;
+        let mut event = Event::new(&name, EventKind::Status).worker(id, Some(exit.pid));
+        event.instance_status = Some(InstanceStatus::Dead);
+        self.publish(event);
+        self.settle(index);
+        false
+    }
+
+    /// A job ran past its `timeout`: kill its process group.
+    pub(super) fn job_timeout(&mut self, program: &str, id: u64, pid: nix::unistd::Pid) {
+        let Ok(index) = self.find(program) else {
+            return;
+        };
+        let limit = self.programs[index].spec.timeout.unwrap_or_default();
+        let Some(instance) = self.programs[index].instance_mut(id) else {
+            return;
+        };
+        if instance.pid != Some(pid) || instance.stopping.is_some() {
+            return;
+        }
+        instance.killed_because = Some(format!(
+            "timed out after {}",
+            humantime::format_duration(limit)
+        ));
+        let _ = signal_group(pid, Signal::SIGKILL);
     }
 }

@@ -24,6 +24,8 @@ pub enum Command {
         name: String,
         /// Inline definition (boxed: it dwarfs every other command).
         def: Option<Box<ProgramDef>>,
+        /// `once` jobs: reply when the job has completed.
+        wait: bool,
         /// Reply.
         reply: oneshot::Sender<Result<ProgramInfo>>,
     },
@@ -143,11 +145,18 @@ impl EngineHandle {
         self.ask(|reply| Command::Define(specs, reply)).await?
     }
 
-    /// Starts `name` (defined inline by `def` if given); answers once it is `ok`.
-    pub async fn start(&self, name: String, def: Option<ProgramDef>) -> Result<ProgramInfo> {
+    /// Starts `name` (defined inline by `def` if given); answers once it is `ok`
+    /// (a `once` job: at once, or with `wait` once it completed).
+    pub async fn start(
+        &self,
+        name: String,
+        def: Option<ProgramDef>,
+        wait: bool,
+    ) -> Result<ProgramInfo> {
         self.ask(|reply| Command::Start {
             name,
             def: def.map(Box::new),
+            wait,
             reply,
         })
         .await?

@@ -10,12 +10,14 @@
 //! [`start`] (starting programs and spawning instances), [`exit`] (exits, respawns
 //! and stops), [`workers`] (the SDK channel, `Send`, `Kill`), [`scale`] (`Scale`
 //! and rolling restarts), [`recycle`] (heartbeat timeouts and recycling),
+//! [`order`] (`after` dependencies and ordered stops),
 //! [`query`] (`List`, `EachWorker`).
 
 pub mod backoff;
 pub mod events;
 mod exit;
 mod handle;
+mod order;
 mod query;
 mod recycle;
 mod scale;
@@ -54,6 +56,8 @@ enum Timer {
     /// Once per heartbeat interval while a program runs: find hung workers and,
     /// in enhanced clusters, workers due for recycling.
     Tick { program: String, generation: u64 },
+    /// A `once` job has run for its `timeout`: kill it.
+    JobTimeout { program: String, id: u64, pid: Pid },
 }
 
 /// Where the engine's instances find the daemon, and what they are told.
@@ -74,14 +78,24 @@ pub struct Engine {
     events: EventBus,
     timers: DelayQueue<Timer>,
     shutdown: Option<Shutdown>,
+    /// Ordered stops in progress.
+    sequences: Vec<StopSequence>,
+    /// Set while [`Engine::advance_sequences`] runs (it re-enters through settle).
+    advancing: bool,
 }
 
 /// A daemon shutdown in progress.
 struct Shutdown {
-    /// Programs still to stop, last-started first.
-    queue: Vec<String>,
     /// Told when everything has stopped.
     done: Vec<oneshot::Sender<()>>,
+}
+
+/// Programs to stop one after another, each once the previous is idle: a
+/// shutdown (reverse start order), or a `Stop` that takes down the programs
+/// depending on the stopped one first.
+struct StopSequence {
+    queue: std::collections::VecDeque<String>,
+    reason: state::StopReason,
 }
 
 /// Starts the engine task and the reaper; returns the handle.
@@ -100,6 +114,8 @@ pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task
         events: EventBus::new(),
         timers: DelayQueue::new(),
         shutdown: None,
+        sequences: Vec::new(),
+        advancing: false,
     };
     let task = tokio::spawn(engine.run(rx, exit_rx));
     Ok((EngineHandle::new(tx), task))
@@ -136,7 +152,12 @@ impl Engine {
             Command::Define(specs, reply) => {
                 let _ = reply.send(self.define(specs));
             }
-            Command::Start { name, def, reply } => self.start(name, def, reply),
+            Command::Start {
+                name,
+                def,
+                wait,
+                reply,
+            } => self.start(name, def, wait, reply),
             Command::Stop {
                 name,
                 timeout,
@@ -193,6 +214,7 @@ impl Engine {
                 program,
                 generation,
             } => self.tick(&program, generation),
+            Timer::JobTimeout { program, id, pid } => self.job_timeout(&program, id, pid),
         }
     }
 
@@ -283,14 +305,16 @@ impl Engine {
     }
 
     /// Follow-ups once a program's state settled: a full restart's second half,
-    /// the next step of a rolling restart, the next program of a shutdown.
+    /// the next step of a rolling restart, programs whose dependencies are now
+    /// up, the next program of an ordered stop.
     fn after_settle(&mut self, index: usize) {
         let program = &self.programs[index];
         if matches!(program.run, Run::Stopping(_)) && program.instances.is_empty() {
             self.finish_stop(index);
         }
         self.advance_rollout(index);
-        self.advance_shutdown();
+        self.start_waiting();
+        self.advance_sequences();
     }
 
     fn begin_shutdown(&mut self, done: oneshot::Sender<()>) {
@@ -299,44 +323,26 @@ impl Engine {
             return;
         }
         tracing::info!("shutting down: stopping programs in reverse start order");
-        let mut queue: Vec<String> = self.start_order.clone();
-        // Programs started but not in the order list cannot exist; programs that are
-        // idle are skipped by advance_shutdown.
-        queue.reverse();
-        self.shutdown = Some(Shutdown {
-            queue,
-            done: vec![done],
-        });
-        self.advance_shutdown();
-    }
-
-    /// Stops the next program in the shutdown queue once the previous one is idle.
-    fn advance_shutdown(&mut self) {
-        let Some(shutdown) = &self.shutdown else {
-            return;
-        };
-        let Some(next) = shutdown.queue.first().cloned() else {
-            return;
-        };
-        let Ok(index) = self.find(&next) else {
-            if let Some(s) = &mut self.shutdown {
-                s.queue.remove(0);
+        self.shutdown = Some(Shutdown { done: vec![done] });
+        // Programs waiting for their dependencies never start now.
+        for index in 0..self.programs.len() {
+            if matches!(self.programs[index].run, Run::Waiting) {
+                self.cancel_waiting(index, "the daemon is shutting down");
             }
-            return self.advance_shutdown();
-        };
-        match self.programs[index].run {
-            Run::Idle => {
-                if let Some(s) = &mut self.shutdown {
-                    s.queue.remove(0);
-                }
-                self.advance_shutdown();
-            }
-            Run::Running => {
-                let timeout = self.programs[index].spec.stop_timeout;
-                self.begin_stop(index, state::StopReason::Shutdown, timeout);
-            }
-            Run::Stopping(_) => {}
         }
+        let mut order: Vec<String> = self.start_order.iter().rev().cloned().collect();
+        // Anything running that is somehow not in the start order goes last.
+        for program in &self.programs {
+            if !order.contains(&program.spec.name) {
+                order.push(program.spec.name.clone());
+            }
+        }
+        self.sequences.clear();
+        self.sequences.push(StopSequence {
+            queue: order.into(),
+            reason: state::StopReason::Shutdown,
+        });
+        self.advance_sequences();
     }
 
     fn shutdown_finished(&mut self) -> bool {
@@ -344,7 +350,7 @@ impl Engine {
             return false;
         };
         let all_idle =
-            shutdown.queue.is_empty() && self.programs.iter().all(|p| matches!(p.run, Run::Idle));
+            self.sequences.is_empty() && self.programs.iter().all(|p| matches!(p.run, Run::Idle));
         if !all_idle {
             return false;
         }
@@ -357,17 +363,16 @@ impl Engine {
     fn force_shutdown(&mut self) {
         tracing::warn!("forced shutdown: killing every instance");
         if self.shutdown.is_none() {
-            self.shutdown = Some(Shutdown {
-                queue: Vec::new(),
-                done: Vec::new(),
-            });
+            self.shutdown = Some(Shutdown { done: Vec::new() });
         }
-        if let Some(s) = &mut self.shutdown {
-            s.queue.clear();
-        }
+        self.sequences.clear();
         for index in 0..self.programs.len() {
-            if !matches!(self.programs[index].run, Run::Idle) {
-                self.begin_stop(index, state::StopReason::Shutdown, Duration::ZERO);
+            match self.programs[index].run {
+                Run::Idle => {}
+                Run::Waiting => self.cancel_waiting(index, "the daemon is shutting down"),
+                Run::Running | Run::Stopping(_) => {
+                    self.begin_stop(index, state::StopReason::Shutdown, Duration::ZERO)
+                }
             }
         }
     }

@@ -16,11 +16,14 @@ use crate::daemon::process::{sockets, spawn};
 use crate::daemon::spec::{Kind, ProgramDef};
 
 impl Engine {
-    /// `Start`: define if asked, then bring the program up; the reply waits for `ok`.
+    /// `Start`: define if asked, then bring the program up (and what it needs,
+    /// `after`). The reply waits for `ok`; for a `once` job it comes at once, or
+    /// with `wait` when the job has completed.
     pub(super) fn start(
         &mut self,
         name: String,
         def: Option<Box<ProgramDef>>,
+        wait: bool,
         reply: oneshot::Sender<Result<ProgramInfo>>,
     ) {
         if self.shutdown.is_some() {
@@ -34,41 +37,43 @@ impl Engine {
                 return;
             }
         };
+        let once = self.programs[index].spec.kind == Kind::Once;
         let program = &mut self.programs[index];
         match program.run {
-            Run::Running if program.status == ProgramStatus::Error => {
+            Run::Running if program.status == ProgramStatus::Error && !once => {
                 let reason = program.last_error.clone().unwrap_or_default();
                 let _ = reply.send(Err(Error::Precondition {
                     program: name,
                     reason: format!("is running but failing ({reason}); stop or restart it"),
                 }));
-            }
-            Run::Running => {
-                // Already up (or coming up): answer when it is ok, like a first start.
-                program.waiters.push(Waiter {
-                    until: Until::Ok,
-                    reply,
-                });
-                self.settle(index);
+                return;
             }
             Run::Stopping(_) => {
                 let _ = reply.send(Err(Error::Precondition {
                     program: name,
                     reason: "is stopping; start it again once it has stopped".into(),
                 }));
+                return;
             }
             Run::Idle => {
-                if let Err(e) = self.launch(index) {
+                if let Err(e) = self.request_start(index) {
                     let _ = reply.send(Err(e));
                     return;
                 }
-                self.programs[index].waiters.push(Waiter {
-                    until: Until::Ok,
-                    reply,
-                });
-                self.settle(index);
             }
+            Run::Running | Run::Waiting => {}
         }
+        let until = match (once, wait) {
+            (true, true) => Until::Idle,
+            (true, false) => {
+                let _ = reply.send(Ok(self.programs[index].info()));
+                self.settle(index);
+                return;
+            }
+            (false, _) => Until::Ok,
+        };
+        self.programs[index].waiters.push(Waiter { until, reply });
+        self.settle(index);
     }
 
     fn define_or_find(&mut self, name: &str, def: Option<Box<ProgramDef>>) -> Result<usize> {
@@ -77,13 +82,7 @@ impl Engine {
             return self.find(name);
         };
         let spec = def.validate(name)?;
-        if spec.kind == Kind::Once {
-            return Err(Error::InvalidField {
-                program: name.to_string(),
-                field: "kind",
-                reason: "`once` jobs are not supported by this version yet".into(),
-            });
-        }
+        self.check_after(&spec)?;
         match self.find(name) {
             Ok(index) => {
                 if !matches!(self.programs[index].run, Run::Idle) {
@@ -139,11 +138,11 @@ impl Engine {
         let program = &mut self.programs[index];
         program.run = Run::Running;
         program.last_error = None;
+        program.gave_up = false;
         program.restarts = 0;
+        program.retries = 0;
+        program.outcome = None;
         program.desired = program.spec.count;
-        if program.status == ProgramStatus::Fatal {
-            program.status = ProgramStatus::Ready;
-        }
         self.start_order.retain(|n| n != &name);
         self.start_order.push(name.clone());
         let heartbeat = self.programs[index].spec.heartbeat;
@@ -241,6 +240,7 @@ impl Engine {
 
         let name = spec.name.clone();
         let grace = spec.start_grace;
+        let job = (spec.kind == Kind::Once).then_some(spec.timeout);
         let program = &mut self.programs[index];
         let Some(instance) = program.instance_mut(id) else {
             // Cannot happen: callers create the slot first. Do not leak the process.
@@ -270,14 +270,30 @@ impl Engine {
         let mut event = Event::new(&name, EventKind::Status).worker(id, Some(pid));
         event.instance_status = Some(InstanceStatus::Starting);
         self.publish(event);
-        self.after(
-            grace,
-            Timer::StartGrace {
-                program: name,
-                id,
-                pid,
-            },
-        );
+        match job {
+            // A job has no readiness to wait for: it is up once it runs.
+            Some(timeout) => {
+                if let Some(limit) = timeout {
+                    self.after(
+                        limit,
+                        Timer::JobTimeout {
+                            program: name,
+                            id,
+                            pid,
+                        },
+                    );
+                }
+                self.mark_ok(index, id);
+            }
+            None => self.after(
+                grace,
+                Timer::StartGrace {
+                    program: name,
+                    id,
+                    pid,
+                },
+            ),
+        }
         Ok(pid)
     }
 
@@ -355,6 +371,28 @@ impl Engine {
         });
         self.replacement_failed(index, id, &error);
         self.settle(index);
+    }
+}
+
+impl Engine {
+    /// An inline definition's `after` must name defined programs and not close
+    /// a cycle with them.
+    fn check_after(&self, spec: &crate::daemon::spec::ProgramSpec) -> Result<()> {
+        if spec.after.is_empty() {
+            return Ok(());
+        }
+        let mut all: Vec<_> = self
+            .programs
+            .iter()
+            .filter(|p| p.spec.name != spec.name)
+            .map(|p| p.spec.clone())
+            .collect();
+        all.push(spec.clone());
+        crate::daemon::config::check_order(&all).map_err(|(_, reason)| Error::InvalidField {
+            program: spec.name.clone(),
+            field: "after",
+            reason,
+        })
     }
 }
 

@@ -160,6 +160,8 @@ impl Instance {
 pub enum Run {
     /// Not running.
     Idle,
+    /// Asked to start; waiting for the programs in its `after` to be up.
+    Waiting,
     /// Running (or starting, or recovering from crashes).
     Running,
     /// Stopping every instance; then `then`.
@@ -234,6 +236,14 @@ pub struct Program {
     pub recycling: Option<(u64, u64)>,
     /// Generation of the periodic health tick; a tick of an older launch is stale.
     pub tick: u64,
+    /// `once`: how the last run ended (`None` if it never ran to an end).
+    pub outcome: Option<ExitStatus>,
+    /// `once`: failed runs retried since the job was started.
+    pub retries: u32,
+    /// The daemon gave up (retries exhausted): `fatal` until started again.
+    pub gave_up: bool,
+    /// A `Stop`'s own window for this program's next stop.
+    pub stop_override: Option<Duration>,
 }
 
 impl Program {
@@ -254,6 +264,10 @@ impl Program {
             rollout: None,
             recycling: None,
             tick: 0,
+            outcome: None,
+            retries: 0,
+            gave_up: false,
+            stop_override: None,
         }
     }
 
@@ -276,11 +290,10 @@ impl Program {
     pub fn derive_status(&self) -> ProgramStatus {
         match self.run {
             Run::Stopping(_) => ProgramStatus::Stopping,
-            Run::Idle => match self.status {
-                ProgramStatus::Fatal => ProgramStatus::Fatal,
-                _ if self.last_error.is_some() => ProgramStatus::Error,
-                _ => ProgramStatus::Ready,
-            },
+            Run::Waiting => ProgramStatus::Starting,
+            Run::Idle if self.gave_up => ProgramStatus::Fatal,
+            Run::Idle if self.last_error.is_some() => ProgramStatus::Error,
+            Run::Idle => ProgramStatus::Ready,
             Run::Running => {
                 let active = self.instances.iter().filter(|i| i.is_active());
                 let ok = active
@@ -318,6 +331,7 @@ impl Program {
             listen: self.sockets.iter().map(|s| s.local.clone()).collect(),
             command: self.spec.command.clone(),
             enhanced: self.spec.enhanced,
+            outcome: self.outcome,
         }
     }
 }
@@ -345,6 +359,8 @@ pub struct ProgramInfo {
     pub command: Vec<String>,
     /// Enhanced cluster.
     pub enhanced: bool,
+    /// `once`: how the last run ended.
+    pub outcome: Option<ExitStatus>,
 }
 
 /// An instance as `EachWorker` shows it.

@@ -71,6 +71,7 @@ pub fn program_def(name: &str, spec: proto::ProgramSpec) -> Result<ProgramDef, E
         timeout: millis(name, "timeout", spec.timeout_ms)?,
         after: Some(spec.after),
         start_grace: millis(name, "start_grace", spec.start_grace_ms)?,
+        max_retries: spec.max_retries,
     })
 }
 
@@ -117,6 +118,14 @@ pub fn program_info(info: ProgramInfo) -> proto::ProgramInfo {
         listen: info.listen,
         command: info.command,
         enhanced: info.enhanced,
+        exit_code: match info.outcome {
+            Some(ExitStatus::Code(code)) => Some(code),
+            _ => None,
+        },
+        exit_signal: match info.outcome {
+            Some(ExitStatus::Signal(sig)) => Some(sig),
+            _ => None,
+        },
     }
 }
 

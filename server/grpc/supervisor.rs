@@ -44,7 +44,7 @@ impl Supervisor for SupervisorService {
             .spec
             .map(|spec| convert::program_def(&request.name, spec))
             .transpose()?;
-        let info = self.engine.start(request.name, def).await?;
+        let info = self.engine.start(request.name, def, request.wait).await?;
         Ok(Response::new(convert::program_info(info)))
     }
 

@@ -455,11 +455,14 @@ pub async fn listen_addr(client: &mut SupervisorClient<Channel>, program: &str) 
         .expect("the program has a listen address")
 }
 
+/// What a [`Load`] saw: (ok, failed, errors, bodies).
+pub type LoadTotals = (u64, u64, Vec<String>, Vec<String>);
+
 /// A bounded load: `clients` tasks sending requests back to back until `stop`
 /// is set or `max` requests were sent in all. Returns (ok, failed, errors seen).
 pub struct Load {
     stop: Arc<std::sync::atomic::AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<(u64, u64, Vec<String>, Vec<String>)>>,
+    tasks: Vec<tokio::task::JoinHandle<LoadTotals>>,
 }
 
 impl Load {
@@ -496,7 +499,7 @@ impl Load {
     }
 
     /// Stops the load and returns (ok, failed, errors, bodies).
-    pub async fn finish(self) -> (u64, u64, Vec<String>, Vec<String>) {
+    pub async fn finish(self) -> LoadTotals {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut total = (0, 0, Vec::new(), Vec::new());
         for task in self.tasks {

@@ -1,0 +1,234 @@
+//! Order between programs: `after` dependencies on the way up, and stops that
+//! take programs down one after another (dependents first) on the way down.
+//!
+//! A program started while what it names in `after` is not up waits in
+//! [`Run::Waiting`] (status `starting`); starting it also starts those programs.
+//! It is launched once every dependency is satisfied — `ok`, or for a `once` job,
+//! completed with exit code 0 — and fails if one of them fails.
+
+use std::collections::VecDeque;
+
+use super::events::{Event, EventKind};
+use super::state::{ProgramStatus, Run, StopReason};
+use super::{Engine, StopSequence};
+use crate::daemon::error::{Error, Result};
+use crate::daemon::spec::Kind;
+
+/// Where a dependency stands.
+enum Dep {
+    /// Up (or, for a job, completed successfully).
+    Satisfied,
+    /// On its way up.
+    Pending,
+    /// Not running and not asked to.
+    Idle,
+    /// It failed, with this reason.
+    Failed(String),
+}
+
+impl Engine {
+    fn dependency(&self, name: &str) -> Dep {
+        let Ok(index) = self.find(name) else {
+            return Dep::Failed(format!("program `{name}` is not defined"));
+        };
+        let p = &self.programs[index];
+        match (&p.run, p.spec.kind) {
+            (Run::Idle, Kind::Once) if p.outcome.is_some() && p.last_error.is_none() => {
+                Dep::Satisfied
+            }
+            (Run::Idle, _) => match &p.last_error {
+                Some(error) => Dep::Failed(format!("`{name}` failed: {error}")),
+                None => Dep::Idle,
+            },
+            (Run::Waiting, _) => Dep::Pending,
+            (Run::Stopping(_), _) => Dep::Failed(format!("`{name}` is stopping")),
+            (Run::Running, Kind::Once) => Dep::Pending,
+            (Run::Running, _) => match p.status {
+                ProgramStatus::Ok => Dep::Satisfied,
+                ProgramStatus::Error => Dep::Failed(format!(
+                    "`{name}` failed: {}",
+                    p.last_error.clone().unwrap_or_default()
+                )),
+                _ => Dep::Pending,
+            },
+        }
+    }
+
+    /// Brings program `index` up: launches it if its dependencies are satisfied,
+    /// else starts those that are idle and leaves it waiting for them.
+    pub(super) fn request_start(&mut self, index: usize) -> Result<()> {
+        let after = self.programs[index].spec.after.clone();
+        let mut ready = true;
+        for dep in &after {
+            match self.dependency(dep) {
+                Dep::Satisfied => {}
+                Dep::Pending => ready = false,
+                Dep::Idle | Dep::Failed(_) => {
+                    let dep_index = self.find(dep)?;
+                    if !matches!(self.programs[dep_index].run, Run::Idle) {
+                        return Err(Error::Precondition {
+                            program: self.programs[index].spec.name.clone(),
+                            reason: format!("`after` program `{dep}` is stopping"),
+                        });
+                    }
+                    self.request_start(dep_index)?;
+                    ready &= matches!(self.dependency(dep), Dep::Satisfied);
+                }
+            }
+        }
+        if ready {
+            return self.launch(index);
+        }
+        let name = self.programs[index].spec.name.clone();
+        let program = &mut self.programs[index];
+        program.run = Run::Waiting;
+        program.last_error = None;
+        program.gave_up = false;
+        let waiting: Vec<&str> = after
+            .iter()
+            .map(String::as_str)
+            .filter(|d| !matches!(self.dependency(d), Dep::Satisfied))
+            .collect();
+        let mut event = Event::new(&name, EventKind::Status);
+        event.program_status = Some(ProgramStatus::Starting);
+        event.reason = format!("waiting for {}", waiting.join(", "));
+        self.programs[index].status = ProgramStatus::Starting;
+        self.publish(event);
+        Ok(())
+    }
+
+    /// Launches waiting programs whose dependencies are now satisfied, and fails
+    /// those with a failed dependency.
+    pub(super) fn start_waiting(&mut self) {
+        for index in 0..self.programs.len() {
+            if !matches!(self.programs[index].run, Run::Waiting) {
+                continue;
+            }
+            let mut ready = true;
+            let mut failed = None;
+            for dep in &self.programs[index].spec.after {
+                match self.dependency(dep) {
+                    Dep::Satisfied => {}
+                    Dep::Pending => ready = false,
+                    Dep::Idle => {
+                        ready = false;
+                        failed = Some(format!("`{dep}` was stopped"));
+                    }
+                    Dep::Failed(reason) => {
+                        ready = false;
+                        failed = Some(reason);
+                    }
+                }
+            }
+            if let Some(reason) = failed {
+                self.cancel_waiting(index, &format!("not started: {reason}"));
+            } else if ready {
+                self.programs[index].run = Run::Idle;
+                if let Err(e) = self.launch(index) {
+                    let reason = e.to_string();
+                    let name = self.programs[index].spec.name.clone();
+                    self.fail_ok_waiters(index, || Error::Precondition {
+                        program: name.clone(),
+                        reason: reason.clone(),
+                    });
+                    self.settle(index);
+                }
+            }
+        }
+    }
+
+    /// Gives up on starting a waiting program.
+    pub(super) fn cancel_waiting(&mut self, index: usize, reason: &str) {
+        let name = self.programs[index].spec.name.clone();
+        let program = &mut self.programs[index];
+        program.run = Run::Idle;
+        program.last_error = Some(reason.to_string());
+        self.publish(Event::new(&name, EventKind::Error).reason(reason));
+        self.fail_ok_waiters(index, || Error::Precondition {
+            program: name.clone(),
+            reason: reason.to_string(),
+        });
+        self.settle(index);
+    }
+
+    /// Running or waiting programs that need `name`, directly or not, last
+    /// started first: they stop before it.
+    pub(super) fn dependents(&self, name: &str) -> Vec<String> {
+        let mut needed = vec![name.to_string()];
+        let mut found = Vec::new();
+        while let Some(current) = needed.pop() {
+            for p in &self.programs {
+                if p.spec.after.contains(&current)
+                    && !found.contains(&p.spec.name)
+                    && !matches!(p.run, Run::Idle)
+                {
+                    found.push(p.spec.name.clone());
+                    needed.push(p.spec.name.clone());
+                }
+            }
+        }
+        let position = |n: &String| self.start_order.iter().position(|s| s == n);
+        found.sort_by_key(|n| std::cmp::Reverse(position(n)));
+        found
+    }
+
+    /// Stops `programs` one after another.
+    pub(super) fn stop_in_order(&mut self, programs: Vec<String>, reason: StopReason) {
+        self.sequences.push(StopSequence {
+            queue: VecDeque::from(programs),
+            reason,
+        });
+        self.advance_sequences();
+    }
+
+    /// Moves every ordered stop along: the next program begins to stop once the
+    /// one before it is idle.
+    pub(super) fn advance_sequences(&mut self) {
+        // Beginning a stop settles the program, which comes back here; the outer
+        // call carries on where the inner one would start.
+        if self.advancing {
+            return;
+        }
+        self.advancing = true;
+        let mut i = 0;
+        while i < self.sequences.len() {
+            while let Some(name) = self.sequences[i].queue.front().cloned() {
+                let Ok(index) = self.find(&name) else {
+                    self.sequences[i].queue.pop_front();
+                    continue;
+                };
+                match self.programs[index].run {
+                    Run::Idle => {
+                        self.sequences[i].queue.pop_front();
+                    }
+                    Run::Waiting => {
+                        self.sequences[i].queue.pop_front();
+                        self.cancel_waiting(index, "stopped before it started");
+                    }
+                    Run::Running => {
+                        let reason = self.sequences[i].reason;
+                        let window = self.programs[index]
+                            .stop_override
+                            .take()
+                            .unwrap_or(self.programs[index].spec.stop_timeout);
+                        if reason == StopReason::Stop {
+                            self.programs[index].last_error = None;
+                        }
+                        self.begin_stop(index, reason, window);
+                        break;
+                    }
+                    Run::Stopping(_) => break,
+                }
+                if i >= self.sequences.len() {
+                    break;
+                }
+            }
+            if i < self.sequences.len() && self.sequences[i].queue.is_empty() {
+                self.sequences.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        self.advancing = false;
+    }
+}

@@ -1,0 +1,277 @@
+//! `once` jobs (exit codes, timeouts, retries) and multi-program configs whose
+//! `after` orders start-up and shutdown.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use infant::proto::{self, EventKind, ProgramKind, ProgramStatus};
+
+async fn run_job(daemon: &Daemon, name: &str, s: proto::ProgramSpec) -> proto::ProgramInfo {
+    let mut client = daemon.client().await;
+    client
+        .start(proto::StartRequest {
+            name: name.into(),
+            spec: Some(s),
+            wait: true,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("Start {name}: {e}"))
+        .into_inner()
+}
+
+#[tokio::test]
+async fn job_exit_codes_are_honoured() {
+    let daemon = Daemon::start(&[]).await;
+    let ok = run_job(&daemon, "good", spec(ProgramKind::Once, &["true"])).await;
+    assert_eq!(ok.status, ProgramStatus::Ready as i32, "{ok:?}");
+    assert_eq!(ok.exit_code, Some(0));
+    assert!(ok.error.is_empty());
+
+    let bad = run_job(
+        &daemon,
+        "bad",
+        spec(ProgramKind::Once, &["sh", "-c", "exit 3"]),
+    )
+    .await;
+    assert_eq!(
+        bad.status,
+        ProgramStatus::Error as i32,
+        "a failure, not a success: {bad:?}"
+    );
+    assert_eq!(bad.exit_code, Some(3));
+    assert!(bad.error.contains("code 3"), "{}", bad.error);
+
+    // The CLI's `start --wait` exits non-zero for a failed job.
+    let (status, _, stderr) = daemon.ctl(&["start", "bad", "--wait"]);
+    assert!(!status.success(), "{stderr}");
+    assert!(daemon.stop().await.success());
+}
+
+#[tokio::test]
+async fn a_job_past_its_timeout_is_killed_with_its_children() {
+    let daemon = Daemon::start(&[]).await;
+    let marker = daemon.dir.path().join("child");
+    let script = format!("sleep 1000 & echo $! > {}; wait", marker.display());
+    let mut s = spec(ProgramKind::Once, &["sh", "-c", &script]);
+    s.timeout_ms = Some(500);
+    let info = run_job(&daemon, "slow", s).await;
+    assert_eq!(info.status, ProgramStatus::Error as i32);
+    assert!(
+        info.error.contains("timed out after 500ms"),
+        "{}",
+        info.error
+    );
+    assert_eq!(info.exit_signal, Some(9));
+    let child: u32 = std::fs::read_to_string(&marker)
+        .expect("the job wrote its child's pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    wait_gone(&[child], DEADLINE).await;
+    assert!(daemon.stop().await.success());
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_then_reported() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let mut s = spec(ProgramKind::Once, &["sh", "-c", "exit 1"]);
+    s.respawn = Some(true);
+    s.max_retries = Some(2);
+    let info = run_job(&daemon, "flaky", s).await;
+    let exits = events
+        .all()
+        .into_iter()
+        .filter(|e| is(e, EventKind::Exit) && e.program == "flaky")
+        .count();
+    assert_eq!(exits, 3, "one run and two retries");
+    assert_eq!(
+        info.status,
+        ProgramStatus::Fatal as i32,
+        "gave up: {info:?}"
+    );
+    assert!(info.error.contains("run 3"), "{}", info.error);
+    let respawns: Vec<u64> = events
+        .all()
+        .iter()
+        .filter(|e| is(e, EventKind::Respawn))
+        .map(|e| e.delay_ms)
+        .collect();
+    assert_eq!(respawns.len(), 2);
+    assert!(respawns[1] > respawns[0], "retries back off: {respawns:?}");
+    assert!(daemon.stop().await.success());
+}
+
+const APP: &str = r#"
+[program.db]
+command = ["sleep", "1000"]
+start_grace = "50ms"
+
+[program.migrate]
+kind = "once"
+command = ["sh", "-c", "sleep 0.2; exit ${MIGRATE_EXIT:-0}"]
+after = ["db"]
+
+[program.web]
+kind = "cluster"
+count = 2
+command = ["sleep", "1000"]
+start_grace = "50ms"
+after = ["migrate"]
+"#;
+
+fn position(events: &[proto::Event], what: impl Fn(&proto::Event) -> bool) -> usize {
+    events.iter().position(what).unwrap_or_else(|| {
+        panic!(
+            "event missing from:\n{}",
+            events.iter().map(describe).collect::<Vec<_>>().join("\n")
+        )
+    })
+}
+
+#[tokio::test]
+async fn after_orders_start_and_shutdown() {
+    let mut daemon = Daemon::start_with(&["--config", "app.toml"], |dir| {
+        std::fs::write(dir.join("app.toml"), APP).expect("config");
+    })
+    .await;
+    let mut client = daemon.client().await;
+    wait_until("web is ok", DEADLINE, || {
+        let mut c = client.clone();
+        async move {
+            let list = c.list(proto::ListRequest { name: "web".into() }).await;
+            list.is_ok_and(|l| l.into_inner().programs[0].status == ProgramStatus::Ok as i32)
+        }
+    })
+    .await;
+    let mut history = client
+        .events(proto::EventsRequest {
+            name: String::new(),
+            replay: true,
+            follow: false,
+        })
+        .await
+        .expect("Events")
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(e) = history.message().await.expect("history") {
+        events.push(e);
+    }
+    let db_ok = position(&events, |e| is(e, EventKind::Started) && e.program == "db");
+    let migrated = position(&events, |e| {
+        is(e, EventKind::Stopped) && e.program == "migrate" && e.reason == "completed"
+    });
+    let web_spawned = position(&events, |e| e.program == "web" && e.worker != 0);
+    assert!(
+        db_ok < migrated && migrated < web_spawned,
+        "db ok → migrate completed → web started"
+    );
+
+    let mut pids = ok_pids(&mut client, "db").await;
+    pids.extend(ok_pids(&mut client, "web").await);
+    let recorder = Recorder::new(&daemon).await;
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(daemon.wait_exit(DEADLINE).await.success());
+    let stops = recorder.all();
+    let web_stopped = position(&stops, |e| is(e, EventKind::Stopped) && e.program == "web");
+    let db_stopping = position(&stops, |e| is(e, EventKind::Stopping) && e.program == "db");
+    assert!(web_stopped < db_stopping, "web stops before db");
+    wait_gone(&pids, DEADLINE).await;
+}
+
+#[tokio::test]
+async fn a_failed_migration_leaves_web_down_with_the_error_visible() {
+    let daemon = Daemon::start_with(&["--config", "app.toml"], |dir| {
+        std::fs::write(dir.join("app.toml"), APP.replace("${MIGRATE_EXIT:-0}", "4"))
+            .expect("config");
+    })
+    .await;
+    let mut client = daemon.client().await;
+    wait_until("web gave up", DEADLINE, || {
+        let mut c = client.clone();
+        async move {
+            let list = c.list(proto::ListRequest { name: "web".into() }).await;
+            list.is_ok_and(|l| l.into_inner().programs[0].status == ProgramStatus::Error as i32)
+        }
+    })
+    .await;
+    let web = client
+        .list(proto::ListRequest { name: "web".into() })
+        .await
+        .expect("List")
+        .into_inner()
+        .programs
+        .remove(0);
+    assert!(
+        web.error.contains("migrate") && web.error.contains("code 4"),
+        "{}",
+        web.error
+    );
+    assert!(
+        workers(&mut client, "web").await.is_empty(),
+        "web never started"
+    );
+    let (_, status, _) = daemon.ctl(&["status"]);
+    assert!(
+        status.contains("migrate") && status.contains("error"),
+        "{status}"
+    );
+    let db = ok_pids(&mut client, "db").await;
+    assert!(daemon.stop().await.success());
+    wait_gone(&db, DEADLINE).await;
+}
+
+/// Runs `infantd --config` on `text` and expects it to refuse to start.
+fn refused(text: &str) -> String {
+    let dir = short_tempdir();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, text).expect("config");
+    let socket = dir.path().join("d.sock");
+    let mut child = Command::new(infantd_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn infantd");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("infantd started with a bad config:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert!(!out.status.success());
+    assert!(!socket.exists(), "it did not start half-configured");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_configs_are_refused_with_the_line_or_program() {
+    let cycle = refused("[program.a]\ncommand=[\"x\"]\nafter=[\"b\"]\n[program.b]\ncommand=[\"x\"]\nafter=[\"a\"]\n");
+    assert!(
+        cycle.contains("cycle") && cycle.contains("a → b → a"),
+        "{cycle}"
+    );
+    let unknown = refused("[program.a]\ncommand=[\"x\"]\nafter=[\"ghost\"]\n");
+    assert!(
+        unknown.contains("ghost") && unknown.contains("line 1"),
+        "{unknown}"
+    );
+    let duplicate = refused("[program.a]\ncommand=[\"x\"]\n[program.a]\ncommand=[\"y\"]\n");
+    assert!(duplicate.contains("line 3"), "{duplicate}");
+    let duration = refused("[program.a]\ncommand=[\"x\"]\nstop_timeout=\"soon\"\n");
+    assert!(
+        duration.contains("line 3") && duration.contains("soon"),
+        "{duration}"
+    );
+}
