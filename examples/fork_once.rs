@@ -5,6 +5,7 @@
 //! cargo build --example fork_once
 //! target/debug/examples/fork_once              # on its own
 //! ONCE_FAIL=1 target/debug/examples/fork_once  # fails: exit status 3
+//! ONCE_WORK_MS=60000 target/debug/examples/fork_once  # works for a minute
 //! ```
 //!
 //! The seed's parent, `fork('./myscript', cb)`, is `infantd` running the job as a
@@ -38,7 +39,7 @@ async fn main() -> ExitCode {
     let outcome = once("fork-once", |handle: Handle| async move {
         // script operations
         println!("Child {} working", handle.title());
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(work_time()).await;
         if std::env::var_os("ONCE_FAIL").is_some_and(|value| value == "1") {
             return Err("ONCE_FAIL=1: failing on purpose");
         }
@@ -59,4 +60,13 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// How long the work takes: `ONCE_WORK_MS`, 100 ms by default.
+fn work_time() -> Duration {
+    let ms = std::env::var("ONCE_WORK_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(100);
+    Duration::from_millis(ms)
 }

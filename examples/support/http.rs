@@ -8,6 +8,9 @@
 //! seen a request yet gets [`FIRST_REQUEST_GRACE`] to deliver one; connections
 //! that already served one close once idle.
 
+// Each example uses only part of this module.
+#![allow(dead_code)]
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,4 +108,52 @@ async fn connection<F, Fut>(
 /// A `text/plain` response.
 pub fn text(body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     Response::new(Full::new(body.into()))
+}
+
+/// `worker(server)` for an HTTP server answering `body`: an SDK worker whose start
+/// hook starts serving on the daemon's socket (or `fallback` outside infant) and
+/// whose stop hook drains it. Returns when the worker stops.
+pub async fn run_worker(
+    title: &str,
+    fallback: &'static str,
+    body: &'static str,
+) -> std::process::ExitCode {
+    let stop = CancellationToken::new();
+    let server: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
+    let (stop_in_start, server_in_start) = (stop.clone(), Arc::clone(&server));
+    let result = infant::worker::Worker::new(title)
+        .run(
+            move |handle: Handle| async move {
+                let listener = infant::worker::tcp_listener(fallback).await?;
+                let listener = CountingListener::new(listener, handle.clone());
+                let task = tokio::spawn(serve(
+                    listener,
+                    handle,
+                    stop_in_start,
+                    Duration::from_secs(25),
+                    move |_request| async move { text(body) },
+                ));
+                if let Ok(mut slot) = server_in_start.lock() {
+                    *slot = Some(task);
+                }
+                Ok::<(), std::io::Error>(())
+            },
+            move |_handle: Handle| async move {
+                stop.cancel();
+                let task = server.lock().ok().and_then(|mut slot| slot.take());
+                if let Some(task) = task {
+                    let _ = task.await;
+                }
+                println!("Stopped");
+                Ok::<(), std::io::Error>(())
+            },
+        )
+        .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{title}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -300,11 +300,14 @@ impl Program {
                     .clone()
                     .filter(|i| i.status == InstanceStatus::Ok)
                     .count();
+                // A program that crashed stays `error` until it is whole again,
+                // also while a respawned instance is still starting.
                 if ok >= self.desired as usize {
                     ProgramStatus::Ok
-                } else if active
-                    .clone()
-                    .any(|i| matches!(i.status, InstanceStatus::Backoff | InstanceStatus::Error))
+                } else if self.last_error.is_some()
+                    || active.clone().any(|i| {
+                        matches!(i.status, InstanceStatus::Backoff | InstanceStatus::Error)
+                    })
                 {
                     ProgramStatus::Error
                 } else {
