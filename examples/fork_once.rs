@@ -1,34 +1,31 @@
-//! The child side of the seed's fork/childOnce example: a job that does its
-//! work once and exits, 0 when it succeeded.
+//! The seed's fork/childOnce example: a parent runs a child job once and
+//! learns how it ended; the child does its work and exits, 0 when it succeeded.
 //!
 //! ```text
-//! cargo build --example fork_once
-//! target/debug/examples/fork_once              # on its own
-//! ONCE_FAIL=1 target/debug/examples/fork_once  # fails: exit status 3
-//! ONCE_WORK_MS=60000 target/debug/examples/fork_once  # works for a minute
+//! cargo run --example fork_once                   # Child completed successfully
+//! ONCE_FAIL=1 cargo run --example fork_once       # the job exits 3; the parent says so
+//! ONCE_TIMEOUT_MS=200 ONCE_WORK_MS=5000 cargo run --example fork_once   # killed: timed out
 //! ```
 //!
-//! The seed's parent, `fork('./myscript', cb)`, is `infantd` running the job as a
-//! `once` program, which honours its exit status:
+//! Run by you it is the parent, `fork('./myscript', cb)`: an embedded supervisor
+//! runs this same program as a `once` job and waits for it. Run by infant it is
+//! the child, `childOnce(title, exec)`: [`infant::worker::once`]. The same job
+//! under `infantd`:
 //!
 //! ```text
 //! infantctl start job --kind once --wait -- target/debug/examples/fork_once
 //! ```
 //!
-//! or, in a config file:
-//!
-//! ```toml
-//! [program.job]
-//! kind = "once"
-//! command = ["target/debug/examples/fork_once"]
-//! ```
-//!
-//! `infant::worker::once` itself exits 1 when `exec` fails; this example exits 3
-//! on `ONCE_FAIL=1`, to show a job's own exit code reaching the daemon.
+//! `infant::worker::once` exits 1 when `exec` fails; this example exits 3 on
+//! `ONCE_FAIL=1`, to show a job's own exit code reaching the parent.
+
+#[path = "support/master.rs"]
+mod master;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use infant::daemon::spec::{Kind, ProgramDef};
 use infant::worker::{once, Handle, WorkerError};
 
 /// The exit status of a failed run, as asked for by `ONCE_FAIL=1`.
@@ -36,6 +33,9 @@ const FAILED: u8 = 3;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    if !master::is_worker() {
+        return parent().await;
+    }
     let outcome = once("fork-once", |handle: Handle| async move {
         // script operations
         println!("Child {} working", handle.title());
@@ -47,10 +47,7 @@ async fn main() -> ExitCode {
     })
     .await;
     match outcome {
-        Ok(()) => {
-            println!("Child completed successfully");
-            ExitCode::SUCCESS
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(error @ WorkerError::JobFailed(_)) => {
             eprintln!("fork_once: {error}");
             ExitCode::from(FAILED)
@@ -69,4 +66,33 @@ fn work_time() -> Duration {
         .and_then(|ms| ms.parse().ok())
         .unwrap_or(100);
     Duration::from_millis(ms)
+}
+
+/// `parent('./myscript', cb)`: run the child once, wait, report.
+async fn parent() -> ExitCode {
+    let timeout = std::env::var("ONCE_TIMEOUT_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis);
+    let job = ProgramDef {
+        kind: Some(Kind::Once),
+        timeout,
+        ..ProgramDef::default()
+    };
+    match master::supervise(
+        "mychild",
+        job,
+        true,
+        false,
+        "Child completed successfully",
+        "",
+    )
+    .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Child failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! `kill -9` of infantd itself: every worker is gone within 2 seconds.
+//! `kill -9` of infantd itself: every worker is gone within 2 seconds, and so are
+//! the processes an SDK worker started.
 //!
 //! PID 1 on these machines does not reap orphans, so a worker that outlived its
 //! daemon would linger as a zombie and be indistinguishable (in `/proc`) from one
@@ -47,8 +48,17 @@ async fn kill_9_of_infantd_takes_every_worker_down_within_2_seconds() {
         })
         .await
         .expect("Start pool");
+    // The SDK worker starts a grandchild: a lost daemon cannot kill its process
+    // group, so the SDK must take the grandchild down itself.
     let worker = example_bin("echo_worker");
-    let mut echo = spec(ProgramKind::Child, &[&worker.to_string_lossy()]);
+    let out = daemon.dir.path().join("echo.out");
+    let worker = worker.to_string_lossy();
+    let out_path = out.to_string_lossy();
+    let mut echo = spec(
+        ProgramKind::Child,
+        &["sh", "-c", r#"exec "$0" >> "$1""#, &worker, &out_path],
+    );
+    echo.env.insert("ECHO_SPAWN_CHILD".into(), "1".into());
     echo.start_grace_ms = Some(10_000);
     client
         .start(proto::StartRequest {
@@ -66,6 +76,12 @@ async fn kill_9_of_infantd_takes_every_worker_down_within_2_seconds() {
         "one attached SDK worker: {sdk:?}"
     );
     pids.push(sdk[0].pid);
+    let grandchild: u32 = std::fs::read_to_string(&out)
+        .expect("echo output")
+        .lines()
+        .find_map(|l| l.strip_prefix("grandchild ")?.trim().parse().ok())
+        .expect("the worker reported its grandchild");
+    pids.push(grandchild);
     drop(client);
 
     daemon.signal(Signal::SIGKILL);

@@ -215,3 +215,53 @@ async fn the_enhanced_cluster_serves_foo_and_recycles() {
     cluster.wait_success();
     wait_gone(&all, DEADLINE).await;
 }
+
+#[tokio::test]
+async fn fork_once_runs_the_child_job_and_reports_its_outcome() {
+    let mut ok = Example::start("fork_once", &[]);
+    ok.expect_line("Child completed successfully");
+    ok.wait_success();
+
+    let failed = Command::new(example_bin("fork_once"))
+        .env("ONCE_FAIL", "1")
+        .env("INFANT_LOG", "warn")
+        .env_remove("INFANT_WORKER_ID")
+        .output()
+        .expect("run fork_once");
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("Child failed") && stderr.contains("code 3"),
+        "{stderr}"
+    );
+
+    let slow = Command::new(example_bin("fork_once"))
+        .env("ONCE_TIMEOUT_MS", "200")
+        .env("ONCE_WORK_MS", "60000")
+        .env("INFANT_LOG", "warn")
+        .env_remove("INFANT_WORKER_ID")
+        .output()
+        .expect("run fork_once");
+    assert!(!slow.status.success());
+    let stderr = String::from_utf8_lossy(&slow.stderr);
+    assert!(stderr.contains("timed out after 200ms"), "{stderr}");
+}
+
+#[test]
+fn lifecycle_starts_and_stops_its_steps_in_order() {
+    let out = Command::new(example_bin("lifecycle"))
+        .output()
+        .expect("run lifecycle");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "Starting step 1",
+            "Startup complete",
+            "Stopping step 1",
+            "Shutdown complete"
+        ]
+    );
+}

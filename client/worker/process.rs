@@ -75,6 +75,7 @@ pub(super) fn arm_watchdog(window: Duration) {
                 eprintln!(
                     "infant: daemon lost and the worker did not exit within {window:?}; exiting"
                 );
+                kill_rest_of_group();
                 // SAFETY: _exit only ends the process; it runs no destructors or
                 // atexit handlers that could race with the threads still running.
                 unsafe { libc::_exit(1) }
@@ -83,6 +84,42 @@ pub(super) fn arm_watchdog(window: Duration) {
             tracing::warn!(%error, "cannot start the exit watchdog");
         }
     });
+}
+
+/// SIGKILLs every other process in this worker's process group.
+///
+/// The daemon kills an instance's whole group when it stops it; a daemon that was
+/// killed cannot, and the parent-death signal reaches only the worker itself. So a
+/// worker whose daemon is lost takes what it started down with it, or those
+/// processes would be orphaned to PID 1.
+pub(super) fn kill_rest_of_group() {
+    let me = std::process::id();
+    let group = nix::unistd::getpgrp().as_raw().unsigned_abs();
+    if group != me {
+        return; // not a group leader: the group is not ours to kill
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+    {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let pgrp = stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().nth(2))
+            .and_then(|field| field.parse::<u32>().ok());
+        if pgrp == Some(group) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -213,6 +213,7 @@ impl Session {
             if let Err(error) = outcome {
                 tracing::warn!("the stop hook failed: {error}");
             }
+            process::kill_rest_of_group();
             return Err(WorkerError::MasterLost(why));
         }
         self.handle
@@ -242,6 +243,7 @@ impl Session {
             Ending::Lost(why) => {
                 tracing::warn!("lost infantd ({why}); abandoning the job");
                 self.lose(why.clone());
+                process::kill_rest_of_group();
                 return WorkerError::MasterLost(why);
             }
         };

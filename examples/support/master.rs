@@ -69,7 +69,7 @@ pub async fn supervise(
     };
     supervisor.shutdown().await;
     let _ = std::fs::remove_dir(&dir);
-    if outcome.is_ok() {
+    if outcome.is_ok() && !stopped.is_empty() {
         println!("{stopped}");
     }
     outcome

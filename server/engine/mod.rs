@@ -258,6 +258,11 @@ impl Engine {
         let after = program.derive_status();
         if before != after {
             program.status = after;
+            if after == ProgramStatus::Ok {
+                // Whole again: the error was about a state that is over (the
+                // events keep its history).
+                program.last_error = None;
+            }
             let name = program.spec.name.clone();
             let mut event = Event::new(&name, EventKind::Status);
             event.program_status = Some(after);
