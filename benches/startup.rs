@@ -225,10 +225,13 @@ struct Binaries {
 }
 
 impl Binaries {
-    /// `cargo bench` builds `infantd` for this bench (same release settings, same
-    /// `target/release`), but not the examples. Asking cargo to build the example
-    /// is a no-op when it is up to date and guarantees it is never stale; without
-    /// cargo (the bench binary run by hand) an existing build is used as is.
+    /// `cargo bench` builds `infantd` for this bench but not the examples, so the
+    /// bench asks cargo for both (`cargo` is `$CARGO`, set by `cargo bench`): a
+    /// no-op when they are up to date, and never a stale worker. It builds them
+    /// with the `bench` profile, which inherits `release` (same settings, same
+    /// `target/release` folder) and, unlike `--release`, reuses the very library
+    /// `cargo bench` just compiled instead of compiling the crate a second time.
+    /// Run by hand without cargo, the bench uses the binaries already there.
     fn locate() -> Result<Binaries> {
         let infantd = PathBuf::from(env!("CARGO_BIN_EXE_infantd"));
         let release = infantd
@@ -241,7 +244,8 @@ impl Binaries {
             let status = Command::new(cargo)
                 .args([
                     "build",
-                    "--release",
+                    "--profile",
+                    "bench",
                     "--quiet",
                     "--bin",
                     "infantd",
@@ -251,10 +255,10 @@ impl Binaries {
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .stdin(Stdio::null())
                 .status()
-                .context("running cargo build --release")?;
+                .context("running cargo build")?;
             ensure!(
                 status.success(),
-                "cargo build --release --bin infantd --example echo_worker failed: {status}"
+                "cargo build --profile bench --bin infantd --example echo_worker failed: {status}"
             );
         }
         for path in [&infantd, &worker] {

@@ -98,6 +98,11 @@ pub struct ProgramDef {
     pub start_grace: Option<Duration>,
     /// `once` with `respawn`: failed runs retried at most this often.
     pub max_retries: Option<u32>,
+    /// Give up (status `fatal`) after this many respawns within `restart_window`.
+    pub max_restarts: Option<u32>,
+    /// The window `max_restarts` counts in.
+    #[serde(default, deserialize_with = "humane::option")]
+    pub restart_window: Option<Duration>,
 }
 
 /// A validated program definition with every default applied.
@@ -143,6 +148,11 @@ pub struct ProgramSpec {
     pub start_grace: Duration,
     /// `once`: retries of a failed run (`None`: no limit while `respawn`).
     pub max_retries: Option<u32>,
+    /// Respawns allowed within `restart_window` before the program is given up
+    /// (`fatal`); `None`: respawn forever.
+    pub max_restarts: Option<u32>,
+    /// The window `max_restarts` counts in.
+    pub restart_window: Duration,
 }
 
 /// A socket address from `listen`.
@@ -334,6 +344,12 @@ impl ProgramDef {
             after,
             start_grace: duration("start_grace", self.start_grace, Duration::from_millis(250))?,
             max_retries: self.max_retries,
+            max_restarts: self.max_restarts,
+            restart_window: duration(
+                "restart_window",
+                self.restart_window,
+                Duration::from_secs(60),
+            )?,
         })
     }
 }

@@ -84,6 +84,10 @@ impl Engine {
             self.remove_instance(index, id, exit);
             return;
         }
+        if let Some(reason) = self.restart_limit_reached(index) {
+            self.give_up(index, id, exit, reason);
+            return;
+        }
         let program = &mut self.programs[index];
         let cap = program.spec.respawn_delay;
         let Some(instance) = program.instance_mut(id) else {
@@ -479,5 +483,52 @@ impl Engine {
             humantime::format_duration(limit)
         ));
         let _ = signal_group(pid, Signal::SIGKILL);
+    }
+
+    /// Counts a respawn against `max_restarts`; the reason to give up if this
+    /// one is past the limit.
+    fn restart_limit_reached(&mut self, index: usize) -> Option<String> {
+        let program = &mut self.programs[index];
+        let max = program.spec.max_restarts?;
+        let window = program.spec.restart_window;
+        let now = std::time::Instant::now();
+        while program
+            .recent_restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            program.recent_restarts.pop_front();
+        }
+        if program.recent_restarts.len() >= max as usize {
+            return Some(format!(
+                "gave up: {} respawns within {} (max_restarts = {max})",
+                program.recent_restarts.len(),
+                humantime::format_duration(window)
+            ));
+        }
+        program.recent_restarts.push_back(now);
+        None
+    }
+
+    /// A crash loop hit `max_restarts`: stop the whole program and leave it
+    /// `fatal` until it is started again.
+    fn give_up(&mut self, index: usize, id: u64, exit: Exit, reason: String) {
+        let name = self.programs[index].spec.name.clone();
+        tracing::error!(program = %name, "{reason}");
+        self.programs[index].instances.retain(|i| i.id != id);
+        let mut event = Event::new(&name, EventKind::Status).worker(id, Some(exit.pid));
+        event.instance_status = Some(InstanceStatus::Dead);
+        self.publish(event);
+        self.publish(Event::new(&name, EventKind::Error).reason(reason.clone()));
+        let program = &mut self.programs[index];
+        program.gave_up = true;
+        program.last_error = Some(reason.clone());
+        let fail = || Error::Precondition {
+            program: name.clone(),
+            reason: reason.clone(),
+        };
+        self.fail_ok_waiters(index, fail);
+        let window = self.programs[index].spec.stop_timeout;
+        self.begin_stop(index, StopReason::Stop, window);
     }
 }

@@ -142,6 +142,7 @@ impl Engine {
         program.restarts = 0;
         program.retries = 0;
         program.outcome = None;
+        program.recent_restarts.clear();
         program.desired = program.spec.count;
         self.start_order.retain(|n| n != &name);
         self.start_order.push(name.clone());

@@ -244,6 +244,8 @@ pub struct Program {
     pub gave_up: bool,
     /// A `Stop`'s own window for this program's next stop.
     pub stop_override: Option<Duration>,
+    /// When recent respawns happened (for `max_restarts`).
+    pub recent_restarts: std::collections::VecDeque<Instant>,
 }
 
 impl Program {
@@ -268,6 +270,7 @@ impl Program {
             retries: 0,
             gave_up: false,
             stop_override: None,
+            recent_restarts: std::collections::VecDeque::new(),
         }
     }
 

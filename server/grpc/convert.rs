@@ -72,6 +72,8 @@ pub fn program_def(name: &str, spec: proto::ProgramSpec) -> Result<ProgramDef, E
         after: Some(spec.after),
         start_grace: millis(name, "start_grace", spec.start_grace_ms)?,
         max_retries: spec.max_retries,
+        max_restarts: spec.max_restarts,
+        restart_window: millis(name, "restart_window", spec.restart_window_ms)?,
     })
 }
 
