@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 use infant::proto::{self, EventKind, ProgramKind, ProgramStatus};
