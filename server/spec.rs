@@ -100,6 +100,8 @@ pub struct ProgramDef {
     pub max_retries: Option<u32>,
     /// Give up (status `fatal`) after this many respawns within `restart_window`.
     pub max_restarts: Option<u32>,
+    /// Enhanced: workers recycled at the same time.
+    pub max_recycling: Option<u32>,
     /// The window `max_restarts` counts in.
     #[serde(default, deserialize_with = "humane::option")]
     pub restart_window: Option<Duration>,
@@ -153,6 +155,8 @@ pub struct ProgramSpec {
     pub max_restarts: Option<u32>,
     /// The window `max_restarts` counts in.
     pub restart_window: Duration,
+    /// Enhanced: workers recycled at the same time (default 1).
+    pub max_recycling: u32,
 }
 
 /// A socket address from `listen`.
@@ -298,6 +302,13 @@ impl ProgramDef {
         if max_connections == 0 {
             return Err(invalid("max_connections", "must be at least 1".into()));
         }
+        let max_recycling = self.max_recycling.unwrap_or(1);
+        if max_recycling == 0 || max_recycling > MAX_COUNT {
+            return Err(invalid(
+                "max_recycling",
+                format!("must be from 1 to {MAX_COUNT}"),
+            ));
+        }
         let max_memory_gain = self.max_memory_gain.unwrap_or(1000);
         if max_memory_gain == 0 {
             return Err(invalid(
@@ -345,6 +356,7 @@ impl ProgramDef {
             start_grace: duration("start_grace", self.start_grace, Duration::from_millis(250))?,
             max_retries: self.max_retries,
             max_restarts: self.max_restarts,
+            max_recycling,
             restart_window: duration(
                 "restart_window",
                 self.restart_window,
@@ -475,6 +487,11 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`listen`"));
+
+        let mut recycling = def(&["x"]);
+        recycling.max_recycling = Some(0);
+        let err = recycling.validate("r").unwrap_err().to_string();
+        assert!(err.contains("`max_recycling`"), "{err}");
 
         assert!(def(&["x"]).validate("bad name").is_err());
         assert!(def(&["x"]).validate("").is_err());

@@ -98,10 +98,11 @@ async fn a_plain_socket_activated_program_serves_on_the_daemon_socket() {
 async fn no_daemon_fd_leaks_into_a_worker() {
     let daemon = Daemon::start(&[]).await;
     let mut client = daemon.client().await;
+    let unix = daemon.dir.path().join("fd.sock");
     let mut s = spec(ProgramKind::Child, &["sleep", "1000"]);
     s.listen = vec![
         "tcp://127.0.0.1:0".into(),
-        "unix:///tmp/infant-fd-test.sock".into(),
+        format!("unix://{}", unix.display()),
     ];
     s.start_grace_ms = Some(50);
     start(&mut client, "fds", s).await;
@@ -125,10 +126,7 @@ async fn no_daemon_fd_leaks_into_a_worker() {
     );
     assert!(environ.contains("LISTEN_FDS=2\0"));
     assert!(daemon.stop().await.success());
-    assert!(
-        !std::path::Path::new("/tmp/infant-fd-test.sock").exists(),
-        "unix socket removed at stop"
-    );
+    assert!(!unix.exists(), "unix socket removed at stop");
     wait_gone(&[pid], DEADLINE).await;
 }
 

@@ -300,7 +300,7 @@ impl Engine {
             };
             self.fail_ok_waiters(index, stopping);
             self.abort_rollout(index, "the program is stopping");
-            self.programs[index].recycling = None;
+            self.programs[index].recycling.clear();
         }
         // Slots in backoff have no process: drop them now.
         self.programs[index]

@@ -72,16 +72,28 @@ impl Engine {
         }
     }
 
-    /// Starts recycling the first worker past a limit, unless a recycle or rolling
-    /// restart is already replacing one (one at a time keeps capacity steady).
+    /// Starts recycling workers past a limit, at most `max_recycling` at a time
+    /// (default 1: capacity stays steady) and never during a rolling restart.
     pub(super) fn check_recycle(&mut self, index: usize) {
-        let program = &self.programs[index];
-        if program.recycling.is_some() || program.rollout.is_some() {
-            return;
+        loop {
+            let program = &self.programs[index];
+            if program.recycling.len() >= program.spec.max_recycling as usize
+                || program.rollout.is_some()
+                || !self.recycle_next(index)
+            {
+                return;
+            }
         }
+    }
+
+    /// Starts recycling the first worker past a limit that is not being
+    /// recycled yet; false if there is none (or its replacement failed to spawn).
+    fn recycle_next(&mut self, index: usize) -> bool {
+        let program = &self.programs[index];
         let spec = &program.spec;
         let due = program.instances.iter().find_map(|instance| {
-            if instance.status != InstanceStatus::Ok || !instance.is_active() {
+            let busy = program.recycling.iter().any(|&(old, _)| old == instance.id);
+            if instance.status != InstanceStatus::Ok || !instance.is_active() || busy {
                 return None;
             }
             let served = instance.connections.max(instance.requests);
@@ -111,13 +123,15 @@ impl Engine {
                 )
             })
         });
-        if let Some((old, served, why)) = due {
-            self.recycle(index, old, served, why);
-        }
+        let Some((old, served, why)) = due else {
+            return false;
+        };
+        self.recycle(index, old, served, why)
     }
 
-    /// Recycles worker `old`: the `recycle` event, then its replacement.
-    pub(super) fn recycle(&mut self, index: usize, old: u64, served: u64, why: String) {
+    /// Recycles worker `old`: the `recycle` event, then its replacement. False if
+    /// the replacement could not be spawned.
+    pub(super) fn recycle(&mut self, index: usize, old: u64, served: u64, why: String) -> bool {
         let name = self.programs[index].spec.name.clone();
         let pid = self.programs[index].instance(old).and_then(|i| i.pid);
         let mut event = Event::new(&name, EventKind::Recycle)
@@ -127,13 +141,17 @@ impl Engine {
         self.publish(event);
         tracing::info!(program = %name, worker = old, "recycling: {why}");
         match self.add_instance(index, Some(old)) {
-            Ok(new) => self.programs[index].recycling = Some((old, new)),
+            Ok(new) => {
+                self.programs[index].recycling.push((old, new));
+                true
+            }
             Err(e) => {
                 self.publish(
                     Event::new(&name, EventKind::Error)
                         .worker(old, pid)
                         .reason(format!("recycle: {e}")),
                 );
+                false
             }
         }
     }
@@ -141,9 +159,10 @@ impl Engine {
     /// The stop reason and window for retiring a replaced worker.
     pub(super) fn retirement(&self, index: usize, old: u64) -> (StopReason, Duration) {
         let program = &self.programs[index];
-        match program.recycling {
-            Some((o, _)) if o == old => (StopReason::Recycle, program.spec.recycle_timeout),
-            _ => (StopReason::Restart, program.spec.stop_timeout),
+        if program.recycling.iter().any(|&(o, _)| o == old) {
+            (StopReason::Recycle, program.spec.recycle_timeout)
+        } else {
+            (StopReason::Restart, program.spec.stop_timeout)
         }
     }
 }

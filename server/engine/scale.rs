@@ -185,9 +185,9 @@ impl Engine {
         }
         let (reason, window) = self.retirement(index, old);
         self.retire(index, old, reason, window);
-        if self.programs[index].recycling == Some((old, new)) {
-            self.programs[index].recycling = None;
-        }
+        self.programs[index]
+            .recycling
+            .retain(|&pair| pair != (old, new));
         if let Some(rollout) = self.programs[index].rollout.as_mut() {
             if rollout.current == Some((old, new)) {
                 rollout.current = None;
@@ -200,9 +200,13 @@ impl Engine {
     /// A replacement failed to start: stop the rollout, keep the old workers, and
     /// take the failed replacement away (it must not be respawned in their place).
     pub(super) fn replacement_failed(&mut self, index: usize, new: u64, error: &Error) {
-        if self.programs[index].recycling.map(|(_, n)| n) == Some(new) {
+        if self.programs[index]
+            .recycling
+            .iter()
+            .any(|&(_, n)| n == new)
+        {
             // The old worker keeps serving; the next tick may try again.
-            self.programs[index].recycling = None;
+            self.programs[index].recycling.retain(|&(_, n)| n != new);
             self.retire(index, new, StopReason::Recycle, Duration::ZERO);
             return;
         }

@@ -232,8 +232,8 @@ pub struct Program {
     pub waiters: Vec<Waiter>,
     /// A rolling restart in progress.
     pub rollout: Option<Rollout>,
-    /// A recycle in progress: the worker being replaced and its replacement.
-    pub recycling: Option<(u64, u64)>,
+    /// Recycles in progress: each worker being replaced and its replacement.
+    pub recycling: Vec<(u64, u64)>,
     /// Generation of the periodic health tick; a tick of an older launch is stale.
     pub tick: u64,
     /// `once`: how the last run ended (`None` if it never ran to an end).
@@ -264,7 +264,7 @@ impl Program {
             sockets: Vec::new(),
             waiters: Vec::new(),
             rollout: None,
-            recycling: None,
+            recycling: Vec::new(),
             tick: 0,
             outcome: None,
             retries: 0,

@@ -73,6 +73,7 @@ pub fn program_def(name: &str, spec: proto::ProgramSpec) -> Result<ProgramDef, E
         start_grace: millis(name, "start_grace", spec.start_grace_ms)?,
         max_retries: spec.max_retries,
         max_restarts: spec.max_restarts,
+        max_recycling: spec.max_recycling,
         restart_window: millis(name, "restart_window", spec.restart_window_ms)?,
     })
 }
