@@ -184,7 +184,7 @@ async fn measure_run(bins: &Binaries, n: u32, idle: Option<Duration>) -> Result<
     };
 
     drop(client);
-    let status = daemon.stop()?;
+    let status = daemon.stop().await?;
     ensure!(
         status.success(),
         "infantd exited with {status} after SIGTERM"
@@ -330,35 +330,47 @@ impl Daemon {
     }
 
     /// SIGTERM and wait for the exit status.
-    fn stop(mut self) -> Result<ExitStatus> {
+    ///
+    /// The wait yields to the runtime: the daemon's graceful shutdown waits for
+    /// its clients to answer the GOAWAY/PING that closes each HTTP/2 connection,
+    /// and the bench's connections (dropped channels included) are driven by
+    /// tasks on this runtime. A blocking wait would cost every stop 2 s.
+    async fn stop(mut self) -> Result<ExitStatus> {
         let mut child = self.child.take().context("daemon already stopped")?;
-        terminate(&mut child)
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let began = Instant::now();
+        while began.elapsed() < DEADLINE {
+            if let Some(status) = child.try_wait().context("waiting for infantd")? {
+                return Ok(status);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let status = kill_and_wait(&mut child)?;
+        bail!("infantd did not exit within {DEADLINE:?} of SIGTERM; killed ({status})")
     }
 }
 
 impl Drop for Daemon {
+    /// The error and panic path: SIGTERM, a blocking wait, SIGKILL past the
+    /// deadline (its workers die with it by their parent-death signal).
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = terminate(&mut child);
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let began = Instant::now();
+            while began.elapsed() < DEADLINE {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = kill_and_wait(&mut child);
         }
     }
 }
 
-/// SIGTERM, wait up to [`DEADLINE`], then SIGKILL (its workers die with it by
-/// their parent-death signal) and wait.
-fn terminate(child: &mut Child) -> Result<ExitStatus> {
-    let pid = Pid::from_raw(child.id() as i32);
-    let _ = kill(pid, Signal::SIGTERM);
-    let began = Instant::now();
-    while began.elapsed() < DEADLINE {
-        if let Some(status) = child.try_wait().context("waiting for infantd")? {
-            return Ok(status);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+fn kill_and_wait(child: &mut Child) -> Result<ExitStatus> {
     let _ = child.kill();
-    let status = child.wait().context("waiting for infantd")?;
-    bail!("infantd did not exit within {DEADLINE:?} of SIGTERM; killed ({status})")
+    child.wait().context("waiting for infantd")
 }
 
 // ---------------------------------------------------------------------------

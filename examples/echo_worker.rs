@@ -21,6 +21,9 @@
 //! | `ECHO_SPAWN_CHILD=1` | the start hook spawns a grandchild `sleep 1000`, never waited for, and prints `grandchild <pid>` |
 //! | `ECHO_STOP_MARKER=PATH` | the stop hook appends `stopped <pid>` to PATH |
 //! | `ECHO_HANG_STOP=1` | the stop hook never finishes (after writing the marker) |
+//!
+//! Messages `flood N` (answer N messages at once) and `big N` (try to send N
+//! bytes, then report the outcome as `big: …`) exercise the channel's bounds.
 
 use std::io::{IsTerminal, Write};
 use std::process::{Command, Stdio};
@@ -46,6 +49,29 @@ async fn main() -> Result<(), WorkerError> {
 }
 
 fn echo(payload: Vec<u8>, handle: Handle) {
+    // Test knobs: `flood N` answers N messages at once; `big N` tries to send N
+    // bytes and reports what the SDK said.
+    let text = String::from_utf8_lossy(&payload);
+    if let Some(n) = text
+        .strip_prefix("flood ")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        for i in 0..n {
+            let _ = handle.send(format!("flood {i}"));
+        }
+        return;
+    }
+    if let Some(n) = text
+        .strip_prefix("big ")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let outcome = match handle.send(vec![b'x'; n]) {
+            Ok(()) => "sent".to_string(),
+            Err(error) => error.to_string(),
+        };
+        let _ = handle.send(format!("big: {outcome}"));
+        return;
+    }
     let mut reply = b"echo: ".to_vec();
     reply.extend_from_slice(&payload);
     if let Err(error) = handle.send(reply) {

@@ -275,3 +275,37 @@ fn bad_configs_are_refused_with_the_line_or_program() {
         "{duration}"
     );
 }
+
+#[tokio::test]
+async fn stopping_a_dependency_stops_its_dependents_first() {
+    let daemon = Daemon::start_with(&["--config", "app.toml"], |dir| {
+        std::fs::write(dir.join("app.toml"), APP).expect("config");
+    })
+    .await;
+    let mut client = daemon.client().await;
+    wait_until("web is ok", DEADLINE, || {
+        let mut c = client.clone();
+        async move {
+            let list = c.list(proto::ListRequest { name: "web".into() }).await;
+            list.is_ok_and(|l| l.into_inner().programs[0].status == ProgramStatus::Ok as i32)
+        }
+    })
+    .await;
+    let mut pids = ok_pids(&mut client, "db").await;
+    pids.extend(ok_pids(&mut client, "web").await);
+    let recorder = Recorder::new(&daemon).await;
+    // web needs db through migrate, a job that has completed and is not running.
+    let (status, _, stderr) = daemon.ctl(&["stop", "db"]);
+    assert!(status.success(), "{stderr}");
+    recorder
+        .wait_for("db stopped", |e| {
+            is(e, EventKind::Stopped) && e.program == "db"
+        })
+        .await;
+    let events = recorder.all();
+    let web_stopped = position(&events, |e| is(e, EventKind::Stopped) && e.program == "web");
+    let db_stopping = position(&events, |e| is(e, EventKind::Stopping) && e.program == "db");
+    assert!(web_stopped < db_stopping, "web stops before db");
+    wait_gone(&pids, DEADLINE).await;
+    assert!(daemon.stop().await.success());
+}

@@ -218,6 +218,17 @@ async fn a_cluster_lists_scales_and_respawns() {
         async move { ok_pids(&mut c, "pool").await.len() == 6 }
     })
     .await;
+    // A full restart keeps the size the cluster was scaled to.
+    let restarted = client
+        .restart(proto::RestartRequest {
+            name: "pool".into(),
+            full: true,
+        })
+        .await
+        .expect("full restart")
+        .into_inner();
+    assert_eq!(restarted.count, 6);
+    assert_eq!(restarted.running, 6);
     let everyone: Vec<u32> = all_pids
         .into_iter()
         .chain(six)

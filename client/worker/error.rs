@@ -55,6 +55,15 @@ pub enum WorkerError {
         source: std::io::Error,
     },
 
+    /// A message is larger than the daemon accepts ([`super::MAX_MESSAGE`]).
+    #[error("message of {len} bytes is larger than the {max}-byte limit")]
+    MessageTooLarge {
+        /// The payload's size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+
     /// The start hook failed; under a daemon it was reported with `Failed`.
     #[error("start failed: {0}")]
     StartFailed(String),

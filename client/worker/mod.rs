@@ -102,6 +102,10 @@ use crate::proto::worker_message;
 
 /// The message handler: called, on the task that drives the worker, with each
 /// payload the daemon sends. Spawn a task for anything slow.
+/// The largest message payload the daemon accepts from a worker (1 MiB), as
+/// for `Send` the other way.
+pub const MAX_MESSAGE: usize = 1024 * 1024;
+
 type MessageHandler = Arc<dyn Fn(Vec<u8>, Handle) + Send + Sync>;
 
 /// A worker, built up from its title and optional message handler, then
@@ -266,9 +270,14 @@ impl Handle {
         if !self.is_supervised() {
             return Err(WorkerError::NotSupervised);
         }
-        let message = crate::proto::Message {
-            payload: payload.into(),
-        };
+        let payload = payload.into();
+        if payload.len() > MAX_MESSAGE {
+            return Err(WorkerError::MessageTooLarge {
+                len: payload.len(),
+                max: MAX_MESSAGE,
+            });
+        }
+        let message = crate::proto::Message { payload };
         if self.post(worker_message::Msg::Message(message)) {
             Ok(())
         } else {

@@ -400,9 +400,9 @@ impl Engine {
         program.run = Run::Idle;
         program.rollout = None;
         if then == AfterStop::Restart && self.shutdown.is_none() {
-            // Keep the sockets: a restart must not close the port.
+            // Keep the sockets (a restart must not close the port) and the size.
             self.settle(index);
-            if let Err(e) = self.launch(index) {
+            if let Err(e) = self.launch_sized(index, true) {
                 let reason = e.to_string();
                 let program = self.programs[index].spec.name.clone();
                 self.fail_ok_waiters(index, || Error::Precondition {

@@ -151,22 +151,27 @@ impl Engine {
         self.settle(index);
     }
 
-    /// Running or waiting programs that need `name`, directly or not, last
-    /// started first: they stop before it.
+    /// Running or waiting programs that need `name`, directly or through others
+    /// (running or not, like a completed job between them), last started first:
+    /// they stop before it.
     pub(super) fn dependents(&self, name: &str) -> Vec<String> {
-        let mut needed = vec![name.to_string()];
-        let mut found = Vec::new();
-        while let Some(current) = needed.pop() {
+        let mut queue = vec![name.to_string()];
+        let mut seen: Vec<String> = Vec::new();
+        while let Some(current) = queue.pop() {
             for p in &self.programs {
-                if p.spec.after.contains(&current)
-                    && !found.contains(&p.spec.name)
-                    && !matches!(p.run, Run::Idle)
-                {
-                    found.push(p.spec.name.clone());
-                    needed.push(p.spec.name.clone());
+                if p.spec.after.contains(&current) && !seen.contains(&p.spec.name) {
+                    seen.push(p.spec.name.clone());
+                    queue.push(p.spec.name.clone());
                 }
             }
         }
+        let mut found: Vec<String> = seen
+            .into_iter()
+            .filter(|n| {
+                self.find(n)
+                    .is_ok_and(|i| !matches!(self.programs[i].run, Run::Idle))
+            })
+            .collect();
         let position = |n: &String| self.start_order.iter().position(|s| s == n);
         found.sort_by_key(|n| std::cmp::Reverse(position(n)));
         found
@@ -214,8 +219,9 @@ impl Engine {
                         if reason == StopReason::Stop {
                             self.programs[index].last_error = None;
                         }
+                        // Look again: a program with nothing left to stop is idle
+                        // at once, and the next one can go.
                         self.begin_stop(index, reason, window);
-                        break;
                     }
                     Run::Stopping(_) => break,
                 }

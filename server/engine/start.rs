@@ -15,6 +15,10 @@ use crate::daemon::error::{Error, Result};
 use crate::daemon::process::{sockets, spawn};
 use crate::daemon::spec::{Kind, ProgramDef};
 
+/// How long an instance of a program known to link the SDK may take to attach
+/// before it is treated as a plain process.
+const SDK_ATTACH_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Engine {
     /// `Start`: define if asked, then bring the program up (and what it needs,
     /// `after`). The reply waits for `ok`; for a `once` job it comes at once, or
@@ -102,6 +106,12 @@ impl Engine {
     /// Binds sockets and spawns every instance of an idle program. On failure the
     /// program is left idle with the error recorded and nothing running.
     pub(super) fn launch(&mut self, index: usize) -> Result<()> {
+        self.launch_sized(index, false)
+    }
+
+    /// [`Engine::launch`]; with `keep_size` a cluster keeps the size it was
+    /// scaled to (a full restart) instead of its configured `count`.
+    pub(super) fn launch_sized(&mut self, index: usize, keep_size: bool) -> Result<()> {
         let name = self.programs[index].spec.name.clone();
         if let Some(cwd) = &self.programs[index].spec.cwd {
             if !cwd.is_dir() {
@@ -143,7 +153,9 @@ impl Engine {
         program.retries = 0;
         program.outcome = None;
         program.recent_restarts.clear();
-        program.desired = program.spec.count;
+        if !keep_size {
+            program.desired = program.spec.count;
+        }
         self.start_order.retain(|n| n != &name);
         self.start_order.push(name.clone());
         let heartbeat = self.programs[index].spec.heartbeat;
@@ -240,7 +252,13 @@ impl Engine {
         })?;
 
         let name = spec.name.clone();
-        let grace = spec.start_grace;
+        // A program known to link the SDK gets time to attach even when it is
+        // slow to boot; a plain one is `ok` after its start grace.
+        let grace = if program.links_sdk {
+            spec.start_grace.max(SDK_ATTACH_GRACE)
+        } else {
+            spec.start_grace
+        };
         let job = (spec.kind == Kind::Once).then_some(spec.timeout);
         let program = &mut self.programs[index];
         let Some(instance) = program.instance_mut(id) else {

@@ -246,6 +246,9 @@ pub struct Program {
     pub stop_override: Option<Duration>,
     /// When recent respawns happened (for `max_restarts`).
     pub recent_restarts: std::collections::VecDeque<Instant>,
+    /// A worker of this program has attached over the SDK channel: its later
+    /// instances wait for `Ready` even if they are slow to attach.
+    pub links_sdk: bool,
 }
 
 impl Program {
@@ -271,6 +274,7 @@ impl Program {
             gave_up: false,
             stop_override: None,
             recent_restarts: std::collections::VecDeque::new(),
+            links_sdk: false,
         }
     }
 

@@ -25,6 +25,11 @@ use crate::proto::worker_channel_server::WorkerChannelServer;
 pub use supervisor::SupervisorService;
 pub use worker_channel::WorkerChannelService;
 
+/// The largest request message either service decodes: a 1 MiB payload and
+/// room for the fields around it. A larger one ends with RESOURCE_EXHAUSTED
+/// before it is ever buffered whole.
+const MAX_REQUEST: usize = 1024 * 1024 + 64 * 1024;
+
 /// Serves the control and worker APIs on `listener` until `shutdown` resolves.
 pub async fn serve(
     engine: EngineHandle,
@@ -45,10 +50,14 @@ pub async fn serve(
 
     Server::builder()
         .layer(tonic::service::InterceptorLayer::new(check_peer))
-        .add_service(SupervisorServer::new(SupervisorService::new(
-            engine.clone(),
-        )))
-        .add_service(WorkerChannelServer::new(WorkerChannelService::new(engine)))
+        .add_service(
+            SupervisorServer::new(SupervisorService::new(engine.clone()))
+                .max_decoding_message_size(MAX_REQUEST),
+        )
+        .add_service(
+            WorkerChannelServer::new(WorkerChannelService::new(engine))
+                .max_decoding_message_size(MAX_REQUEST),
+        )
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

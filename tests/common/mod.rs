@@ -93,7 +93,10 @@ impl Daemon {
     async fn launch(mut command: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {
         let child = command
             .current_dir(dir.path())
-            .env("INFANT_LOG", "info")
+            .env(
+                "INFANT_LOG",
+                std::env::var("INFANT_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn infantd");
