@@ -31,8 +31,13 @@ fn reaped(pid: u32) -> bool {
     }
 }
 
+/// The tests of this binary take turns: each checks for *all* orphans of this
+/// process, which another test's running workers would otherwise look like.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn kill_9_of_infantd_takes_every_worker_down_within_2_seconds() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
 
     let mut daemon = Daemon::start(&[]).await;
@@ -109,4 +114,111 @@ async fn kill_9_of_infantd_takes_every_worker_down_within_2_seconds() {
         took <= Duration::from_secs(2),
         "every worker was gone {took:?} after the daemon died"
     );
+}
+
+/// This test process's children (after a daemon died, its orphans are ours).
+fn our_children() -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s[s.rfind(')')? + 1..]
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(me)
+        })
+        .collect()
+}
+
+/// SIGKILLs the daemon while `operation` is under way, then checks that every
+/// process it started died with it: they would all be reparented to this
+/// subreaper process, so "none of our children is left" covers them all, even
+/// ones spawned an instant before the kill.
+async fn kill_daemon_during(
+    name: &str,
+    operation: impl FnOnce(Daemon) -> tokio::task::JoinHandle<Daemon>,
+) {
+    let daemon = Daemon::start(&[]).await;
+    let mut client = daemon.client().await;
+    let http = example_bin("http_worker");
+    let mut s = spec(ProgramKind::Cluster, &[&http.to_string_lossy()]);
+    s.count = Some(4);
+    s.listen = vec!["tcp://127.0.0.1:0".into()];
+    client
+        .start(proto::StartRequest {
+            name: "web".into(),
+            spec: Some(s),
+            wait: false,
+        })
+        .await
+        .expect("Start web");
+    drop(client);
+    let mut daemon = operation(daemon).await.expect("operation task");
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait_exit(DEADLINE).await;
+    wait_until(
+        &format!("every process gone after kill -9 during {name}"),
+        DEADLINE,
+        || {
+            let left: Vec<u32> = our_children().into_iter().filter(|&p| !reaped(p)).collect();
+            async move { left.is_empty() }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn kill_9_during_a_rolling_restart_or_a_scale_up_leaves_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    // Mid-rollout: the first replacement has been spawned.
+    kill_daemon_during("a rolling restart", |daemon| {
+        tokio::spawn(async move {
+            let events = Recorder::new(&daemon).await;
+            let mut client = daemon.client().await;
+            tokio::spawn(async move {
+                let _ = client
+                    .restart(proto::RestartRequest {
+                        name: "web".into(),
+                        full: false,
+                    })
+                    .await;
+            });
+            events
+                .wait_for("a replacement spawned", |e| e.worker > 4 && e.pid != 0)
+                .await;
+            daemon
+        })
+    })
+    .await;
+    // Mid-scale-up: some of the new workers exist, not all are ok.
+    kill_daemon_during("a scale-up", |daemon| {
+        tokio::spawn(async move {
+            let events = Recorder::new(&daemon).await;
+            let mut client = daemon.client().await;
+            tokio::spawn(async move {
+                let _ = client
+                    .scale(proto::ScaleRequest {
+                        name: "web".into(),
+                        count: 16,
+                    })
+                    .await;
+            });
+            events
+                .wait_for("new workers spawned", |e| e.worker > 8 && e.pid != 0)
+                .await;
+            daemon
+        })
+    })
+    .await;
 }
