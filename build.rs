@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Small stream buffers: see client/codec.rs.
+        .codec_path("crate::codec::SmallCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -11,7 +11,7 @@
 //! `Start` call (it replies only once every worker has sent `Ready`), reads the
 //! daemon's RSS, and SIGTERMs it. The last run of each N also measures the daemon's
 //! CPU over an idle window with the workers up. Every process the bench starts is
-//! stopped before it returns, on error and on panic too (see [`Daemon`]'s `Drop`).
+//! stopped before it returns, on error and on panic too (see `support::Daemon`).
 //!
 //! | variable | default | meaning |
 //! | --- | --- | --- |
@@ -23,20 +23,17 @@
 //! core over 10 s is 3 ms); and the nanosecond run time each of the daemon's
 //! threads reports in `/proc/PID/task/TID/schedstat`, which the table shows.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use infant::proto::supervisor_client::SupervisorClient;
 use infant::proto::{self, ProgramKind, ProgramSpec, StartRequest};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use support::{each_worker, env_number, median, ms, thread_cpu, Binaries, Daemon};
 
 /// Cluster sizes measured.
 const COUNTS: [u32; 3] = [1, 16, 64];
-/// How long a daemon gets to answer on its socket, and to exit after SIGTERM.
-const DEADLINE: Duration = Duration::from_secs(30);
 /// Pause between `Start` returning and the idle window, so the window sees the
 /// steady state rather than the tail of startup (connection setup, first polls).
 const SETTLE: Duration = Duration::from_secs(1);
@@ -50,7 +47,7 @@ fn main() -> Result<()> {
     let idle = Duration::from_secs_f64(env_number("INFANT_BENCH_IDLE_SECS", 10.0)?);
     let runs = env_number("INFANT_BENCH_RUNS", 5.0)? as usize;
     ensure!(runs >= 1, "INFANT_BENCH_RUNS must be at least 1");
-    let bins = Binaries::locate()?;
+    let bins = Binaries::locate("echo_worker")?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -64,13 +61,7 @@ fn main() -> Result<()> {
     );
     println!("  infantd:     {}", bins.infantd.display());
     println!("  echo_worker: {}", bins.worker.display());
-    println!(
-        "  machine:     {} CPUs, load average {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg")
-            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-            .unwrap_or_default()
-    );
+    println!("  machine:     {}", support::machine());
     println!();
 
     // One throwaway run warms the page cache for both binaries, so the first
@@ -152,7 +143,7 @@ async fn measure_run(bins: &Binaries, n: u32, idle: Option<Duration>) -> Result<
     );
     // Every worker must be an attached SDK worker, `ok` because it sent `Ready`
     // (a plain program would be `ok` at its start grace instead).
-    let workers = each_worker(&mut client).await?;
+    let workers = each_worker(&mut client, "echo").await?;
     let attached = workers
         .iter()
         .filter(|w| w.attached && w.status == proto::InstanceStatus::Ok as i32)
@@ -197,182 +188,6 @@ async fn measure_run(bins: &Binaries, n: u32, idle: Option<Duration>) -> Result<
     })
 }
 
-async fn each_worker(
-    client: &mut SupervisorClient<tonic::transport::Channel>,
-) -> Result<Vec<proto::WorkerInfo>> {
-    let mut stream = client
-        .each_worker(proto::EachWorkerRequest {
-            name: "echo".into(),
-        })
-        .await
-        .context("EachWorker")?
-        .into_inner();
-    let mut workers = Vec::new();
-    while let Some(worker) = stream.message().await.context("EachWorker stream")? {
-        workers.push(worker);
-    }
-    Ok(workers)
-}
-
-// ---------------------------------------------------------------------------
-// Binaries and the daemon
-// ---------------------------------------------------------------------------
-
-/// The release-built daemon and worker.
-struct Binaries {
-    infantd: PathBuf,
-    worker: PathBuf,
-}
-
-impl Binaries {
-    /// `cargo bench` builds `infantd` for this bench but not the examples, so the
-    /// bench asks cargo for both (`cargo` is `$CARGO`, set by `cargo bench`): a
-    /// no-op when they are up to date, and never a stale worker. It builds them
-    /// with the `bench` profile, which inherits `release` (same settings, same
-    /// `target/release` folder) and, unlike `--release`, reuses the very library
-    /// `cargo bench` just compiled instead of compiling the crate a second time.
-    /// Run by hand without cargo, the bench uses the binaries already there.
-    fn locate() -> Result<Binaries> {
-        let infantd = PathBuf::from(env!("CARGO_BIN_EXE_infantd"));
-        let release = infantd
-            .parent()
-            .context("infantd has no parent folder")?
-            .to_path_buf();
-        let worker = release.join("examples").join("echo_worker");
-        let cargo = std::env::var_os("CARGO");
-        if let Some(cargo) = &cargo {
-            let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "--profile",
-                    "bench",
-                    "--quiet",
-                    "--bin",
-                    "infantd",
-                    "--example",
-                    "echo_worker",
-                ])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .stdin(Stdio::null())
-                .status()
-                .context("running cargo build")?;
-            ensure!(
-                status.success(),
-                "cargo build --profile bench --bin infantd --example echo_worker failed: {status}"
-            );
-        }
-        for path in [&infantd, &worker] {
-            if !path.is_file() {
-                bail!(
-                    "{} is missing: run `cargo build --release --bin infantd --example echo_worker`",
-                    path.display()
-                );
-            }
-        }
-        Ok(Binaries { infantd, worker })
-    }
-}
-
-/// A running `infantd` on a private socket. Dropping it without [`Daemon::stop`]
-/// (an error or a panic) still stops it: SIGTERM, so it stops and reaps its
-/// workers, and SIGKILL only if it does not exit in time.
-struct Daemon {
-    child: Option<Child>,
-    socket: PathBuf,
-    // Removed when the daemon is dropped, after it has exited.
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    async fn start(bins: &Binaries) -> Result<Daemon> {
-        // A short path: Unix socket paths are limited to 108 bytes.
-        let dir = tempfile::Builder::new()
-            .prefix("ib")
-            .tempdir_in("/tmp")
-            .context("creating a temp folder under /tmp")?;
-        let socket = dir.path().join("d.sock");
-        let child = Command::new(&bins.infantd)
-            .arg("--socket")
-            .arg(&socket)
-            .current_dir(dir.path())
-            // Logging at info would write a line per status change; warn keeps
-            // the daemon (and the workers, which inherit stderr) quiet.
-            .env("INFANT_LOG", "warn")
-            .env_remove("RUST_LOG")
-            .env_remove("DEBUG")
-            .stdin(Stdio::null())
-            // The workers inherit it; echo_worker prints a line when started.
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("spawning {}", bins.infantd.display()))?;
-        let daemon = Daemon {
-            child: Some(child),
-            socket,
-            _dir: dir,
-        };
-        let began = Instant::now();
-        loop {
-            if infant::transport::connect_unix(&daemon.socket)
-                .await
-                .is_ok()
-            {
-                return Ok(daemon);
-            }
-            if began.elapsed() > DEADLINE {
-                bail!("infantd did not answer on its socket within {DEADLINE:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().map_or(0, |c| c.id() as i32)
-    }
-
-    /// SIGTERM and wait for the exit status.
-    ///
-    /// The wait yields to the runtime: the daemon's graceful shutdown waits for
-    /// its clients to answer the GOAWAY/PING that closes each HTTP/2 connection,
-    /// and the bench's connections (dropped channels included) are driven by
-    /// tasks on this runtime. A blocking wait would cost every stop 2 s.
-    async fn stop(mut self) -> Result<ExitStatus> {
-        let mut child = self.child.take().context("daemon already stopped")?;
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        let began = Instant::now();
-        while began.elapsed() < DEADLINE {
-            if let Some(status) = child.try_wait().context("waiting for infantd")? {
-                return Ok(status);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let status = kill_and_wait(&mut child)?;
-        bail!("infantd did not exit within {DEADLINE:?} of SIGTERM; killed ({status})")
-    }
-}
-
-impl Drop for Daemon {
-    /// The error and panic path: SIGTERM, a blocking wait, SIGKILL past the
-    /// deadline (its workers die with it by their parent-death signal).
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let began = Instant::now();
-            while began.elapsed() < DEADLINE {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            let _ = kill_and_wait(&mut child);
-        }
-    }
-}
-
-fn kill_and_wait(child: &mut Child) -> Result<ExitStatus> {
-    let _ = child.kill();
-    child.wait().context("waiting for infantd")
-}
-
 // ---------------------------------------------------------------------------
 // /proc readers
 // ---------------------------------------------------------------------------
@@ -408,28 +223,6 @@ impl Memory {
             file: field("RssFile:")?,
         })
     }
-}
-
-/// Run time of every live thread of `pid`, from `/proc/PID/task/TID/schedstat`
-/// (its first field is nanoseconds on CPU).
-fn thread_cpu(pid: i32) -> Result<Duration> {
-    let mut total = 0u64;
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .with_context(|| format!("listing /proc/{pid}/task"))?;
-    for task in tasks {
-        let path = task?.path().join("schedstat");
-        // A thread may exit between the listing and the read.
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let ns: u64 = text
-            .split_whitespace()
-            .next()
-            .and_then(|f| f.parse().ok())
-            .with_context(|| format!("parsing {}", path.display()))?;
-        total += ns;
-    }
-    Ok(Duration::from_nanos(total))
 }
 
 /// `utime + stime` of the whole process from `/proc/PID/stat`.
@@ -499,19 +292,6 @@ impl Row {
             idle,
         }
     }
-}
-
-fn median(sorted: &[Duration]) -> Duration {
-    let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 0 {
-        (sorted[mid - 1] + sorted[mid]) / 2
-    } else {
-        sorted[mid]
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -615,22 +395,4 @@ fn print_table(rows: &[Row], idle: Duration) {
     println!("Reference, 64 tiny workers on this 2-core machine (issue 2):");
     println!("  supervisord     ~580 ms to up, ~25 MiB daemon");
     println!("  PM2             ~1.1 s to up,  ~70 MiB daemon");
-}
-
-/// A number from the environment, or `default` when unset or empty.
-fn env_number(name: &str, default: f64) -> Result<f64> {
-    match std::env::var(name) {
-        Ok(text) if !text.trim().is_empty() => {
-            let value: f64 = text
-                .trim()
-                .parse()
-                .with_context(|| format!("{name}={text:?} is not a number"))?;
-            ensure!(
-                value.is_finite() && value >= 0.0,
-                "{name}={text:?} must be a non-negative number"
-            );
-            Ok(value)
-        }
-        _ => Ok(default),
-    }
 }

@@ -6,6 +6,10 @@
 //! [`ControlError`] that says what was being done and what the daemon answered.
 //! Anything not covered here is reachable through [`Control::client`].
 //!
+//! [`Control::connect`] talks to the local daemon over its Unix socket;
+//! [`Control::connect_remote`] to a daemon's remote control address over TLS,
+//! presenting a bearer token on every call.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), infant::control::ControlError> {
 //! use infant::control::Control;
@@ -18,11 +22,15 @@
 //! # }
 //! ```
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::Channel;
-use tonic::{Code, Status, Streaming};
+use tonic::{Code, Request, Status, Streaming};
 
 use crate::paths;
 use crate::proto::supervisor_client::SupervisorClient;
@@ -30,7 +38,11 @@ use crate::proto::{
     EachWorkerRequest, Event, EventsRequest, KillRequest, ListRequest, ProgramInfo, ProgramSpec,
     RestartRequest, ScaleRequest, SendRequest, StartRequest, StopRequest, WorkerInfo,
 };
-use crate::transport::{self, ConnectError};
+use crate::transport::{self, ConnectError, RemoteConnectError};
+
+/// The generated control client as [`Control`] uses it: on a channel, with the
+/// [`Authorization`] of the connection added to every call.
+pub type ControlClient = SupervisorClient<InterceptedService<Channel, Authorization>>;
 
 /// A connection to `infantd`'s control service.
 ///
@@ -39,7 +51,7 @@ use crate::transport::{self, ConnectError};
 /// other tasks send commands through it.
 #[derive(Debug, Clone)]
 pub struct Control {
-    client: SupervisorClient<Channel>,
+    client: ControlClient,
 }
 
 impl Control {
@@ -54,15 +66,42 @@ impl Control {
         Ok(Control::from_channel(channel))
     }
 
-    /// Wraps a channel that is already connected to the daemon.
+    /// Connects to a daemon's remote control address (`infantd --control-listen`)
+    /// and presents `token` on every call.
+    ///
+    /// `url` is `https://HOST:PORT`; the daemon's certificate is verified against
+    /// the PEM CA certificates in `ca_pem` if given, else against the system's
+    /// trusted roots. `http://HOST:PORT` (no `ca_pem`) reaches a daemon that serves
+    /// plain TCP on a loopback address (`--insecure-plaintext`), and is refused for
+    /// any other host. Connects eagerly: a bad address, an unreachable daemon or a
+    /// failed TLS handshake is reported here; a wrong token on the first call, as
+    /// `UNAUTHENTICATED`.
+    pub async fn connect_remote(
+        url: &str,
+        token: &str,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Control, ControlError> {
+        let authorization = Authorization::bearer(token)?;
+        let channel = transport::connect_remote(url, ca_pem).await?;
+        Ok(Control::from_channel_with(channel, authorization))
+    }
+
+    /// Wraps a channel that is already connected to the daemon's Unix socket.
     pub fn from_channel(channel: Channel) -> Control {
+        Control::from_channel_with(channel, Authorization::default())
+    }
+
+    /// Wraps a channel that is already connected to the daemon, adding
+    /// `authorization` to every call.
+    pub fn from_channel_with(channel: Channel, authorization: Authorization) -> Control {
         Control {
-            client: SupervisorClient::new(channel),
+            client: SupervisorClient::with_interceptor(channel, authorization),
         }
     }
 
-    /// The generated client, sharing this connection, for calls made by hand.
-    pub fn client(&self) -> SupervisorClient<Channel> {
+    /// The generated client, sharing this connection (and its token), for calls
+    /// made by hand.
+    pub fn client(&self) -> ControlClient {
         self.client.clone()
     }
 
@@ -242,12 +281,71 @@ impl Control {
     }
 }
 
+/// What a connection adds to every call: nothing on the Unix socket (the kernel
+/// vouches for the caller), `authorization: Bearer <token>` over TCP.
+///
+/// Its `Debug` output never shows the token.
+#[derive(Clone, Default)]
+pub struct Authorization {
+    header: Option<MetadataValue<Ascii>>,
+}
+
+impl Authorization {
+    /// `authorization: Bearer <token>`. The token is what `infantd`'s
+    /// `--token-file` holds: visible ASCII characters, no spaces.
+    pub fn bearer(token: &str) -> Result<Authorization, ControlError> {
+        if token.is_empty() {
+            return Err(ControlError::Token("the token is empty"));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ControlError::Token(
+                "the token may contain only visible ASCII characters, no spaces",
+            ));
+        }
+        let mut header: MetadataValue<Ascii> = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ControlError::Token("the token cannot be sent in a header"))?;
+        // Keeps it out of HTTP/2 header compression tables.
+        header.set_sensitive(true);
+        Ok(Authorization {
+            header: Some(header),
+        })
+    }
+}
+
+impl Interceptor for Authorization {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(header) = &self.header {
+            request
+                .metadata_mut()
+                .insert("authorization", header.clone());
+        }
+        Ok(request)
+    }
+}
+
+impl fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.header {
+            Some(_) => f.write_str("Authorization(Bearer <redacted>)"),
+            None => f.write_str("Authorization(none)"),
+        }
+    }
+}
+
 /// A control call that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     /// The daemon's socket could not be reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// A remote daemon could not be reached, or its address or CA certificate is
+    /// unusable.
+    #[error(transparent)]
+    Remote(#[from] RemoteConnectError),
+    /// The bearer token cannot be used.
+    #[error("bearer token: {0}")]
+    Token(&'static str),
     /// The daemon (or the connection to it) answered a call with an error.
     #[error("{action}: {}", describe(status))]
     Status {
@@ -271,7 +369,7 @@ impl ControlError {
     /// The gRPC code of a failed call; `None` when no call was made (connect failed).
     pub fn code(&self) -> Option<Code> {
         match self {
-            ControlError::Connect(_) => None,
+            ControlError::Connect(_) | ControlError::Remote(_) | ControlError::Token(_) => None,
             ControlError::Status { status, .. } => Some(status.code()),
         }
     }
@@ -281,6 +379,8 @@ impl ControlError {
     pub fn is_unreachable(&self) -> bool {
         match self {
             ControlError::Connect(_) => true,
+            ControlError::Remote(error) => matches!(error, RemoteConnectError::Connect { .. }),
+            ControlError::Token(_) => false,
             ControlError::Status { status, .. } => {
                 status.code() == Code::Unavailable || connection_lost(status)
             }
@@ -393,6 +493,22 @@ mod tests {
             "stop web: daemon unavailable: broken pipe"
         );
         assert!(error.is_unreachable());
+    }
+
+    #[test]
+    fn authorization_adds_the_header_and_hides_the_token() {
+        let mut authorization = Authorization::bearer("s3cr3t").expect("valid");
+        assert!(!format!("{authorization:?}").contains("s3cr3t"));
+        let request = authorization.call(Request::new(())).expect("passes");
+        let header = request.metadata().get("authorization").expect("added");
+        assert_eq!(header.to_str().ok(), Some("Bearer s3cr3t"));
+        let request = Authorization::default()
+            .call(Request::new(()))
+            .expect("passes");
+        assert!(request.metadata().get("authorization").is_none());
+        for bad in ["", "two words", "caf\u{e9}"] {
+            assert!(Authorization::bearer(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`paths`], [`transport`]: the socket location and Unix-socket channels that
 //!   the pieces above share.
 
+pub mod codec;
 pub mod control;
 #[path = "../server/mod.rs"]
 pub mod daemon;

@@ -3,6 +3,8 @@
 //! and requests, and drains in-flight requests in its stop hook.
 //!
 //! Knobs (environment):
+//! - `HTTP_ADDR`: the address it binds when not given a socket by infant
+//!   (standalone; default `127.0.0.1:0`), e.g. for the cluster bench's baseline;
 //! - `HTTP_DELAY_MS`: every request takes this long (graceful-drain tests);
 //! - `HTTP_LEAK_KB`: every request allocates and keeps this much memory
 //!   (memory-recycling tests);
@@ -49,9 +51,10 @@ async fn main() -> ExitCode {
                         return Err(format!("refusing to start: {path} exists"));
                     }
                 }
-                let listener = infant::worker::tcp_listener("127.0.0.1:0")
+                let fallback = std::env::var("HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
+                let listener = infant::worker::tcp_listener(&fallback)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| format!("no listener (standalone: {fallback}): {e}"))?;
                 let listener = CountingListener::new(listener, handle.clone());
                 let delay = Duration::from_millis(env_u64("HTTP_DELAY_MS"));
                 let leak = env_u64("HTTP_LEAK_KB") as usize * 1024;

@@ -10,6 +10,8 @@ use infant::daemon::spec::{Kind, ProgramDef};
 ///
 /// With `--config`, supervises the programs of a TOML file. With a command after
 /// `--`, supervises that one program (the inline form), like the seed's `node index`.
+/// The control API is served on a Unix socket, and with `--control-listen`, over
+/// TCP too (TLS and a bearer token).
 #[derive(Parser, Debug)]
 #[command(name = "infantd", version, about)]
 struct Args {
@@ -38,6 +40,22 @@ struct Args {
     /// Inline program: the command and its arguments.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
+    /// Also serve the control API over TCP on this address, over TLS, to callers
+    /// that present the token of --token-file.
+    #[arg(long, value_name = "HOST:PORT", requires = "token_file")]
+    control_listen: Option<String>,
+    /// Remote control: file holding the bearer token (mode 0600 or stricter).
+    #[arg(long, value_name = "FILE", requires = "control_listen")]
+    token_file: Option<PathBuf>,
+    /// Remote control: the server's PEM certificate chain.
+    #[arg(long, value_name = "FILE", requires_all = ["control_listen", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// Remote control: the PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["control_listen", "tls_cert"])]
+    tls_key: Option<PathBuf>,
+    /// Remote control without TLS: plain TCP, allowed only on a loopback address.
+    #[arg(long, requires = "control_listen", conflicts_with_all = ["tls_cert", "tls_key"])]
+    insecure_plaintext: bool,
 }
 
 fn parse_kind(text: &str) -> Result<Kind, String> {
@@ -67,5 +85,10 @@ fn main() -> ExitCode {
         config: args.config,
         socket: args.socket,
         inline,
+        control_listen: args.control_listen,
+        token_file: args.token_file,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        insecure_plaintext: args.insecure_plaintext,
     })
 }

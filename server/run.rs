@@ -1,5 +1,6 @@
-//! `infantd` itself: load the config, bind the control socket, run the engine and
-//! the gRPC front end, and shut down in order on SIGINT/SIGTERM.
+//! `infantd` itself: load the config, bind the control socket (and the remote
+//! control address, if asked), run the engine and the gRPC front end, and shut
+//! down in order on SIGINT/SIGTERM.
 //!
 //! Shutdown: the first SIGINT/SIGTERM stops every program gracefully in reverse
 //! start order; a second one SIGKILLs what is left. Then the gRPC server gets a
@@ -7,7 +8,11 @@
 //! still parented to the daemon is killed and reaped, and the exit status is 0 if
 //! the stop was graceful.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::Read;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use tokio::signal::unix::{signal, SignalKind};
@@ -15,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::EngineHandle;
 use super::error::{Error, Result};
+use super::grpc::{BearerToken, RemoteListener};
 use super::spec::{ProgramDef, ProgramSpec};
 use super::supervisor::Supervisor;
 use super::{config, process, socket};
@@ -28,24 +34,51 @@ pub struct Options {
     pub socket: Option<PathBuf>,
     /// The inline form: one program from the command line.
     pub inline: Option<(String, ProgramDef)>,
+    /// `--control-listen HOST:PORT`: also serve the control API over TCP.
+    pub control_listen: Option<String>,
+    /// `--token-file FILE`: the bearer token remote callers must present.
+    pub token_file: Option<PathBuf>,
+    /// `--tls-cert FILE`: the remote listener's PEM certificate chain.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key FILE`: the PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// `--insecure-plaintext`: serve the remote listener without TLS (loopback only).
+    pub insecure_plaintext: bool,
 }
+
+/// The longest token file read; a token is a few dozen bytes.
+const MAX_TOKEN_FILE: u64 = 4096;
 
 /// Sets up logging: `INFANT_LOG` in `RUST_LOG` syntax; the seed's `DEBUG=infant*`
 /// turns on debug output too; `info` otherwise.
 pub fn init_logging() {
-    use tracing_subscriber::EnvFilter;
+    // `Targets` understands the `target=level,level` subset of RUST_LOG syntax
+    // without pulling a regex engine into the daemon (that alone is ~1 MiB of
+    // code, most of it resident).
+    use tracing_subscriber::filter::{LevelFilter, Targets};
     let debug =
         std::env::var("DEBUG").is_ok_and(|v| v.split(',').any(|p| p.trim().starts_with("infant")));
+    let fallback = || Targets::new().with_default(LevelFilter::INFO);
     let filter = match std::env::var("INFANT_LOG") {
-        Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
-        _ if debug => EnvFilter::new("infant=debug,info"),
-        _ => EnvFilter::new("info"),
+        Ok(spec) if !spec.is_empty() => spec.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("infantd: INFANT_LOG={spec:?} is not a log filter ({e}); using info");
+            fallback()
+        }),
+        _ if debug => Targets::new()
+            .with_target("infant", LevelFilter::DEBUG)
+            .with_default(LevelFilter::INFO),
+        _ => fallback(),
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .with(filter)
         .try_init();
 }
 
@@ -66,6 +99,7 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         Some(path) => config::load(path)?,
         None => Vec::new(),
     };
+    let remote = remote_listener(&options)?;
     let inline = match options.inline {
         Some((name, def)) => {
             let spec = def.validate(&name)?;
@@ -95,19 +129,187 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the runtime", e))?;
-    runtime.block_on(serve(path, programs, inline))
+    runtime.block_on(serve(path, remote, programs, inline))
+}
+
+/// The remote control listener the flags ask for, checked: the address resolves,
+/// the token file is private and holds a token, and either TLS is configured or
+/// plaintext was asked for explicitly, on a loopback address.
+fn remote_listener(options: &Options) -> Result<Option<RemoteListener>> {
+    let Some(listen) = &options.control_listen else {
+        for (flag, given) in [
+            ("--token-file", options.token_file.is_some()),
+            ("--tls-cert", options.tls_cert.is_some()),
+            ("--tls-key", options.tls_key.is_some()),
+            ("--insecure-plaintext", options.insecure_plaintext),
+        ] {
+            if given {
+                return Err(flag_error(
+                    flag,
+                    "only means something with --control-listen",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let address = resolve(listen)?;
+    let Some(token_file) = &options.token_file else {
+        return Err(flag_error(
+            "--control-listen",
+            "needs --token-file FILE, the bearer token every remote call must present",
+        ));
+    };
+    let token = read_token(token_file)?;
+    let remote = match (
+        &options.tls_cert,
+        &options.tls_key,
+        options.insecure_plaintext,
+    ) {
+        (Some(cert), Some(key), false) => {
+            let cert_pem = read_pem("--tls-cert", cert, "CERTIFICATE-----")?;
+            let key_pem = read_pem("--tls-key", key, "PRIVATE KEY-----")?;
+            if std::fs::metadata(key).is_ok_and(|meta| meta.permissions().mode() & 0o004 != 0) {
+                tracing::warn!(
+                    "--tls-key {} is readable by every user: chmod o-r it",
+                    key.display()
+                );
+            }
+            RemoteListener::tls(address, &cert_pem, &key_pem, token).map_err(|e| {
+                flag_error(
+                    "--tls-cert/--tls-key",
+                    format!("{} with {}: {}", cert.display(), key.display(), reason(e)),
+                )
+            })?
+        }
+        (None, None, true) => {
+            if !address.ip().is_loopback() {
+                let resolved = if address.to_string() == *listen {
+                    String::new()
+                } else {
+                    format!(" (`{listen}`)")
+                };
+                return Err(flag_error(
+                    "--insecure-plaintext",
+                    format!(
+                        "plain TCP is allowed only on a loopback address (127.0.0.1, ::1), \
+                         not {address}{resolved}: use --tls-cert and --tls-key"
+                    ),
+                ));
+            }
+            RemoteListener::insecure_plaintext(address, token)?
+        }
+        (_, _, true) => {
+            return Err(flag_error(
+                "--insecure-plaintext",
+                "cannot be combined with --tls-cert/--tls-key",
+            ))
+        }
+        (Some(_), None, false) => return Err(flag_error("--tls-cert", "needs --tls-key FILE")),
+        (None, Some(_), false) => return Err(flag_error("--tls-key", "needs --tls-cert FILE")),
+        (None, None, false) => {
+            return Err(flag_error(
+                "--control-listen",
+                "TLS needs --tls-cert FILE and --tls-key FILE; plain TCP needs \
+                 --insecure-plaintext, and a loopback address",
+            ))
+        }
+    };
+    Ok(Some(remote))
+}
+
+/// `HOST:PORT` to the first address it resolves to.
+fn resolve(listen: &str) -> Result<SocketAddr> {
+    let expected = |why: String| {
+        flag_error(
+            "--control-listen",
+            format!("`{listen}`: {why} (expected HOST:PORT, such as 127.0.0.1:7000)"),
+        )
+    };
+    listen
+        .to_socket_addrs()
+        .map_err(|e| expected(e.to_string()))?
+        .next()
+        .ok_or_else(|| expected("the host resolves to no address".to_owned()))
+}
+
+/// The trimmed content of the token file, which must be a regular file that only
+/// its owner can read or write: whoever reads it controls every program.
+fn read_token(path: &Path) -> Result<BearerToken> {
+    let action = || format!("--token-file {}", path.display());
+    let refuse = |why: &str| flag_error("--token-file", format!("{}: {why}", path.display()));
+    // Check the file that was opened, not the path, so it cannot be swapped between.
+    let file = File::open(path).map_err(|e| Error::io(action(), e))?;
+    let meta = file.metadata().map_err(|e| Error::io(action(), e))?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file"));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(refuse(&format!(
+            "its mode {mode:04o} lets group or others at it; it must be 0600 or stricter \
+             (chmod 600 {})",
+            path.display()
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_TOKEN_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::io(action(), e))?;
+    if text.len() as u64 > MAX_TOKEN_FILE {
+        return Err(refuse(&format!("longer than {MAX_TOKEN_FILE} bytes")));
+    }
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(refuse("the file is empty"));
+    }
+    BearerToken::new(token).map_err(|e| refuse(&reason(e)))
+}
+
+/// The bytes of a PEM file that must contain a block ending in `marker`.
+fn read_pem(flag: &'static str, path: &Path, marker: &str) -> Result<Vec<u8>> {
+    let pem =
+        std::fs::read(path).map_err(|e| Error::io(format!("{flag} {}", path.display()), e))?;
+    if !String::from_utf8_lossy(&pem).contains(marker) {
+        return Err(flag_error(
+            flag,
+            format!(
+                "{}: no PEM `-----BEGIN {marker}` block in it",
+                path.display()
+            ),
+        ));
+    }
+    Ok(pem)
+}
+
+/// An error about a command-line flag.
+fn flag_error(flag: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidArgument {
+        field: flag,
+        reason: reason.into(),
+    }
+}
+
+/// An invalid-argument error's reason alone, to restate under a flag's name.
+fn reason(error: Error) -> String {
+    match error {
+        Error::InvalidArgument { reason, .. } => reason,
+        other => other.to_string(),
+    }
 }
 
 async fn serve(
     path: PathBuf,
+    remote: Option<RemoteListener>,
     programs: Vec<ProgramSpec>,
     inline: Option<String>,
 ) -> Result<ExitCode> {
-    let supervisor = Supervisor::start(&path).await?;
+    let supervisor = Supervisor::start_with_remote(&path, remote).await?;
     let engine = supervisor.engine().clone();
     let names: Vec<String> = programs.iter().map(|p| p.name.clone()).collect();
     engine.define(programs).await?;
     tracing::info!(socket = %path.display(), "infantd ready");
+    // Start-up code is done with: let it leave the resident set.
+    process::trim_resident_code();
 
     let failed_inline = CancellationToken::new();
     tokio::spawn(start_all(

@@ -1,7 +1,8 @@
 //! [`Supervisor`]: the daemon embedded in a Rust program — the engine plus its
-//! gRPC front end on a Unix socket, without `infantd`'s config file and signal
-//! handling. `infantd` itself is built on it (`run.rs`), and so is the `hello`
-//! example, which like the seed's `index.js` is both the master and its workers.
+//! gRPC front end on a Unix socket (and, if asked, the control API over TCP too),
+//! without `infantd`'s config file and signal handling. `infantd` itself is built
+//! on it (`run.rs`), and so is the `hello` example, which like the seed's
+//! `index.js` is both the master and its workers.
 //!
 //! Embedding makes the program a child subreaper and gives the engine all child
 //! reaping (see [`crate::daemon::process::reaper`]): do not run other child
@@ -10,25 +11,34 @@
 //! signal), so run the supervisor on a runtime whose threads live as long as it:
 //! a current-thread runtime, or the main multi-thread runtime.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{self, Command, EngineConfig, EngineHandle};
 use super::error::{Error, Result};
+use super::grpc::RemoteListener;
 use super::{grpc, process, socket};
 
 /// How long open streams get to close at shutdown before the server is dropped.
 const SERVE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// A gRPC server task.
+type ServerTask = JoinHandle<std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>>;
 
 /// A running supervisor: engine, control socket and worker channel.
 pub struct Supervisor {
     engine: EngineHandle,
     socket: PathBuf,
     engine_task: JoinHandle<()>,
-    server: JoinHandle<std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+    server: ServerTask,
+    /// The control API over TCP, if asked for: its bound address and server.
+    remote: Option<(SocketAddr, ServerTask)>,
     stop_serving: CancellationToken,
 }
 
@@ -37,7 +47,31 @@ impl Supervisor {
     /// another daemon serves it) and starts the engine and the gRPC server on the
     /// current tokio runtime.
     pub async fn start(socket: &Path) -> Result<Supervisor> {
+        Supervisor::start_with_remote(socket, None).await
+    }
+
+    /// Like [`Supervisor::start`], and with `remote`, also serves the control API
+    /// (not the worker channel) over TCP, to callers that present its token. Both
+    /// servers stop together, at shutdown.
+    pub async fn start_with_remote(
+        socket: &Path,
+        remote: Option<RemoteListener>,
+    ) -> Result<Supervisor> {
         process::become_subreaper().map_err(|e| Error::io("PR_SET_CHILD_SUBREAPER", e))?;
+        // TCP first: if its port is taken, nothing else has been set up yet.
+        let remote = match remote {
+            Some(remote) => {
+                let address = remote.address();
+                let listener = TcpListener::bind(address).await.map_err(|e| {
+                    Error::io(format!("binding the remote control address {address}"), e)
+                })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|e| Error::io(format!("the remote control address {address}"), e))?;
+                Some((listener, bound, remote))
+            }
+            None => None,
+        };
         let listener = socket::bind(socket)?;
         let (engine, engine_task) = engine::spawn(EngineConfig {
             socket: socket.to_path_buf(),
@@ -49,11 +83,27 @@ impl Supervisor {
             listener,
             stop_serving.clone().cancelled_owned(),
         ));
+        let remote = remote.map(|(listener, bound, remote)| {
+            let security = if remote.is_tls() {
+                "TLS"
+            } else {
+                "plaintext, loopback only"
+            };
+            tracing::info!(address = %bound, "remote control listening ({security}, bearer token)");
+            let server = tokio::spawn(grpc::serve_remote(
+                engine.clone(),
+                listener,
+                remote,
+                stop_serving.clone().cancelled_owned(),
+            ));
+            (bound, server)
+        });
         Ok(Supervisor {
             engine,
             socket: socket.to_path_buf(),
             engine_task,
             server,
+            remote,
             stop_serving,
         })
     }
@@ -66,6 +116,12 @@ impl Supervisor {
     /// The control socket (also the workers' `INFANT_SOCKET`).
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// The address the control API is served on over TCP, if it is (with the
+    /// actual port when port 0 was asked for).
+    pub fn remote_address(&self) -> Option<SocketAddr> {
+        self.remote.as_ref().map(|(address, _)| *address)
     }
 
     /// Stops every program gracefully in reverse start order, then closes the
@@ -84,11 +140,13 @@ impl Supervisor {
 
     async fn finish(self) {
         let _ = self.engine_task.await;
+        // The engine is gone, and with it the event channel: every `Events`
+        // stream has ended, so both servers can close within the deadline.
         self.stop_serving.cancel();
-        match tokio::time::timeout(SERVE_DEADLINE, self.server).await {
-            Ok(Ok(Err(e))) => tracing::warn!("control server: {e}"),
-            Err(_) => tracing::warn!("control server did not close within 2 s"),
-            _ => {}
+        let deadline = Instant::now() + SERVE_DEADLINE;
+        close_server("control server", self.server, deadline).await;
+        if let Some((_, server)) = self.remote {
+            close_server("remote control server", server, deadline).await;
         }
         let _ = std::fs::remove_file(&self.socket);
         let leftovers = process::kill_leftovers();
@@ -96,6 +154,19 @@ impl Supervisor {
             tracing::info!(leftovers, "killed processes left behind by workers");
             reap_leftovers().await;
         }
+    }
+}
+
+/// Waits for a server that was told to stop until `deadline`, then drops it with
+/// whatever connections it still holds.
+async fn close_server(what: &str, mut server: ServerTask, deadline: Instant) {
+    match tokio::time::timeout_at(deadline, &mut server).await {
+        Ok(Ok(Err(e))) => tracing::warn!("{what}: {e}"),
+        Err(_) => {
+            tracing::warn!("{what} did not close within {SERVE_DEADLINE:?}");
+            server.abort();
+        }
+        _ => {}
     }
 }
 

@@ -107,7 +107,7 @@ fn program_spec() -> impl Strategy<Value = proto::ProgramSpec> {
 
 #[derive(Debug, Clone)]
 enum Call {
-    Start(String, Option<proto::ProgramSpec>, bool),
+    Start(String, Option<Box<proto::ProgramSpec>>, bool),
     Stop(String, Option<i64>),
     Restart(String, bool),
     Send(String, Option<u64>, usize),
@@ -120,7 +120,7 @@ enum Call {
 
 fn call() -> impl Strategy<Value = Call> {
     prop_oneof![
-        4 => (name(), prop::option::of(program_spec()), any::<bool>()).prop_map(|(n, s, w)| Call::Start(n, s, w)),
+        4 => (name(), prop::option::of(program_spec()), any::<bool>()).prop_map(|(n, s, w)| Call::Start(n, s.map(Box::new), w)),
         2 => (name(), millis()).prop_map(|(n, t)| Call::Stop(n, t)),
         1 => (name(), any::<bool>()).prop_map(|(n, f)| Call::Restart(n, f)),
         2 => (name(), prop::option::of(0u64..5), prop_oneof![Just(0usize), Just(10), Just(1024 * 1024 + 1), Just(2 * 1024 * 1024)])
@@ -149,7 +149,11 @@ async fn apply(
 ) -> Result<(), tonic::Status> {
     match call {
         Call::Start(name, spec, wait) => client
-            .start(proto::StartRequest { name, spec, wait })
+            .start(proto::StartRequest {
+                name,
+                spec: spec.map(|s| *s),
+                wait,
+            })
             .await
             .map(drop),
         Call::Stop(name, timeout_ms) => client

@@ -19,6 +19,23 @@ pub struct Cli {
     /// $XDG_RUNTIME_DIR/infant/infantd.sock, else /tmp/infant-$UID/infantd.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Talk to a remote daemon (`infantd --control-listen`) instead of a socket:
+    /// https://HOST:PORT, or http://HOST:PORT to a loopback address
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        conflicts_with = "socket",
+        requires = "token_file"
+    )]
+    pub connect: Option<String>,
+    /// With --connect: the file holding the daemon's bearer token
+    #[arg(long, global = true, value_name = "FILE", requires = "connect")]
+    pub token_file: Option<PathBuf>,
+    /// With --connect https://: trust this PEM CA certificate [default: the
+    /// system's trusted roots]
+    #[arg(long, global = true, value_name = "FILE", requires = "connect")]
+    pub ca_cert: Option<PathBuf>,
     /// Print one JSON object per line instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -273,6 +290,39 @@ mod tests {
         let cli = parse(&["status", "--json"]).unwrap();
         assert!(cli.json);
         assert_eq!(cli.socket, None);
+    }
+
+    #[test]
+    fn remote_options() {
+        let cli = parse(&[
+            "status",
+            "--connect",
+            "https://h:7000",
+            "--token-file",
+            "t",
+            "--ca-cert",
+            "ca.pem",
+        ])
+        .unwrap();
+        assert_eq!(cli.connect.as_deref(), Some("https://h:7000"));
+        assert_eq!(cli.token_file, Some(PathBuf::from("t")));
+        assert_eq!(cli.ca_cert, Some(PathBuf::from("ca.pem")));
+        let message = usage_error(&["--connect", "https://h:7000", "status"]);
+        assert!(message.contains("--token-file"), "{message}");
+        let message = usage_error(&["--token-file", "t", "status"]);
+        assert!(message.contains("--connect"), "{message}");
+        let message = usage_error(&["--ca-cert", "ca.pem", "status"]);
+        assert!(message.contains("--connect"), "{message}");
+        let message = usage_error(&[
+            "--socket",
+            "/tmp/x.sock",
+            "--connect",
+            "https://h:7000",
+            "--token-file",
+            "t",
+            "status",
+        ]);
+        assert!(message.contains("--socket"), "{message}");
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! status and, on failure, one line on stderr.
 
 use std::io;
+use std::path::Path;
 use std::process::ExitCode;
 
 use infant::control::{Control, ControlError};
+use infant::transport::RemoteConnectError;
 use tonic::Code;
 
 use crate::args::{Cli, Command};
@@ -17,11 +19,13 @@ const SUCCESS: u8 = 0;
 /// other gRPC status not listed below), a job run with `start --wait` failed, or
 /// the output could not be written.
 const FAILED: u8 = 1;
-/// Usage: the command line was wrong (clap reports it before anything is sent), or
-/// the daemon rejected an argument (INVALID_ARGUMENT: a bad signal, listen URL, …).
+/// Usage: the command line was wrong (clap reports it before anything is sent; or
+/// an unusable --connect URL, --token-file or --ca-cert), or the daemon rejected an
+/// argument (INVALID_ARGUMENT: a bad signal, listen URL, …).
 const USAGE: u8 = 2;
-/// The daemon could not be reached: no socket, connection refused, or it went away
-/// during the call (UNAVAILABLE, or the connection broke mid-stream).
+/// The daemon could not be reached: no socket, connection refused, a failed TLS
+/// handshake, or it went away during the call (UNAVAILABLE, or the connection
+/// broke mid-stream).
 const UNREACHABLE: u8 = 3;
 /// No such program or worker (NOT_FOUND).
 const NOT_FOUND: u8 = 4;
@@ -43,6 +47,14 @@ pub enum Failure {
     /// Printing the reply failed.
     #[error("writing output: {0}")]
     Output(#[from] io::Error),
+    /// A flag's value (the --connect URL, the --token-file) cannot be used.
+    #[error("{flag} {reason}")]
+    Flag {
+        /// The flag, such as `--token-file`.
+        flag: &'static str,
+        /// What is wrong, starting with the value or file concerned.
+        reason: String,
+    },
 }
 
 impl Failure {
@@ -56,6 +68,7 @@ impl Failure {
                 Some(_) | None => FAILED,
             },
             Failure::JobFailed { .. } | Failure::Output(_) => FAILED,
+            Failure::Flag { .. } => USAGE,
         }
     }
 }
@@ -78,7 +91,10 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn execute(cli: Cli, out: &mut Output) -> Result<(), Failure> {
-    let control = Control::connect(cli.socket).await?;
+    let control = match &cli.connect {
+        Some(url) => connect_remote(url, &cli).await?,
+        None => Control::connect(cli.socket).await?,
+    };
     match cli.command {
         Command::Start(args) => start::start(&control, args, out).await,
         Command::Stop(args) => stop::stop(&control, args, out).await,
@@ -89,6 +105,58 @@ async fn execute(cli: Cli, out: &mut Output) -> Result<(), Failure> {
         Command::Status => status::status(&control, out).await,
         Command::Workers(args) => workers::workers(&control, args, out).await,
         Command::Events(args) => events::events(&control, args, out).await,
+    }
+}
+
+/// Connects to `url` with the token of --token-file and the CA of --ca-cert.
+async fn connect_remote(url: &str, cli: &Cli) -> Result<Control, Failure> {
+    // clap makes --connect require --token-file; this is only a backstop.
+    let Some(token_file) = &cli.token_file else {
+        return Err(flag("--connect", "needs --token-file FILE"));
+    };
+    let token = read("--token-file", token_file)?;
+    let token = String::from_utf8_lossy(&token);
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(flag(
+            "--token-file",
+            format!("{}: the file is empty", token_file.display()),
+        ));
+    }
+    let ca = match &cli.ca_cert {
+        Some(path) => Some(read("--ca-cert", path)?),
+        None => None,
+    };
+    Control::connect_remote(url, token, ca.as_deref())
+        .await
+        .map_err(|error| match error {
+            ControlError::Remote(RemoteConnectError::Url { .. }) => {
+                flag("--connect", error.to_string())
+            }
+            ControlError::Remote(RemoteConnectError::CaCert { reason }) => match &cli.ca_cert {
+                Some(path) => flag("--ca-cert", format!("{}: {reason}", path.display())),
+                None => flag("--ca-cert", reason),
+            },
+            ControlError::Remote(RemoteConnectError::Roots { reason }) => {
+                flag("--connect", format!("{url}: {reason} with --ca-cert FILE"))
+            }
+            ControlError::Token(reason) => flag(
+                "--token-file",
+                format!("{}: {reason}", token_file.display()),
+            ),
+            other => Failure::Control(other),
+        })
+}
+
+/// The content of the file a flag names.
+fn read(name: &'static str, path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|error| flag(name, format!("{}: {error}", path.display())))
+}
+
+fn flag(flag: &'static str, reason: impl Into<String>) -> Failure {
+    Failure::Flag {
+        flag,
+        reason: reason.into(),
     }
 }
 

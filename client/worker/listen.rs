@@ -176,3 +176,51 @@ where
         self.inner.call(request)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::{Layer, Service, ServiceExt};
+
+    #[tokio::test]
+    async fn the_layer_counts_every_request() {
+        let handle = Handle::standalone("test".into());
+        let inner =
+            tower::service_fn(|n: u32| async move { Ok::<u32, std::convert::Infallible>(n * 2) });
+        let mut service = CountRequestsLayer::new(handle.clone()).layer(inner);
+        for n in 0..3 {
+            let doubled = service
+                .ready()
+                .await
+                .expect("ready")
+                .call(n)
+                .await
+                .expect("call");
+            assert_eq!(doubled, n * 2);
+        }
+        assert_eq!(handle.counters().requests(), 3);
+        assert_eq!(handle.counters().connections(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_counting_listener_counts_connections() {
+        let handle = Handle::standalone("test".into());
+        let listener = CountingListener::new(
+            TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+            handle.clone(),
+        );
+        let addr = listener.local_addr().expect("addr");
+        for _ in 0..2 {
+            let client = tokio::spawn(TcpStream::connect(addr));
+            listener.accept().await.expect("accept");
+            client.await.expect("join").expect("connect");
+        }
+        assert_eq!(handle.counters().connections(), 2);
+    }
+
+    #[test]
+    fn no_sockets_are_taken_without_listen_pid() {
+        // LISTEN_PID is not this process in tests: nothing is passed.
+        assert_eq!(passed_fd_count(), 0);
+    }
+}

@@ -58,6 +58,8 @@ enum Timer {
     Tick { program: String, generation: u64 },
     /// A `once` job has run for its `timeout`: kill it.
     JobTimeout { program: String, id: u64, pid: Pid },
+    /// A deferred [`Engine::trim_code`].
+    TrimCode,
 }
 
 /// Where the engine's instances find the daemon, and what they are told.
@@ -82,6 +84,8 @@ pub struct Engine {
     sequences: Vec<StopSequence>,
     /// Set while [`Engine::advance_sequences`] runs (it re-enters through settle).
     advancing: bool,
+    /// A drop of cold code from memory is due (see [`Engine::trim_code`]).
+    trim_scheduled: bool,
 }
 
 /// A daemon shutdown in progress.
@@ -116,6 +120,7 @@ pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task
         shutdown: None,
         sequences: Vec::new(),
         advancing: false,
+        trim_scheduled: false,
     };
     let task = tokio::spawn(engine.run(rx, exit_rx));
     Ok((EngineHandle::new(tx), task))
@@ -215,6 +220,10 @@ impl Engine {
                 generation,
             } => self.tick(&program, generation),
             Timer::JobTimeout { program, id, pid } => self.job_timeout(&program, id, pid),
+            Timer::TrimCode => {
+                self.trim_scheduled = false;
+                crate::daemon::process::trim_resident_code();
+            }
         }
     }
 
@@ -267,6 +276,10 @@ impl Engine {
             let mut event = Event::new(&name, EventKind::Status);
             event.program_status = Some(after);
             self.publish(event);
+            // The end of a start or a stop: a burst of code that ran once.
+            if !matches!(after, ProgramStatus::Starting | ProgramStatus::Stopping) {
+                self.trim_code();
+            }
             match after {
                 ProgramStatus::Ok => self.publish(Event::new(&name, EventKind::Started)),
                 ProgramStatus::Ready | ProgramStatus::Error | ProgramStatus::Fatal
@@ -389,6 +402,18 @@ impl Engine {
                 *pid,
                 nix::sys::signal::Signal::SIGKILL,
             );
+        }
+    }
+
+    /// Drops cold code from the resident set once a burst of activity (a start,
+    /// a stop) has settled — see [`crate::daemon::process::trim_resident_code`].
+    /// Deferred a little, so the code that finishes the burst (replies, events)
+    /// has run and is dropped too; a burst within the delay joins the same trim.
+    fn trim_code(&mut self) {
+        const SETTLE: Duration = Duration::from_millis(500);
+        if !self.trim_scheduled {
+            self.trim_scheduled = true;
+            self.after(SETTLE, Timer::TrimCode);
         }
     }
 

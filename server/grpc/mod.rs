@@ -1,11 +1,14 @@
 //! The gRPC front end: the `Supervisor` and `WorkerChannel` services, the standard
-//! health service and server reflection (v1 and v1alpha) on one Unix socket.
+//! health service and server reflection (v1 and v1alpha) on one Unix socket; and,
+//! optionally, the control API alone over TCP ([`serve_remote`]).
 //!
 //! This layer turns requests into engine calls and engine errors into statuses; it
-//! knows nothing about processes. Every connection is checked against the
-//! socket's peer credentials: only the daemon's own uid and root may call.
+//! knows nothing about processes. Every connection to the Unix socket is checked
+//! against the socket's peer credentials: only the daemon's own uid and root may
+//! call. Over TCP a bearer token takes their place.
 
 mod convert;
+mod remote;
 mod status;
 mod supervisor;
 mod worker_channel;
@@ -22,6 +25,7 @@ use crate::daemon::engine::EngineHandle;
 use crate::proto::supervisor_server::SupervisorServer;
 use crate::proto::worker_channel_server::WorkerChannelServer;
 
+pub use remote::{serve_remote, BearerToken, RemoteListener};
 pub use supervisor::SupervisorService;
 pub use worker_channel::WorkerChannelService;
 
@@ -40,11 +44,6 @@ pub async fn serve(
     health
         .set_serving::<SupervisorServer<SupervisorService>>()
         .await;
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
@@ -64,6 +63,13 @@ pub async fn serve(
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
+}
+
+/// Server reflection over the daemon's services and the health service.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Admits only the daemon's own user and root, by the kernel's word (peer
