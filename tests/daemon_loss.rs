@@ -118,26 +118,7 @@ async fn kill_9_of_infantd_takes_every_worker_down_within_2_seconds() {
 
 /// This test process's children (after a daemon died, its orphans are ours).
 fn our_children() -> Vec<u32> {
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s[s.rfind(')')? + 1..]
-                        .split_whitespace()
-                        .nth(1)?
-                        .parse::<u32>()
-                        .ok()
-                })
-                == Some(me)
-        })
-        .collect()
+    children_of(std::process::id())
 }
 
 /// SIGKILLs the daemon while `operation` is under way, then checks that every

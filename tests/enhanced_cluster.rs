@@ -8,39 +8,18 @@ use std::collections::BTreeMap;
 use common::*;
 use infant::proto::{self, EventKind, ProgramKind, ProgramStatus};
 
-fn http_cluster(count: u32) -> proto::ProgramSpec {
-    let worker = example_bin("http_worker");
-    let mut s = spec(
-        ProgramKind::Cluster,
-        &[worker.to_str().expect("utf-8 path")],
-    );
-    s.count = Some(count);
+/// An enhanced cluster of `count` http_workers.
+fn enhanced(count: u32) -> proto::ProgramSpec {
+    let mut s = http_cluster(count);
     s.enhanced = true;
-    s.listen = vec!["tcp://127.0.0.1:0".into()];
     s
-}
-
-async fn start(
-    client: &mut proto::supervisor_client::SupervisorClient<tonic::transport::Channel>,
-    name: &str,
-    s: proto::ProgramSpec,
-) -> proto::ProgramInfo {
-    client
-        .start(proto::StartRequest {
-            name: name.into(),
-            spec: Some(s),
-            wait: false,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("Start {name}: {e}"))
-        .into_inner()
 }
 
 #[tokio::test]
 async fn two_workers_share_one_port() {
     let daemon = Daemon::start(&[]).await;
     let mut client = daemon.client().await;
-    let info = start(&mut client, "web", http_cluster(2)).await;
+    let info = start_program(&mut client, "web", enhanced(2)).await;
     assert_eq!(info.listen.len(), 1);
     assert!(
         info.listen[0].starts_with("tcp://127.0.0.1:"),
@@ -84,7 +63,7 @@ async fn a_plain_socket_activated_program_serves_on_the_daemon_socket() {
     s.count = Some(2);
     s.listen = vec!["tcp://127.0.0.1:0".into()];
     s.start_grace_ms = Some(50);
-    let info = start(&mut client, "plain", s).await;
+    let info = start_program(&mut client, "plain", s).await;
     let body = http_get(&info.listen[0])
         .await
         .expect("plain program serves");
@@ -105,7 +84,7 @@ async fn no_daemon_fd_leaks_into_a_worker() {
         format!("unix://{}", unix.display()),
     ];
     s.start_grace_ms = Some(50);
-    start(&mut client, "fds", s).await;
+    start_program(&mut client, "fds", s).await;
     let pid = ok_pids(&mut client, "fds").await[0];
     let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fd dir")
@@ -136,11 +115,11 @@ async fn the_eleventh_request_recycles_the_worker_without_a_failure() {
     let events = Recorder::new(&daemon).await;
     let mut client = daemon.client().await;
     let marker = daemon.dir.path().join("stops");
-    let mut s = http_cluster(1);
+    let mut s = enhanced(1);
     s.max_connections = Some(10);
     s.env
         .insert("HTTP_STOP_MARKER".into(), marker.display().to_string());
-    let info = start(&mut client, "rec", s).await;
+    let info = start_program(&mut client, "rec", s).await;
     let old = ok_pids(&mut client, "rec").await[0];
     for i in 0..30 {
         http_get(&info.listen[0])
@@ -175,11 +154,11 @@ async fn a_worker_that_grows_in_memory_is_recycled() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
     let mut client = daemon.client().await;
-    let mut s = http_cluster(1);
+    let mut s = enhanced(1);
     s.max_memory_gain = Some(50);
     s.heartbeat_ms = Some(100);
     s.env.insert("HTTP_LEAK_KB".into(), "4096".into());
-    let info = start(&mut client, "fat", s).await;
+    let info = start_program(&mut client, "fat", s).await;
     let old = ok_pids(&mut client, "fat").await[0];
     for _ in 0..4 {
         http_get(&info.listen[0]).await.expect("request");
@@ -205,7 +184,7 @@ async fn rolling_restart_and_sighup_under_load_fail_no_request() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
     let mut client = daemon.client().await;
-    let info = start(&mut client, "roll", http_cluster(4)).await;
+    let info = start_program(&mut client, "roll", enhanced(4)).await;
     let before = ok_pids(&mut client, "roll").await;
     assert_eq!(before.len(), 4);
 
@@ -262,10 +241,10 @@ async fn a_failed_rollout_stops_and_keeps_the_old_workers() {
     let events = Recorder::new(&daemon).await;
     let mut client = daemon.client().await;
     let poison = daemon.dir.path().join("bad-deploy");
-    let mut s = http_cluster(2);
+    let mut s = enhanced(2);
     s.env
         .insert("HTTP_FAIL_IF_EXISTS".into(), poison.display().to_string());
-    let info = start(&mut client, "deploy", s).await;
+    let info = start_program(&mut client, "deploy", s).await;
     let before = ok_pids(&mut client, "deploy").await;
     std::fs::write(&poison, "x").expect("poison");
     let err = client
@@ -304,10 +283,10 @@ async fn a_hung_worker_is_killed_and_respawned() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
     let mut client = daemon.client().await;
-    let mut s = http_cluster(1);
+    let mut s = enhanced(1);
     s.enhanced = false;
     s.heartbeat_ms = Some(100);
-    start(&mut client, "hang", s).await;
+    start_program(&mut client, "hang", s).await;
     let old = ok_pids(&mut client, "hang").await[0];
     client
         .send(proto::SendRequest {

@@ -39,30 +39,6 @@ impl Lcg {
     }
 }
 
-fn http_cluster(count: u32) -> proto::ProgramSpec {
-    let worker = example_bin("http_worker");
-    let mut s = spec(ProgramKind::Cluster, &[&worker.to_string_lossy()]);
-    s.count = Some(count);
-    s.listen = vec!["tcp://127.0.0.1:0".into()];
-    s
-}
-
-async fn start(
-    client: &mut proto::supervisor_client::SupervisorClient<tonic::transport::Channel>,
-    name: &str,
-    s: proto::ProgramSpec,
-) -> proto::ProgramInfo {
-    client
-        .start(proto::StartRequest {
-            name: name.into(),
-            spec: Some(s),
-            wait: false,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("Start {name}: {e}"))
-        .into_inner()
-}
-
 #[tokio::test]
 async fn a_kill_storm_under_load_leaves_the_daemon_whole() {
     let daemon = Daemon::start(&[]).await;
@@ -70,7 +46,7 @@ async fn a_kill_storm_under_load_leaves_the_daemon_whole() {
     let mut client = daemon.client().await;
     let mut s = http_cluster(8);
     s.respawn_delay_ms = Some(300);
-    let info = start(&mut client, "storm", s).await;
+    let info = start_program(&mut client, "storm", s).await;
     let load = Load::start(&info.listen[0], 2, 1_000_000);
     // Warm up: every code path the storm uses has run once before we measure.
     let first = ok_pids(&mut client, "storm").await;
@@ -157,7 +133,7 @@ async fn slow_requests_drain_on_stop_restart_and_recycle() {
     s.heartbeat_ms = Some(100);
     s.max_connections = Some(1_000);
     s.env.insert("HTTP_DELAY_MS".into(), "2000".into());
-    let info = start(&mut client, "slow", s).await;
+    let info = start_program(&mut client, "slow", s).await;
     let addr = info.listen[0].clone();
 
     // Four slow requests in flight, then `op`; all four must complete.
@@ -273,7 +249,7 @@ async fn a_recycle_drains_slow_requests() {
     s.enhanced = true;
     s.max_connections = Some(3);
     s.env.insert("HTTP_DELAY_MS".into(), "2000".into());
-    let info = start(&mut client, "recycled", s).await;
+    let info = start_program(&mut client, "recycled", s).await;
     let old = ok_pids(&mut client, "recycled").await[0];
     // The third connection crosses the limit while all three are in flight.
     let requests: Vec<_> = (0..3)

@@ -515,3 +515,53 @@ impl Load {
         total
     }
 }
+
+/// A cluster of `count` `http_worker`s (SDK HTTP workers) on a daemon-owned
+/// socket at a free port; plain, not enhanced.
+pub fn http_cluster(count: u32) -> proto::ProgramSpec {
+    let worker = example_bin("http_worker");
+    let mut s = spec(proto::ProgramKind::Cluster, &[&worker.to_string_lossy()]);
+    s.count = Some(count);
+    s.listen = vec!["tcp://127.0.0.1:0".into()];
+    s
+}
+
+/// Starts `s` as program `name` and returns the reply; panics naming the program.
+pub async fn start_program(
+    client: &mut SupervisorClient<Channel>,
+    name: &str,
+    s: proto::ProgramSpec,
+) -> proto::ProgramInfo {
+    client
+        .start(proto::StartRequest {
+            name: name.into(),
+            spec: Some(s),
+            wait: false,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("Start {name}: {e}"))
+        .into_inner()
+}
+
+/// The pids whose parent is `parent`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s[s.rfind(')')? + 1..]
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
