@@ -1,8 +1,9 @@
 //! Respawn hold-down for crash loops.
 //!
-//! The first crash after a stable run respawns at once; crashes in a row wait
-//! 100 ms, 200 ms, 400 ms … up to the program's `respawn_delay`. A run counts as
-//! stable once the instance has been `ok` for [`STABLE_RUN`].
+//! A worker's first crash, and the first crash after a stable run, respawn at
+//! once; crashes in a row wait 100 ms, 200 ms, 400 ms … up to the program's
+//! `respawn_delay`. A run counts as stable once the instance has been `ok` for
+//! [`STABLE_RUN`].
 
 use std::time::Duration;
 

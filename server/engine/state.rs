@@ -133,8 +133,8 @@ impl Instance {
             spawned_at: Instant::now(),
             ok_at: None,
             restarts: 0,
-            // A fresh instance has no stable run behind it: its first crash backs off.
-            streak: 1,
+            // A first crash respawns at once; only crashes in a row back off.
+            streak: 0,
             backoff: Duration::ZERO,
             channel: None,
             connections: 0,
