@@ -2,18 +2,19 @@
 //! drains gracefully when told to stop — no request that reached this worker is
 //! dropped.
 //!
-//! Draining is more than hyper's `graceful_shutdown`: a connection accepted a
-//! moment before the stop may hold a request the server has not read yet, and
-//! closing it as "idle" would fail that request. So each connection that has not
-//! seen a request yet gets [`FIRST_REQUEST_GRACE`] to deliver one; connections
-//! that already served one close once idle.
+//! Draining is more than hyper's `graceful_shutdown`: a connection that looks
+//! idle may hold a request the server has not read yet (accepted a moment before
+//! the stop, or a keep-alive client sending its next request), and closing it
+//! would fail that request. So an idle connection gets a moment
+//! ([`FIRST_REQUEST_GRACE`] if it never sent a request, [`NEXT_REQUEST_GRACE`]
+//! otherwise) to deliver one, which is answered with `Connection: close`.
 
 // Each example uses only part of this module.
 #![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a connection accepted before the stop may take to send its request.
 const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(5);
+/// How long an idle keep-alive connection is kept at the stop, for a request the
+/// client may be sending right then (it gets `Connection: close` with its answer).
+const NEXT_REQUEST_GRACE: Duration = Duration::from_millis(500);
 
 /// Serves `respond` on `listener` until `stop` is cancelled, then waits up to
 /// `drain` for in-flight requests. Every request is counted on `handle`.
@@ -74,15 +78,24 @@ async fn connection<F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let seen = Arc::new(AtomicBool::new(false));
-    let first = Arc::new(Notify::new());
-    let (seen_in, first_in) = (Arc::clone(&seen), Arc::clone(&first));
+    // Requests started and finished on this connection; a request in flight
+    // when the stop comes is answered with `Connection: close`.
+    let started = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(Notify::new());
+    let (started_in, finished_in, next_in) =
+        (Arc::clone(&started), Arc::clone(&finished), Arc::clone(&next));
     let service = service_fn(move |request| {
         handle.request();
-        seen_in.store(true, Ordering::SeqCst);
-        first_in.notify_one();
+        started_in.fetch_add(1, Ordering::SeqCst);
+        next_in.notify_one();
         let respond = respond.clone();
-        async move { Ok::<_, Infallible>(respond(request).await) }
+        let finished = Arc::clone(&finished_in);
+        async move {
+            let response = respond(request).await;
+            finished.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
@@ -90,14 +103,23 @@ async fn connection<F, Fut>(
         _ = conn.as_mut() => return,
         _ = stop.cancelled() => {}
     }
-    if !seen.load(Ordering::SeqCst) {
-        let wait_first = async {
+    // An idle connection may already carry a request we have not read (or one the
+    // client is sending right now): closing it would fail that request. Wait for
+    // it, briefly, so it is answered — with `Connection: close`.
+    let served = started.load(Ordering::SeqCst);
+    if served == finished.load(Ordering::SeqCst) {
+        let grace = if served == 0 {
+            FIRST_REQUEST_GRACE
+        } else {
+            NEXT_REQUEST_GRACE
+        };
+        let wait_next = async {
             tokio::select! {
                 _ = conn.as_mut() => true,
-                _ = first.notified() => false,
+                _ = next.notified() => false,
             }
         };
-        if let Ok(true) = tokio::time::timeout(FIRST_REQUEST_GRACE, wait_first).await {
+        if let Ok(true) = tokio::time::timeout(grace, wait_next).await {
             return; // finished while we waited
         }
     }
