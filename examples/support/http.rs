@@ -83,8 +83,11 @@ async fn connection<F, Fut>(
     let started = Arc::new(AtomicUsize::new(0));
     let finished = Arc::new(AtomicUsize::new(0));
     let next = Arc::new(Notify::new());
-    let (started_in, finished_in, next_in) =
-        (Arc::clone(&started), Arc::clone(&finished), Arc::clone(&next));
+    let (started_in, finished_in, next_in) = (
+        Arc::clone(&started),
+        Arc::clone(&finished),
+        Arc::clone(&next),
+    );
     let service = service_fn(move |request| {
         handle.request();
         started_in.fetch_add(1, Ordering::SeqCst);
