@@ -86,15 +86,8 @@ async fn a_crash_loop_backs_off_cheaply_then_gives_up_until_started_again() {
         ticks * 10
     );
 
-    wait_until("status fatal", DEADLINE, || {
-        let mut c = client.clone();
-        async move {
-            c.list(proto::ListRequest {
-                name: "loop".into(),
-            })
-            .await
-            .is_ok_and(|l| l.into_inner().programs[0].status == ProgramStatus::Fatal as i32)
-        }
+    wait_program(&client, "loop", "status fatal", DEADLINE, |p| {
+        p.status == ProgramStatus::Fatal as i32
     })
     .await;
     let info = client

@@ -139,12 +139,8 @@ async fn after_orders_start_and_shutdown() {
     })
     .await;
     let mut client = daemon.client().await;
-    wait_until("web is ok", DEADLINE, || {
-        let mut c = client.clone();
-        async move {
-            let list = c.list(proto::ListRequest { name: "web".into() }).await;
-            list.is_ok_and(|l| l.into_inner().programs[0].status == ProgramStatus::Ok as i32)
-        }
+    wait_program(&client, "web", "web is ok", DEADLINE, |p| {
+        p.status == ProgramStatus::Ok as i32
     })
     .await;
     let mut history = client
@@ -190,12 +186,8 @@ async fn a_failed_migration_leaves_web_down_with_the_error_visible() {
     })
     .await;
     let mut client = daemon.client().await;
-    wait_until("web gave up", DEADLINE, || {
-        let mut c = client.clone();
-        async move {
-            let list = c.list(proto::ListRequest { name: "web".into() }).await;
-            list.is_ok_and(|l| l.into_inner().programs[0].status == ProgramStatus::Error as i32)
-        }
+    wait_program(&client, "web", "web gave up", DEADLINE, |p| {
+        p.status == ProgramStatus::Error as i32
     })
     .await;
     let web = client
@@ -283,12 +275,8 @@ async fn stopping_a_dependency_stops_its_dependents_first() {
     })
     .await;
     let mut client = daemon.client().await;
-    wait_until("web is ok", DEADLINE, || {
-        let mut c = client.clone();
-        async move {
-            let list = c.list(proto::ListRequest { name: "web".into() }).await;
-            list.is_ok_and(|l| l.into_inner().programs[0].status == ProgramStatus::Ok as i32)
-        }
+    wait_program(&client, "web", "web is ok", DEADLINE, |p| {
+        p.status == ProgramStatus::Ok as i32
     })
     .await;
     let mut pids = ok_pids(&mut client, "db").await;

@@ -328,16 +328,13 @@ async fn a_soak_of_start_stop_and_respawns_leaks_nothing() {
             wait: false,
         })
         .await;
-    wait_until("1,000 respawns", Duration::from_secs(120), || {
-        let mut c = client.clone();
-        async move {
-            c.list(proto::ListRequest {
-                name: "crash".into(),
-            })
-            .await
-            .is_ok_and(|l| l.into_inner().programs[0].restarts >= 1000)
-        }
-    })
+    wait_program(
+        &client,
+        "crash",
+        "1,000 respawns",
+        Duration::from_secs(120),
+        |p| p.restarts >= 1000,
+    )
     .await;
     client
         .stop(proto::StopRequest {
@@ -425,16 +422,13 @@ async fn a_watcher_that_never_reads_costs_nothing_and_learns_what_it_missed() {
             wait: false,
         })
         .await;
-    wait_until("lots of respawns", Duration::from_secs(120), || {
-        let mut c = client.clone();
-        async move {
-            c.list(proto::ListRequest {
-                name: "noise".into(),
-            })
-            .await
-            .is_ok_and(|l| l.into_inner().programs[0].restarts >= 2000)
-        }
-    })
+    wait_program(
+        &client,
+        "noise",
+        "lots of respawns",
+        Duration::from_secs(120),
+        |p| p.restarts >= 2000,
+    )
     .await;
     client
         .stop(proto::StopRequest {

@@ -565,3 +565,26 @@ pub fn children_of(parent: u32) -> Vec<u32> {
         })
         .collect()
 }
+
+/// Waits until `program`'s entry in `List` satisfies `check`; panics naming
+/// `what` after `deadline`.
+pub async fn wait_program(
+    client: &SupervisorClient<Channel>,
+    program: &str,
+    what: &str,
+    deadline: Duration,
+    check: impl Fn(&proto::ProgramInfo) -> bool,
+) {
+    let check = &check;
+    wait_until(what, deadline, || {
+        let mut client = client.clone();
+        let name = program.to_string();
+        async move {
+            client
+                .list(proto::ListRequest { name })
+                .await
+                .is_ok_and(|l| l.into_inner().programs.first().is_some_and(check))
+        }
+    })
+    .await;
+}
