@@ -139,12 +139,7 @@ async fn the_eleventh_request_recycles_the_worker_without_a_failure() {
     let now = ok_pids(&mut client, "rec").await;
     assert_eq!(now.len(), 1);
     assert_ne!(now[0], old);
-    let pids: Vec<u32> = events
-        .all()
-        .iter()
-        .map(|e| e.pid)
-        .filter(|&p| p != 0)
-        .collect();
+    let pids = events.pids();
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
 }
@@ -169,12 +164,7 @@ async fn a_worker_that_grows_in_memory_is_recycled() {
     assert_eq!(recycle.pid, old);
     assert!(recycle.reason.contains("memory"), "{}", recycle.reason);
     wait_gone(&[old], DEADLINE).await;
-    let pids: Vec<u32> = events
-        .all()
-        .iter()
-        .map(|e| e.pid)
-        .filter(|&p| p != 0)
-        .collect();
+    let pids = events.pids();
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
 }
@@ -190,7 +180,7 @@ async fn rolling_restart_and_sighup_under_load_fail_no_request() {
 
     let load = Load::start(&info.listen[0], 4, 5_000);
     // Some traffic before, during and after.
-    wait_until("load is flowing", DEADLINE, || async { true }).await;
+    load.wait_answered(20).await;
     let restarted = client
         .restart(proto::RestartRequest {
             name: "roll".into(),
@@ -225,12 +215,7 @@ async fn rolling_restart_and_sighup_under_load_fail_no_request() {
     println!("rolling restart + SIGHUP under load: {ok} ok, {failed} failed");
     assert_eq!(failed, 0, "no failed or refused request: {errors:?}");
     assert!(ok > 50, "the load ran: {ok}");
-    let pids: Vec<u32> = events
-        .all()
-        .iter()
-        .map(|e| e.pid)
-        .filter(|&p| p != 0)
-        .collect();
+    let pids = events.pids();
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
 }
@@ -267,12 +252,7 @@ async fn a_failed_rollout_stops_and_keeps_the_old_workers() {
     let still = ok_pids(&mut client, "deploy").await;
     assert_eq!(still, before, "the old workers are untouched");
     http_get(&info.listen[0]).await.expect("still serving");
-    let pids: Vec<u32> = events
-        .all()
-        .iter()
-        .map(|e| e.pid)
-        .filter(|&p| p != 0)
-        .collect();
+    let pids = events.pids();
     std::fs::remove_file(&poison).expect("unpoison");
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
@@ -307,12 +287,7 @@ async fn a_hung_worker_is_killed_and_respawned() {
         .await;
     assert_ne!(respawn.pid, old);
     wait_gone(&[old], DEADLINE).await;
-    let pids: Vec<u32> = events
-        .all()
-        .iter()
-        .map(|e| e.pid)
-        .filter(|&p| p != 0)
-        .collect();
+    let pids = events.pids();
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
 }

@@ -116,14 +116,9 @@ impl Drop for Example {
     }
 }
 
-fn free_port() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port().to_string()
-}
-
 #[tokio::test]
 async fn hello_serves_hello_from_two_workers_and_stops_on_ctrl_c() {
-    let port = free_port();
+    let port = free_port().to_string();
     let mut hello = Example::start("hello", &[("PORT", &port)]);
     hello.expect_line("Cluster started!");
     let workers = hello.workers();
@@ -149,7 +144,7 @@ async fn parent_child_starts_and_stops_the_child() {
 
 #[tokio::test]
 async fn the_plain_cluster_serves_foo_without_the_sdk() {
-    let port = free_port();
+    let port = free_port().to_string();
     let mut cluster = Example::start("cluster", &[("PORT", &port)]);
     cluster.expect_line("cluster started");
     let workers = cluster.workers();
@@ -166,7 +161,7 @@ async fn the_plain_cluster_serves_foo_without_the_sdk() {
 
 #[tokio::test]
 async fn the_enhanced_cluster_serves_foo_and_recycles() {
-    let port = free_port();
+    let port = free_port().to_string();
     let mut cluster = Example::start(
         "enhanced_cluster",
         &[("PORT", &port), ("MAX_CONNECTIONS", "5")],

@@ -39,6 +39,38 @@ impl Lcg {
     }
 }
 
+/// Runs `count` instances that exit at once with no hold-down until they were
+/// respawned `restarts` times in all, then stops them: a fast source of events
+/// and of process churn.
+async fn crash_loop(
+    client: &mut proto::supervisor_client::SupervisorClient<tonic::transport::Channel>,
+    name: &str,
+    count: u32,
+    restarts: u64,
+) {
+    let mut crash = spec(ProgramKind::Cluster, &["sh", "-c", "exit 1"]);
+    crash.count = Some(count);
+    crash.start_grace_ms = Some(0);
+    crash.respawn_delay_ms = Some(0);
+    // Start fails (the workers exit while starting); the respawns go on.
+    let _ = start_program_result(client, name, crash).await;
+    wait_program(
+        client,
+        name,
+        &format!("{restarts} respawns"),
+        Duration::from_secs(120),
+        |p| p.restarts >= restarts,
+    )
+    .await;
+    client
+        .stop(proto::StopRequest {
+            name: name.into(),
+            timeout_ms: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("Stop {name}: {e}"));
+}
+
 #[tokio::test]
 async fn a_kill_storm_under_load_leaves_the_daemon_whole() {
     let daemon = Daemon::start(&[]).await;
@@ -230,12 +262,7 @@ async fn slow_requests_drain_on_stop_restart_and_recycle() {
         .into_inner();
     assert_eq!(stopped.status, ProgramStatus::Ready as i32);
     all_complete(requests, "a stop").await;
-    let pids: Vec<u32> = events
-        .all()
-        .iter()
-        .map(|e| e.pid)
-        .filter(|&p| p != 0)
-        .collect();
+    let pids = events.pids();
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
 }
@@ -269,12 +296,7 @@ async fn a_recycle_drains_slow_requests() {
         assert_eq!(body, format!("pid {old}"));
     }
     wait_gone(&[old], DEADLINE).await;
-    let pids: Vec<u32> = events
-        .all()
-        .iter()
-        .map(|e| e.pid)
-        .filter(|&p| p != 0)
-        .collect();
+    let pids = events.pids();
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
 }
@@ -318,31 +340,7 @@ async fn a_soak_of_start_stop_and_respawns_leaks_nothing() {
     }
 
     // 1,000 respawns of a program that exits at once, with no hold-down.
-    let mut crash = spec(ProgramKind::Child, &["sh", "-c", "exit 1"]);
-    crash.start_grace_ms = Some(0);
-    crash.respawn_delay_ms = Some(0);
-    let _ = client
-        .start(proto::StartRequest {
-            name: "crash".into(),
-            spec: Some(crash),
-            wait: false,
-        })
-        .await;
-    wait_program(
-        &client,
-        "crash",
-        "1,000 respawns",
-        Duration::from_secs(120),
-        |p| p.restarts >= 1000,
-    )
-    .await;
-    client
-        .stop(proto::StopRequest {
-            name: "crash".into(),
-            timeout_ms: None,
-        })
-        .await
-        .expect("Stop crash");
+    crash_loop(&mut client, "crash", 1, 1000).await;
     let after = footprint(daemon.pid());
     println!(
         "soak: fds {} → {}, threads {} → {}, RSS {} → {} KiB",
@@ -411,32 +409,7 @@ async fn a_watcher_that_never_reads_costs_nothing_and_learns_what_it_missed() {
         .expect("Events")
         .into_inner();
     // Crash loops make events fast: ~10,000 of them, more than a watcher may lag.
-    let mut crash = spec(ProgramKind::Cluster, &["sh", "-c", "exit 1"]);
-    crash.count = Some(4);
-    crash.start_grace_ms = Some(0);
-    crash.respawn_delay_ms = Some(0);
-    let _ = client
-        .start(proto::StartRequest {
-            name: "noise".into(),
-            spec: Some(crash),
-            wait: false,
-        })
-        .await;
-    wait_program(
-        &client,
-        "noise",
-        "lots of respawns",
-        Duration::from_secs(120),
-        |p| p.restarts >= 2000,
-    )
-    .await;
-    client
-        .stop(proto::StopRequest {
-            name: "noise".into(),
-            timeout_ms: None,
-        })
-        .await
-        .expect("Stop");
+    crash_loop(&mut client, "noise", 4, 2000).await;
     let rss_kib = footprint(daemon.pid()).2;
     assert!(
         rss_kib < 64 * 1024,

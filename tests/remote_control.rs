@@ -11,7 +11,6 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 use infant::control::{Authorization, Control};
@@ -77,14 +76,6 @@ fn write_private(path: &Path, content: &str, mode: u32) {
 fn setup(dir: &Path) {
     write_certificates(dir);
     write_private(&dir.join("token"), &format!("{TOKEN}\n"), 0o600);
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// `infantd` serving the control API over TLS on 127.0.0.1 too, and its port.
@@ -485,22 +476,6 @@ async fn refused_start(args: &[&str], prepare: fn(&Path), marker: &str) -> Strin
     assert!(!status.success(), "infantd {args:?} started: {stderr}");
     assert!(!socket.exists(), "infantd {args:?} bound its socket");
     stderr
-}
-
-/// Waits for a child process to exit (SIGKILL and panic past `deadline`).
-async fn wait_child(child: &mut std::process::Child, deadline: Duration) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("process {} did not exit within {deadline:?}", child.id());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Every process whose command line contains `marker`.

@@ -72,6 +72,9 @@ pub struct EngineConfig {
 /// The engine task's state.
 pub struct Engine {
     config: EngineConfig,
+    /// The daemon's environment, read once, less its own `INFANT_*` variables:
+    /// the base every instance's environment is built on.
+    inherited_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     programs: Vec<Program>,
     /// pid → (program, worker id) for every live instance process.
     pids: HashMap<Pid, (String, u64)>,
@@ -112,6 +115,9 @@ pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task
     reaper::start(exit_tx)?;
     let engine = Engine {
         config,
+        inherited_env: std::env::vars_os()
+            .filter(|(k, _)| !k.to_string_lossy().starts_with("INFANT_"))
+            .collect(),
         programs: Vec::new(),
         pids: HashMap::new(),
         start_order: Vec::new(),

@@ -217,9 +217,7 @@ impl Engine {
         let token = new_token();
         let program = &self.programs[index];
         let spec = &program.spec;
-        let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-            .filter(|(k, _)| !k.to_string_lossy().starts_with("INFANT_"))
-            .collect();
+        let mut env: Vec<(OsString, OsString)> = self.inherited_env.clone();
         for (key, value) in &spec.env {
             env.retain(|(k, _)| k != key.as_str());
             env.push((key.into(), value.into()));

@@ -136,18 +136,7 @@ impl Daemon {
     /// Waits (with a deadline) for the daemon to exit and returns its status.
     pub async fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("daemon already waited for");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if start.elapsed() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("infantd did not exit within {deadline:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_child(&mut child, deadline).await
     }
 
     /// SIGTERM and wait: the graceful path every test should end with.
@@ -305,6 +294,19 @@ impl Recorder {
     /// A copy of everything so far.
     pub fn all(&self) -> Vec<Event> {
         self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Every pid the events so far mention: all the processes the daemon started.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .all()
+            .iter()
+            .map(|e| e.pid)
+            .filter(|&p| p != 0)
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
     }
 
     /// Waits for an event matching `matches`; returns it.
@@ -465,6 +467,7 @@ pub type LoadTotals = (u64, u64, Vec<String>, Vec<String>);
 /// is set or `max` requests were sent in all. Returns (ok, failed, errors seen).
 pub struct Load {
     stop: Arc<std::sync::atomic::AtomicBool>,
+    answered: Arc<std::sync::atomic::AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<LoadTotals>>,
 }
 
@@ -472,10 +475,12 @@ impl Load {
     /// Starts the load against `addr`.
     pub fn start(addr: &str, clients: usize, max_per_client: u64) -> Load {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let tasks = (0..clients)
             .map(|_| {
                 let addr = addr.to_string();
                 let stop = Arc::clone(&stop);
+                let answered = Arc::clone(&answered);
                 tokio::spawn(async move {
                     let (mut ok, mut failed) = (0, 0);
                     let (mut errors, mut bodies) = (Vec::new(), Vec::new());
@@ -486,6 +491,7 @@ impl Load {
                         match http_get(&addr).await {
                             Ok(body) => {
                                 ok += 1;
+                                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 bodies.push(body);
                             }
                             Err(e) => {
@@ -498,7 +504,21 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, tasks }
+        Load {
+            stop,
+            answered,
+            tasks,
+        }
+    }
+
+    /// Waits until at least `n` requests were answered.
+    pub async fn wait_answered(&self, n: u64) {
+        let answered = Arc::clone(&self.answered);
+        wait_until(&format!("{n} requests answered"), DEADLINE, || {
+            let count = answered.load(std::sync::atomic::Ordering::Relaxed);
+            async move { count >= n }
+        })
+        .await;
     }
 
     /// Stops the load and returns (ok, failed, errors, bodies).
@@ -526,12 +546,12 @@ pub fn http_cluster(count: u32) -> proto::ProgramSpec {
     s
 }
 
-/// Starts `s` as program `name` and returns the reply; panics naming the program.
-pub async fn start_program(
+/// Starts `s` as program `name`; the reply or the status.
+pub async fn start_program_result(
     client: &mut SupervisorClient<Channel>,
     name: &str,
     s: proto::ProgramSpec,
-) -> proto::ProgramInfo {
+) -> Result<proto::ProgramInfo, tonic::Status> {
     client
         .start(proto::StartRequest {
             name: name.into(),
@@ -539,8 +559,18 @@ pub async fn start_program(
             wait: false,
         })
         .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Starts `s` as program `name` and returns the reply; panics naming the program.
+pub async fn start_program(
+    client: &mut SupervisorClient<Channel>,
+    name: &str,
+    s: proto::ProgramSpec,
+) -> proto::ProgramInfo {
+    start_program_result(client, name, s)
+        .await
         .unwrap_or_else(|e| panic!("Start {name}: {e}"))
-        .into_inner()
 }
 
 /// The pids whose parent is `parent`.
@@ -587,4 +617,29 @@ pub async fn wait_program(
         }
     })
     .await;
+}
+
+/// Waits for a child process to exit; past `deadline` it is SIGKILLed and the
+/// test fails.
+pub async fn wait_child(child: &mut Child, deadline: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process {} did not exit within {deadline:?}", child.id());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
 }
