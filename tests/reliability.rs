@@ -168,12 +168,18 @@ async fn slow_requests_drain_on_stop_restart_and_recycle() {
     let info = start_program(&mut client, "slow", s).await;
     let addr = info.listen[0].clone();
 
-    // Four slow requests in flight, then `op`; all four must complete.
+    // Four slow requests in flight, then `op`; all four must complete. Counts
+    // are compared per pid: a worker still draining from the previous step may
+    // leave the list meanwhile, so a plain sum could fall back.
     async fn in_flight(
         client: &mut proto::supervisor_client::SupervisorClient<tonic::transport::Channel>,
         addr: &str,
-        served_before: u64,
     ) -> Vec<tokio::task::JoinHandle<std::io::Result<String>>> {
+        let before: std::collections::HashMap<u32, u64> = workers(client, "slow")
+            .await
+            .iter()
+            .map(|w| (w.pid, w.requests))
+            .collect();
         let requests: Vec<_> = (0..4)
             .map(|_| {
                 let addr = addr.to_string();
@@ -182,13 +188,17 @@ async fn slow_requests_drain_on_stop_restart_and_recycle() {
             .collect();
         wait_until("four requests in flight", DEADLINE, || {
             let mut c = client.clone();
+            let before = before.clone();
             async move {
                 workers(&mut c, "slow")
                     .await
                     .iter()
-                    .map(|w| w.requests)
+                    .map(|w| {
+                        w.requests
+                            .saturating_sub(before.get(&w.pid).copied().unwrap_or(0))
+                    })
                     .sum::<u64>()
-                    >= served_before + 4
+                    >= 4
             }
         })
         .await;
@@ -208,7 +218,7 @@ async fn slow_requests_drain_on_stop_restart_and_recycle() {
     }
 
     // A rolling restart.
-    let requests = in_flight(&mut client, &addr, 0).await;
+    let requests = in_flight(&mut client, &addr).await;
     client
         .restart(proto::RestartRequest {
             name: "slow".into(),
@@ -218,13 +228,9 @@ async fn slow_requests_drain_on_stop_restart_and_recycle() {
         .expect("rolling restart");
     all_complete(requests, "a rolling restart").await;
 
-    // A recycle: lower the limit by recycling on the next request.
-    let served: u64 = workers(&mut client, "slow")
-        .await
-        .iter()
-        .map(|w| w.requests)
-        .sum();
-    let requests = in_flight(&mut client, &addr, served).await;
+    // A SIGHUP to every worker: each drains and is respawned (the recycle case
+    // is `a_recycle_drains_slow_requests` below).
+    let requests = in_flight(&mut client, &addr).await;
     let pid = ok_pids(&mut client, "slow").await[0];
     client
         .kill(proto::KillRequest {
@@ -246,12 +252,7 @@ async fn slow_requests_drain_on_stop_restart_and_recycle() {
         async move { ok_pids(&mut c, "slow").await.len() == 2 }
     })
     .await;
-    let served: u64 = workers(&mut client, "slow")
-        .await
-        .iter()
-        .map(|w| w.requests)
-        .sum();
-    let requests = in_flight(&mut client, &addr, served).await;
+    let requests = in_flight(&mut client, &addr).await;
     let stopped = client
         .stop(proto::StopRequest {
             name: "slow".into(),
