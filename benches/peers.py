@@ -226,9 +226,13 @@ class Infantd:
         return run([self.env.infantctl, "--socket", self.sock, *args], check=check, timeout=timeout)
 
     def start(self, n):
-        cmd = [self.env.echo_worker] if self.sdk else TINY
+        # A plain worker is `ok` once spawned (`--start-grace 0ms`), as under
+        # supervisord with `startsecs = 0`: the same definition of ready.
+        cmd = [self.env.echo_worker] if self.sdk else ["--start-grace", "0ms", "--", *TINY]
+        if self.sdk:
+            cmd = ["--", *cmd]
         t0 = time.perf_counter()
-        self.ctl("start", "bench", "--kind", "cluster", "--count", str(n), "--", *cmd)
+        self.ctl("start", "bench", "--kind", "cluster", "--count", str(n), *cmd)
         ms = (time.perf_counter() - t0) * 1000
         st = json.loads(self.ctl("--json", "status").stdout.splitlines()[0])
         if st["running"] != n:
@@ -847,7 +851,8 @@ Written by `python3 benches/peers.py` (README.md section 10); rerun it to refres
 - **ready N**: from the start command to every worker up. infantd: `infantctl start bench
   --kind cluster --count N -- CMD` wall time (the reply comes when every instance is
   `ok`: an SDK worker (`examples/echo_worker`) once it sent `Ready`, a plain `sleep 1000`
-  after `start_grace`, 250 ms by default, a fixed floor). infant-node: the master's
+  once spawned: `--start-grace 0ms`, the counterpart of supervisord's `startsecs = 0`;
+  the default, 250 ms, would be a fixed floor). infant-node: the master's
   `cluster.start` call to its callback (enhanced mode: every worker's start callback
   has run, i.e. it listens), in a tiny master; the master's own node boot is not counted.
   pm2: `pm2.start` (cluster mode, `instances: N`) through the programmatic API on one

@@ -33,7 +33,7 @@ use infant::worker::{Handle, Worker, WorkerError};
 use tokio::io::AsyncWriteExt;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), WorkerError> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;

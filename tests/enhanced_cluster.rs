@@ -178,9 +178,13 @@ async fn rolling_restart_and_sighup_under_load_fail_no_request() {
     let before = ok_pids(&mut client, "roll").await;
     assert_eq!(before.len(), 4);
 
+    // New connections and keep-alive ones: a worker that stops must neither refuse
+    // the first nor drop a request racing its close of the second.
     let load = Load::start(&info.listen[0], 4, 5_000);
+    let kept = Load::keep_alive(&info.listen[0], 4, 20_000);
     // Some traffic before, during and after.
     load.wait_answered(20).await;
+    kept.wait_answered(20).await;
     let restarted = client
         .restart(proto::RestartRequest {
             name: "roll".into(),
@@ -215,6 +219,10 @@ async fn rolling_restart_and_sighup_under_load_fail_no_request() {
     println!("rolling restart + SIGHUP under load: {ok} ok, {failed} failed");
     assert_eq!(failed, 0, "no failed or refused request: {errors:?}");
     assert!(ok > 50, "the load ran: {ok}");
+    let (ok, failed, errors, _) = kept.finish().await;
+    println!("the same on keep-alive connections: {ok} ok, {failed} failed");
+    assert_eq!(failed, 0, "no failed keep-alive request: {errors:?}");
+    assert!(ok > 50, "the keep-alive load ran: {ok}");
     let pids = events.pids();
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;

@@ -102,6 +102,10 @@ pub struct StartArgs {
     /// Inline program: graceful stop window before SIGKILL.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "command")]
     pub stop_timeout: Option<Duration>,
+    /// Inline program: how long a plain (non-SDK) instance must live to be `ok`
+    /// (supervisord's `startsecs`); `0ms` makes it `ok` once spawned.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "command")]
+    pub start_grace: Option<Duration>,
     /// Inline program: worker heartbeat interval.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "command")]
     pub heartbeat: Option<Duration>,

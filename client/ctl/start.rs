@@ -55,6 +55,7 @@ fn spec(args: &StartArgs) -> ProgramSpec {
         respawn_delay_ms: args.respawn_delay.map(millis),
         stop_timeout_ms: args.stop_timeout.map(millis),
         heartbeat_ms: args.heartbeat.map(millis),
+        start_grace_ms: args.start_grace.map(millis),
         timeout_ms: args.timeout.map(millis),
         ..ProgramSpec::default()
     }
@@ -113,6 +114,8 @@ mod tests {
             "once",
             "--timeout",
             "1m",
+            "--start-grace",
+            "0ms",
             "--no-respawn",
             "--cwd",
             "/srv",
@@ -125,6 +128,7 @@ mod tests {
         ]));
         assert_eq!(spec.kind(), ProgramKind::Once);
         assert_eq!(spec.timeout_ms, Some(60_000));
+        assert_eq!(spec.start_grace_ms, Some(0));
         assert_eq!(spec.respawn, Some(false));
         assert_eq!(spec.cwd, "/srv");
         assert_eq!(spec.env.get("A").map(String::as_str), Some("1"));

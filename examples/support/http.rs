@@ -5,9 +5,12 @@
 //! Draining is more than hyper's `graceful_shutdown`: a connection that looks
 //! idle may hold a request the server has not read yet (accepted a moment before
 //! the stop, or a keep-alive client sending its next request), and closing it
-//! would fail that request. So an idle connection gets a moment
-//! ([`FIRST_REQUEST_GRACE`] if it never sent a request, [`NEXT_REQUEST_GRACE`]
-//! otherwise) to deliver one, which is answered with `Connection: close`.
+//! would fail that request; so would closing a kept-alive connection right after
+//! an answer that did not say `Connection: close`. So after the stop every answer
+//! says `Connection: close` (the client's next request opens a new connection,
+//! which another worker accepts), and a connection is closed by the server only
+//! once it has stayed idle for a moment ([`FIRST_REQUEST_GRACE`] if it never sent
+//! a request, [`NEXT_REQUEST_GRACE`] otherwise).
 
 // Each example uses only part of this module.
 #![allow(dead_code)]
@@ -21,6 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -78,24 +82,36 @@ async fn connection<F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    // Requests started and finished on this connection; a request in flight
-    // when the stop comes is answered with `Connection: close`.
+    // Requests started and finished on this connection. Every answer produced
+    // after the stop says `Connection: close`, so hyper closes the connection
+    // right after it and the client opens a new one (to another worker) for its
+    // next request: the connection is never closed under a request.
     let started = Arc::new(AtomicUsize::new(0));
     let finished = Arc::new(AtomicUsize::new(0));
     let next = Arc::new(Notify::new());
-    let (started_in, finished_in, next_in) = (
+    let (started_in, finished_in, next_in, stop_in) = (
         Arc::clone(&started),
         Arc::clone(&finished),
         Arc::clone(&next),
+        stop.clone(),
     );
     let service = service_fn(move |request| {
         handle.request();
         started_in.fetch_add(1, Ordering::SeqCst);
-        next_in.notify_one();
+        // Wakes a drain waiting for this request; stores no permit otherwise
+        // (`notify_one` would, and a permit left by an earlier request would end
+        // that wait at once).
+        next_in.notify_waiters();
         let respond = respond.clone();
         let finished = Arc::clone(&finished_in);
+        let stop = stop_in.clone();
         async move {
-            let response = respond(request).await;
+            let mut response = respond(request).await;
+            if stop.is_cancelled() {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
             finished.fetch_add(1, Ordering::SeqCst);
             Ok::<_, Infallible>(response)
         }
@@ -106,27 +122,37 @@ async fn connection<F, Fut>(
         _ = conn.as_mut() => return,
         _ = stop.cancelled() => {}
     }
-    // An idle connection may already carry a request we have not read (or one the
-    // client is sending right now): closing it would fail that request. Wait for
-    // it, briefly, so it is answered — with `Connection: close`.
+    // A request in flight, or one the client sends now on this kept-alive
+    // connection (its previous answer may have gone out just before the stop),
+    // is answered with `Connection: close`, and the connection ends after it.
+    // Only a connection that stays idle for a grace period is closed by us.
     let served = started.load(Ordering::SeqCst);
-    if served == finished.load(Ordering::SeqCst) {
-        let grace = if served == 0 {
-            FIRST_REQUEST_GRACE
-        } else {
-            NEXT_REQUEST_GRACE
-        };
-        let wait_next = async {
-            tokio::select! {
-                _ = conn.as_mut() => true,
-                _ = next.notified() => false,
+    let grace = if served == 0 {
+        FIRST_REQUEST_GRACE
+    } else {
+        NEXT_REQUEST_GRACE
+    };
+    let closing_answer = async {
+        loop {
+            // Registered before the check, so a request starting between the
+            // two is not missed.
+            let notified = next.notified();
+            let now = started.load(Ordering::SeqCst);
+            if now > served || now != finished.load(Ordering::SeqCst) {
+                return;
             }
-        };
-        if let Ok(true) = tokio::time::timeout(grace, wait_next).await {
-            return; // finished while we waited
+            notified.await;
+        }
+    };
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        answered = tokio::time::timeout(grace, closing_answer) => {
+            if answered.is_err() {
+                // Idle all along: nothing can be lost by closing it now.
+                conn.as_mut().graceful_shutdown();
+            }
         }
     }
-    conn.as_mut().graceful_shutdown();
     let _ = conn.await;
 }
 

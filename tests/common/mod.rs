@@ -444,6 +444,93 @@ pub async fn http_get(addr: &str) -> std::io::Result<String> {
         .map_err(|_| std::io::Error::other("request timed out"))?
 }
 
+/// An HTTP/1.1 client that keeps its connection alive, as wrk and browsers do:
+/// requests go back to back on one connection until the server answers with
+/// `Connection: close`, then the next one opens a new connection. A request that
+/// gets no whole answer (reset, closed before the answer, timed out) is an error:
+/// this is how a server that closes an idle keep-alive connection at the wrong
+/// moment loses requests.
+pub struct KeepAlive {
+    addr: String,
+    stream: Option<tokio::io::BufReader<tokio::net::TcpStream>>,
+    last: std::time::Instant,
+    uses: u32,
+}
+
+impl KeepAlive {
+    pub fn new(addr: &str) -> KeepAlive {
+        KeepAlive {
+            addr: addr.trim_start_matches("tcp://").to_string(),
+            stream: None,
+            last: std::time::Instant::now(),
+            uses: 0,
+        }
+    }
+
+    /// One GET; the body on a 200.
+    pub async fn get(&mut self) -> std::io::Result<String> {
+        let exchange = self.exchange();
+        let result = tokio::time::timeout(Duration::from_secs(15), exchange)
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("request timed out")));
+        let idle = self.last.elapsed();
+        self.last = std::time::Instant::now();
+        if result.is_err() {
+            self.stream = None;
+            return result.map_err(|e| {
+                std::io::Error::other(format!("{e} (idle {idle:?}, use {})", self.uses))
+            });
+        }
+        self.uses += 1;
+        result
+    }
+
+    async fn exchange(&mut self) -> std::io::Result<String> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        if self.stream.is_none() {
+            let stream = tokio::net::TcpStream::connect(&self.addr).await?;
+            self.stream = Some(tokio::io::BufReader::new(stream));
+            self.uses = 0;
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(std::io::Error::other("no connection"));
+        };
+        stream
+            .get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: infant\r\n\r\n")
+            .await?;
+        let (mut status, mut length, mut close) = (String::new(), None, false);
+        stream.read_line(&mut status).await?;
+        loop {
+            let mut line = String::new();
+            if stream.read_line(&mut line).await? == 0 {
+                return Err(std::io::Error::other("closed inside the answer's head"));
+            }
+            let line = line.trim_end().to_ascii_lowercase();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(value) = line.strip_prefix("content-length:") {
+                length = value.trim().parse::<usize>().ok();
+            }
+            if line == "connection: close" {
+                close = true;
+            }
+        }
+        if !status.starts_with("HTTP/1.1 200") {
+            return Err(std::io::Error::other(format!("bad status: {status:?}")));
+        }
+        let length =
+            length.ok_or_else(|| std::io::Error::other("an answer without Content-Length"))?;
+        let mut body = vec![0; length];
+        stream.read_exact(&mut body).await?;
+        if close {
+            self.stream = None;
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
 /// The first bound `listen` address of `program` (`tcp://127.0.0.1:PORT`).
 pub async fn listen_addr(client: &mut SupervisorClient<Channel>, program: &str) -> String {
     let reply = client
@@ -472,8 +559,17 @@ pub struct Load {
 }
 
 impl Load {
-    /// Starts the load against `addr`.
+    /// Starts the load against `addr`, a new connection per request.
     pub fn start(addr: &str, clients: usize, max_per_client: u64) -> Load {
+        Load::run(addr, clients, max_per_client, false)
+    }
+
+    /// Starts the load against `addr` on keep-alive connections ([`KeepAlive`]).
+    pub fn keep_alive(addr: &str, clients: usize, max_per_client: u64) -> Load {
+        Load::run(addr, clients, max_per_client, true)
+    }
+
+    fn run(addr: &str, clients: usize, max_per_client: u64, keep_alive: bool) -> Load {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let tasks = (0..clients)
@@ -484,11 +580,16 @@ impl Load {
                 tokio::spawn(async move {
                     let (mut ok, mut failed) = (0, 0);
                     let (mut errors, mut bodies) = (Vec::new(), Vec::new());
+                    let mut connection = keep_alive.then(|| KeepAlive::new(&addr));
                     for _ in 0..max_per_client {
                         if stop.load(std::sync::atomic::Ordering::Relaxed) {
                             break;
                         }
-                        match http_get(&addr).await {
+                        let answer = match connection.as_mut() {
+                            Some(connection) => connection.get().await,
+                            None => http_get(&addr).await,
+                        };
+                        match answer {
                             Ok(body) => {
                                 ok += 1;
                                 answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
