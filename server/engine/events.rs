@@ -18,8 +18,11 @@ use crate::daemon::process::reaper::ExitStatus;
 
 /// Events retained for replay.
 pub const HISTORY: usize = 1024;
-/// Events a watcher may fall behind before it starts missing some.
-const LAG: usize = 4096;
+/// Events a watcher may fall behind before it starts missing some. The channel
+/// allocates and fills every slot up front and keeps the last `LAG` events alive
+/// in them, so this is a memory bound as much as a lag bound: equal to
+/// [`HISTORY`], the events kept alive are the history's, and nothing more.
+const LAG: usize = HISTORY;
 
 /// What an event reports (see `EventKind` in the proto for each one's fields).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
