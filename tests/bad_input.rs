@@ -180,6 +180,26 @@ async fn bad_program_definitions_are_refused_naming_the_field() {
     )
     .await;
 
+    // Found and executable, but the exec itself fails (its interpreter is
+    // missing): the error comes from the child, after the fork.
+    let script = daemon.dir.path().join("bad-interpreter");
+    std::fs::write(&script, "#!/nonexistent/interpreter\n").expect("script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let script = script.display().to_string();
+    let r = start(&mut client, "interp", spec(ProgramKind::Child, &[&script])).await;
+    let status = r.expect_err("an exec that fails must fail the start");
+    for needle in ["interp", "cannot run", &script, "No such file or directory"] {
+        assert!(
+            status.message().contains(needle),
+            "an exec failure should name `{needle}`: {status:?}"
+        );
+    }
+    client
+        .list(proto::ListRequest::default())
+        .await
+        .expect("after an exec failure, List should still work");
+
     let r = start(&mut client, "zero", cluster(0)).await;
     assert_refused(
         &mut client,

@@ -132,9 +132,12 @@ async fn a_second_attach_for_the_same_worker_is_refused() {
     let mut client = daemon.client().await;
     let worker = example_bin("echo_worker");
     let errors = daemon.dir.path().join("stderr");
-    // Two SDK processes with the same identity in one process group: whichever
-    // attaches second is refused (and exits); the first one serves.
-    let script = r#""$0" 2>> "$1" & exec "$0" 2>> "$1""#;
+    let started = daemon.dir.path().join("stdout");
+    // Two SDK processes with the same identity in one process group: the leader
+    // attaches and starts (it prints `started` then), and only then the copy
+    // runs, attaches second, and is refused (and exits); the leader serves.
+    let script = r#"( until grep -q started "$2" 2>/dev/null; do sleep 0.05; done; exec "$0" ) 2>> "$1" &
+exec "$0" > "$2" 2>> "$1""#;
     let mut s = spec(
         ProgramKind::Child,
         &[
@@ -143,6 +146,7 @@ async fn a_second_attach_for_the_same_worker_is_refused() {
             script,
             &worker.to_string_lossy(),
             &errors.to_string_lossy(),
+            &started.to_string_lossy(),
         ],
     );
     s.start_grace_ms = Some(10_000);

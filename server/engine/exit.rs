@@ -7,11 +7,14 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use tokio::sync::oneshot;
 
 use super::backoff;
 use super::events::{Event, EventKind};
-use super::state::{AfterStop, InstanceStatus, ProgramInfo, Run, StopReason, Until, Waiter};
+use super::state::{
+    AfterStop, InstanceStatus, ProgramInfo, ProgramStatus, Run, StopReason, Until, Waiter,
+};
 use super::worker_msg::ToWorker;
 use super::{Engine, Timer};
 use crate::daemon::error::{Error, Result};
@@ -21,7 +24,43 @@ use crate::daemon::spec::Kind;
 
 impl Engine {
     /// A child was reaped.
+    /// The exec of `pid` succeeded (`error` is `None`) or failed. An exit that
+    /// came in before this is handled now, with the exec's error as its cause.
+    pub(super) fn on_exec(&mut self, pid: Pid, error: Option<String>) {
+        let Some((name, id)) = self.pids.get(&pid).cloned() else {
+            return;
+        };
+        let Ok(index) = self.find(&name) else { return };
+        let Some(instance) = self.programs[index].instance_mut(id) else {
+            return;
+        };
+        if instance.pid != Some(pid) {
+            return;
+        }
+        instance.exec_pending = false;
+        if let Some(error) = &error {
+            tracing::debug!(program = %name, worker = id, %pid, %error, "exec failed");
+        }
+        instance.exec_error = error;
+        if let Some(exit) = instance.deferred_exit.take() {
+            self.on_exit(exit);
+        }
+    }
+
     pub(super) fn on_exit(&mut self, exit: Exit) {
+        // An exit before the exec's outcome waits for it (it is on its way: the
+        // pipe closes at the latest when the process ends), so that an exec
+        // failure is reported as one.
+        if let Some((name, id)) = self.pids.get(&exit.pid).cloned() {
+            if let Ok(index) = self.find(&name) {
+                if let Some(instance) = self.programs[index].instance_mut(id) {
+                    if instance.pid == Some(exit.pid) && instance.exec_pending {
+                        instance.deferred_exit = Some(exit);
+                        return;
+                    }
+                }
+            }
+        }
         let Some((name, id)) = self.pids.remove(&exit.pid) else {
             // An orphaned grandchild reparented to us, or a process whose exec
             // failed: reaped, nothing to do.
@@ -42,6 +81,8 @@ impl Engine {
         let stopping = instance.stopping;
         let signalled = instance.signalled;
         let killed_because = instance.killed_because.take();
+        let exec_error = instance.exec_error.take();
+        let exec_failed = exec_error.is_some();
         let stable = instance
             .ok_at
             .is_some_and(|t| t.elapsed() >= backoff::STABLE_RUN);
@@ -49,7 +90,17 @@ impl Engine {
         instance.channel = None;
         instance.last_exit = Some(exit.status);
 
+        let command = self.programs[index]
+            .spec
+            .command
+            .first()
+            .cloned()
+            .unwrap_or_default();
         let reason = match (stopping, signalled) {
+            // The process never became the program: say why.
+            _ if exec_error.is_some() => {
+                format!("cannot run {command}: {}", exec_error.unwrap_or_default())
+            }
             _ if killed_because.is_some() => {
                 format!("{} ({})", exit.status, killed_because.unwrap_or_default())
             }
@@ -76,7 +127,20 @@ impl Engine {
         if self.programs[index].spec.kind == Kind::Once {
             // job_ended recorded the failure.
         } else if was == InstanceStatus::Starting {
-            self.start_failed(index, id, format!("exited while starting: {}", exit.status));
+            let program_starting = self.programs[index].status == ProgramStatus::Starting;
+            let why = if exec_failed {
+                reason.clone()
+            } else {
+                format!("exited while starting: {}", exit.status)
+            };
+            self.start_failed(index, id, why);
+            // An exec failure is deterministic: while the program starts, a respawn
+            // would only fail again. Take it down, as a missing executable does.
+            if exec_failed && program_starting {
+                self.remove_instance(index, id, exit);
+                self.abort(index);
+                return;
+            }
         } else if was != InstanceStatus::Error {
             self.programs[index].last_error = Some(format!("worker {id} {reason}"));
         }

@@ -89,6 +89,14 @@ pub struct Engine {
     advancing: bool,
     /// A drop of cold code from memory is due (see [`Engine::trim_code`]).
     trim_scheduled: bool,
+    /// Where the tasks watching each spawn's exec report its outcome.
+    exec_tx: mpsc::UnboundedSender<ExecOutcome>,
+}
+
+/// How the exec of a spawned process went: `error` is `None` once it exec'd.
+struct ExecOutcome {
+    pid: Pid,
+    error: Option<String>,
 }
 
 /// A daemon shutdown in progress.
@@ -112,6 +120,7 @@ struct StopSequence {
 pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(1024);
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
+    let (exec_tx, exec_rx) = mpsc::unbounded_channel();
     reaper::start(exit_tx)?;
     let engine = Engine {
         config,
@@ -127,8 +136,9 @@ pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task
         sequences: Vec::new(),
         advancing: false,
         trim_scheduled: false,
+        exec_tx,
     };
-    let task = tokio::spawn(engine.run(rx, exit_rx));
+    let task = tokio::spawn(engine.run(rx, exit_rx, exec_rx));
     Ok((EngineHandle::new(tx), task))
 }
 
@@ -137,6 +147,7 @@ impl Engine {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut exits: mpsc::UnboundedReceiver<Exit>,
+        mut execs: mpsc::UnboundedReceiver<ExecOutcome>,
     ) {
         loop {
             tokio::select! {
@@ -146,6 +157,7 @@ impl Engine {
                     None => break,
                 },
                 Some(exit) = exits.recv() => self.on_exit(exit),
+                Some(exec) = execs.recv() => self.on_exec(exec.pid, exec.error),
                 Some(expired) = self.timers.next(), if !self.timers.is_empty() => {
                     self.on_timer(expired.into_inner());
                 }

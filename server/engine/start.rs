@@ -236,7 +236,7 @@ impl Engine {
             listen_fds: &fds,
             listen_names: &names,
         };
-        let pid = spawn::spawn(&request).map_err(|e| match e {
+        let spawned = spawn::spawn(&request).map_err(|e| match e {
             spawn::SpawnError::Executable { command, reason } => Error::Spawn {
                 program: spec.name.clone(),
                 command,
@@ -248,6 +248,13 @@ impl Engine {
                 reason,
             },
         })?;
+        let pid = spawned.pid;
+        // The exec finishes on its own; its outcome comes back as an engine input.
+        let exec_tx = self.exec_tx.clone();
+        tokio::spawn(async move {
+            let error = spawn::exec_outcome(spawned.exec_status).await;
+            let _ = exec_tx.send(super::ExecOutcome { pid, error });
+        });
 
         let name = spec.name.clone();
         // A program known to link the SDK gets time to attach even when it is
@@ -280,6 +287,9 @@ impl Engine {
         instance.requests = 0;
         instance.signalled = None;
         instance.killed_because = None;
+        instance.exec_pending = true;
+        instance.exec_error = None;
+        instance.deferred_exit = None;
         instance.rss_at_ok = None;
         instance.last_seen = Instant::now();
         self.pids.insert(pid, (name.clone(), id));

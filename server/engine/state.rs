@@ -120,6 +120,13 @@ pub struct Instance {
     /// Why the daemon killed it without stopping it (a hung worker), for the exit
     /// event.
     pub killed_because: Option<String>,
+    /// The process was forked and its exec's outcome is not known yet.
+    pub exec_pending: bool,
+    /// Why its exec failed (then it exited with 127).
+    pub exec_error: Option<String>,
+    /// An exit that came in while the exec's outcome was pending: handled once it
+    /// is known, so the exit is reported with its real cause.
+    pub deferred_exit: Option<crate::daemon::process::reaper::Exit>,
 }
 
 impl Instance {
@@ -146,6 +153,9 @@ impl Instance {
             last_seen: Instant::now(),
             rss_at_ok: None,
             killed_because: None,
+            exec_pending: false,
+            exec_error: None,
+            deferred_exit: None,
         }
     }
 

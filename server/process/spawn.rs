@@ -14,12 +14,23 @@
 //! (tokio's blocking pool) and another thread may hold the allocator's lock.
 //!
 //! Exec failures come back through a close-on-exec pipe, as `std` does it: the pipe
-//! closes empty when `execve` succeeds, or carries the child's `errno`.
+//! closes empty when `execve` succeeds, or carries the child's `errno`. Unlike
+//! `std`, [`spawn`] does not wait for that: it returns the pipe's read end with the
+//! pid, and the caller learns the outcome asynchronously ([`exec_outcome`]). The
+//! daemon spawns hundreds of workers in a burst, and waiting for each exec in turn
+//! would serialise them all behind the scheduler.
+//!
+//! Signals are blocked around the fork. The child puts every caught signal back to
+//! its default action before unblocking, so a signal sent to it before its exec
+//! (a stop right after a start) acts on it as on the program, instead of running a
+//! copy of the daemon's handler and being lost.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use std::os::fd::OwnedFd;
 
 use nix::unistd::Pid;
 
@@ -53,12 +64,20 @@ pub enum SpawnError {
     Os(String),
 }
 
-/// Forks and execs `req`; returns the child's pid, which is also its process group.
+/// A forked child on its way to `execve`.
+pub struct Spawned {
+    /// The child's pid, which is also its process group.
+    pub pid: Pid,
+    /// The read end of the exec-status pipe: see [`exec_outcome`].
+    pub exec_status: OwnedFd,
+}
+
+/// Forks and starts the exec of `req`; returns without waiting for the exec.
 ///
 /// The parent-death signal is SIGKILL: an instance must not outlive the daemon.
 /// (The worker SDK replaces it with SIGHUP once attached so a lost daemon triggers
 /// the graceful stop path; see `infant::worker`.)
-pub fn spawn(req: &SpawnRequest<'_>) -> Result<Pid, SpawnError> {
+pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     let path = resolve_executable(req)?;
     let exe = cstring(path.as_os_str())?;
     let argv: Vec<CString> = req
@@ -116,9 +135,31 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Pid, SpawnError> {
         .map_err(|e| SpawnError::Os(format!("pipe: {e}")))?;
     let parent = nix::unistd::getpid();
 
+    // Every signal blocked across the fork (see the module docs); the parent's
+    // mask comes back right after.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut saved: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: plain signal-mask calls on local sets.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
+    }
     // SAFETY: the child branch below only performs async-signal-safe system calls
     // on memory prepared before the fork, then execs or `_exit`s.
     let forked = unsafe { nix::unistd::fork() };
+    if let Ok(nix::unistd::ForkResult::Parent { child }) = forked {
+        // The child does this too; doing it here as well means the group exists
+        // when `spawn` returns, so a stop sent at once reaches it. (It fails
+        // harmlessly if the child got there first or has already exec'd.)
+        let _ = nix::unistd::setpgid(child, child);
+    }
+    // SAFETY: restores the mask saved above (in the parent; the child sets its
+    // own before exec).
+    if !matches!(forked, Ok(nix::unistd::ForkResult::Child)) {
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut());
+        }
+    }
     match forked {
         Err(e) => Err(SpawnError::Os(format!("fork: {e}"))),
         Ok(nix::unistd::ForkResult::Child) => {
@@ -140,30 +181,40 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Pid, SpawnError> {
             }
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
+            // Only the child may hold the write end: the pipe then reaches end of
+            // file exactly when the child execs or exits.
             drop(write_end);
-            let mut buf = [0u8; 4];
-            let mut got = 0;
-            // A short blocking read: it ends at the child's exec (microseconds) or
-            // its `_exit` after a failed exec.
-            while got < buf.len() {
-                match nix::unistd::read(&read_end, &mut buf[got..]) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => return Err(SpawnError::Os(format!("reading exec status: {e}"))),
-                }
-            }
-            if got == 0 {
-                return Ok(child);
-            }
-            // The child has exited; the reaper collects its status.
-            let errno = nix::errno::Errno::from_raw(i32::from_ne_bytes(buf));
-            Err(SpawnError::Executable {
-                command: req.argv[0].clone(),
-                reason: errno.desc().to_string(),
+            Ok(Spawned {
+                pid: child,
+                exec_status: read_end,
             })
         }
     }
+}
+
+/// Waits for the exec of a [`Spawned`] child: `None` once it exec'd, or the reason
+/// it could not (its `errno`, described), in which case it has exited with 127.
+pub async fn exec_outcome(exec_status: OwnedFd) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(exec_status) {
+        Ok(pipe) => pipe,
+        Err(e) => return Some(format!("watching the exec: {e}")),
+    };
+    let mut buf = [0u8; 4];
+    let mut got = 0;
+    while got < buf.len() {
+        match pipe.read(&mut buf[got..]).await {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Some(format!("reading the exec status: {e}")),
+        }
+    }
+    (got == buf.len()).then(|| {
+        nix::errno::Errno::from_raw(i32::from_ne_bytes(buf))
+            .desc()
+            .to_string()
+    })
 }
 
 /// Runs in the forked child. Returns the errno that stopped it; never returns on
@@ -204,11 +255,22 @@ unsafe fn child_setup_and_exec(
         libc::_exit(1);
     }
     // Signal state is inherited across exec: undo what the Rust runtime and tokio
-    // set (SIGPIPE ignored, and any blocked signals).
+    // set (SIGPIPE ignored, handlers installed), then unblock everything (`spawn`
+    // blocked all signals around the fork). A caught signal must be back to its
+    // default before the unblock: a signal pending since the fork then acts as it
+    // would on the program.
+    for signal in 1..=libc::SIGRTMAX() {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(signal, std::ptr::null(), &mut action) == 0
+            && action.sa_sigaction != libc::SIG_DFL
+            && (action.sa_sigaction != libc::SIG_IGN || signal == libc::SIGPIPE)
+        {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+    }
     let mut empty: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut empty);
     libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
 
     if let Some(dir) = cwd {
         if libc::chdir(dir.as_ptr()) != 0 {
