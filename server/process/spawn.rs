@@ -194,11 +194,18 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
 
 /// Waits for the exec of a [`Spawned`] child: `None` once it exec'd, or the reason
 /// it could not (its `errno`, described), in which case it has exited with 127.
+///
+/// If the pipe itself cannot be watched or read (the system is out of resources),
+/// the outcome is unknown; that is logged and reported as `None`: the process is
+/// then treated like any other, and a failed exec shows as its exit code 127.
 pub async fn exec_outcome(exec_status: OwnedFd) -> Option<String> {
     use tokio::io::AsyncReadExt;
     let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(exec_status) {
         Ok(pipe) => pipe,
-        Err(e) => return Some(format!("watching the exec: {e}")),
+        Err(e) => {
+            tracing::warn!("cannot watch a child's exec: {e}");
+            return None;
+        }
     };
     let mut buf = [0u8; 4];
     let mut got = 0;
@@ -207,7 +214,10 @@ pub async fn exec_outcome(exec_status: OwnedFd) -> Option<String> {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Some(format!("reading the exec status: {e}")),
+            Err(e) => {
+                tracing::warn!("cannot read a child's exec status: {e}");
+                return None;
+            }
         }
     }
     (got == buf.len()).then(|| {
