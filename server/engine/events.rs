@@ -18,6 +18,10 @@ use crate::daemon::process::reaper::ExitStatus;
 
 /// Events retained for replay.
 pub const HISTORY: usize = 1024;
+/// Message payload bytes retained for replay: a worker's messages may be up to
+/// 1 MiB each, and the count alone would let 1,024 of them pin a gigabyte. Past
+/// this, the oldest events leave the history early.
+pub const HISTORY_PAYLOAD_BYTES: usize = 4 << 20;
 /// Events a watcher may fall behind before it starts missing some. The channel
 /// allocates and fills every slot up front and keeps the last `LAG` events alive
 /// in them, so this is a memory bound as much as a lag bound: equal to
@@ -131,6 +135,8 @@ pub struct Subscription {
 pub struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,
     history: VecDeque<Arc<Event>>,
+    /// Payload bytes of the events in `history`.
+    history_payload: usize,
     next_seq: u64,
 }
 
@@ -147,6 +153,7 @@ impl EventBus {
         EventBus {
             tx,
             history: VecDeque::with_capacity(HISTORY),
+            history_payload: 0,
             next_seq: 1,
         }
     }
@@ -168,10 +175,14 @@ impl EventBus {
             "event"
         );
         let event = Arc::new(event);
-        if self.history.len() == HISTORY {
-            self.history.pop_front();
-        }
+        self.history_payload += event.payload.len();
         self.history.push_back(Arc::clone(&event));
+        while self.history.len() > HISTORY || self.history_payload > HISTORY_PAYLOAD_BYTES {
+            let Some(old) = self.history.pop_front() else {
+                break;
+            };
+            self.history_payload -= old.payload.len();
+        }
         // No receivers is fine: nobody is watching.
         let _ = self.tx.send(event);
     }
@@ -188,6 +199,23 @@ impl EventBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_payloads_leave_the_history_early() {
+        let mut bus = EventBus::new();
+        for _ in 0..10 {
+            let mut event = Event::new("p", EventKind::Message);
+            event.payload = vec![7; 1 << 20];
+            bus.publish(event);
+        }
+        bus.publish(Event::new("p", EventKind::Status));
+        let sub = bus.subscribe();
+        let bytes: usize = sub.history.iter().map(|e| e.payload.len()).sum();
+        assert!(bytes <= HISTORY_PAYLOAD_BYTES, "{bytes} bytes retained");
+        assert_eq!(sub.history.len(), 5, "the 4 newest messages and the status");
+        assert_eq!(sub.history.last().map(|e| e.seq), Some(11));
+        assert_eq!(bus.history_payload, bytes);
+    }
 
     #[test]
     fn seq_increases_and_history_is_bounded() {
