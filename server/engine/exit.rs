@@ -23,42 +23,40 @@ use crate::daemon::process::signal::signal_group;
 use crate::daemon::spec::Kind;
 
 impl Engine {
-    /// A child was reaped.
+    /// The live instance whose process is `pid`, if any.
+    fn instance_of(&mut self, pid: Pid) -> Option<&mut super::state::Instance> {
+        let (name, id) = self.pids.get(&pid)?.clone();
+        let index = self.find(&name).ok()?;
+        self.programs[index]
+            .instance_mut(id)
+            .filter(|instance| instance.pid == Some(pid))
+    }
+
     /// The exec of `pid` succeeded (`error` is `None`) or failed. An exit that
     /// came in before this is handled now, with the exec's error as its cause.
     pub(super) fn on_exec(&mut self, pid: Pid, error: Option<String>) {
-        let Some((name, id)) = self.pids.get(&pid).cloned() else {
+        let Some(instance) = self.instance_of(pid) else {
             return;
         };
-        let Ok(index) = self.find(&name) else { return };
-        let Some(instance) = self.programs[index].instance_mut(id) else {
-            return;
-        };
-        if instance.pid != Some(pid) {
-            return;
+        if let Some(error) = &error {
+            tracing::debug!(worker = instance.id, %pid, %error, "exec failed");
         }
         instance.exec_pending = false;
-        if let Some(error) = &error {
-            tracing::debug!(program = %name, worker = id, %pid, %error, "exec failed");
-        }
         instance.exec_error = error;
         if let Some(exit) = instance.deferred_exit.take() {
             self.on_exit(exit);
         }
     }
 
+    /// A child was reaped.
     pub(super) fn on_exit(&mut self, exit: Exit) {
         // An exit before the exec's outcome waits for it (it is on its way: the
         // pipe closes at the latest when the process ends), so that an exec
         // failure is reported as one.
-        if let Some((name, id)) = self.pids.get(&exit.pid).cloned() {
-            if let Ok(index) = self.find(&name) {
-                if let Some(instance) = self.programs[index].instance_mut(id) {
-                    if instance.pid == Some(exit.pid) && instance.exec_pending {
-                        instance.deferred_exit = Some(exit);
-                        return;
-                    }
-                }
+        if let Some(instance) = self.instance_of(exit.pid) {
+            if instance.exec_pending {
+                instance.deferred_exit = Some(exit);
+                return;
             }
         }
         let Some((name, id)) = self.pids.remove(&exit.pid) else {
@@ -90,17 +88,17 @@ impl Engine {
         instance.channel = None;
         instance.last_exit = Some(exit.status);
 
-        let command = self.programs[index]
-            .spec
-            .command
-            .first()
-            .cloned()
-            .unwrap_or_default();
         let reason = match (stopping, signalled) {
             // The process never became the program: say why.
-            _ if exec_error.is_some() => {
-                format!("cannot run {command}: {}", exec_error.unwrap_or_default())
-            }
+            _ if exec_error.is_some() => format!(
+                "cannot run {}: {}",
+                self.programs[index]
+                    .spec
+                    .command
+                    .first()
+                    .map_or("", String::as_str),
+                exec_error.unwrap_or_default()
+            ),
             _ if killed_because.is_some() => {
                 format!("{} ({})", exit.status, killed_because.unwrap_or_default())
             }

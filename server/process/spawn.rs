@@ -26,11 +26,9 @@
 //! copy of the daemon's handler and being lost.
 
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-
-use std::os::fd::OwnedFd;
 
 use nix::unistd::Pid;
 
@@ -136,26 +134,26 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     let parent = nix::unistd::getpid();
 
     // Every signal blocked across the fork (see the module docs); the parent's
-    // mask comes back right after.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // mask comes back right after, the child sets its own before the exec.
+    // SAFETY: an all-zero sigset_t is a valid (empty) set; these are plain
+    // signal-mask calls on local sets.
     let mut saved: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: plain signal-mask calls on local sets.
     unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
     }
     // SAFETY: the child branch below only performs async-signal-safe system calls
     // on memory prepared before the fork, then execs or `_exit`s.
     let forked = unsafe { nix::unistd::fork() };
-    if let Ok(nix::unistd::ForkResult::Parent { child }) = forked {
-        // The child does this too; doing it here as well means the group exists
-        // when `spawn` returns, so a stop sent at once reaches it. (It fails
-        // harmlessly if the child got there first or has already exec'd.)
-        let _ = nix::unistd::setpgid(child, child);
-    }
-    // SAFETY: restores the mask saved above (in the parent; the child sets its
-    // own before exec).
     if !matches!(forked, Ok(nix::unistd::ForkResult::Child)) {
+        if let Ok(nix::unistd::ForkResult::Parent { child }) = forked {
+            // The child does this too; doing it here as well means the group
+            // exists when `spawn` returns, so a stop sent at once reaches it. (It
+            // fails harmlessly if the child got there first or already exec'd.)
+            let _ = nix::unistd::setpgid(child, child);
+        }
+        // SAFETY: restores the mask saved above.
         unsafe {
             libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut());
         }

@@ -453,7 +453,9 @@ pub async fn http_get(addr: &str) -> std::io::Result<String> {
 pub struct KeepAlive {
     addr: String,
     stream: Option<tokio::io::BufReader<tokio::net::TcpStream>>,
+    /// When the last request ended.
     last: std::time::Instant,
+    /// Answers the current connection has carried.
     uses: u32,
 }
 
@@ -467,22 +469,28 @@ impl KeepAlive {
         }
     }
 
-    /// One GET; the body on a 200.
+    /// One GET; the body on a 200. An error says how long the connection had
+    /// been idle and how many answers it had carried: a close racing a request
+    /// shows as a reused connection.
     pub async fn get(&mut self) -> std::io::Result<String> {
-        let exchange = self.exchange();
-        let result = tokio::time::timeout(Duration::from_secs(15), exchange)
+        let idle = self.last.elapsed();
+        let result = tokio::time::timeout(Duration::from_secs(15), self.exchange())
             .await
             .unwrap_or_else(|_| Err(std::io::Error::other("request timed out")));
-        let idle = self.last.elapsed();
         self.last = std::time::Instant::now();
-        if result.is_err() {
-            self.stream = None;
-            return result.map_err(|e| {
-                std::io::Error::other(format!("{e} (idle {idle:?}, use {})", self.uses))
-            });
+        match result {
+            Ok(body) => {
+                self.uses += 1;
+                Ok(body)
+            }
+            Err(e) => {
+                let uses = self.uses;
+                self.stream = None;
+                Err(std::io::Error::other(format!(
+                    "{e} (connection idle {idle:?}, after {uses} answers)"
+                )))
+            }
         }
-        self.uses += 1;
-        result
     }
 
     async fn exchange(&mut self) -> std::io::Result<String> {
