@@ -309,7 +309,7 @@ async fn serve(
     engine.define(programs).await?;
     tracing::info!(socket = %path.display(), "infantd ready");
     // Start-up code is done with: let it leave the resident set.
-    process::trim_resident_code();
+    process::trim_resident_memory();
 
     let failed_inline = CancellationToken::new();
     tokio::spawn(start_all(

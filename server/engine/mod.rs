@@ -58,8 +58,8 @@ enum Timer {
     Tick { program: String, generation: u64 },
     /// A `once` job has run for its `timeout`: kill it.
     JobTimeout { program: String, id: u64, pid: Pid },
-    /// A deferred [`Engine::trim_code`].
-    TrimCode,
+    /// A deferred [`Engine::trim_memory`].
+    TrimMemory,
 }
 
 /// Where the engine's instances find the daemon, and what they are told.
@@ -87,7 +87,7 @@ pub struct Engine {
     sequences: Vec<StopSequence>,
     /// Set while [`Engine::advance_sequences`] runs (it re-enters through settle).
     advancing: bool,
-    /// A drop of cold code from memory is due (see [`Engine::trim_code`]).
+    /// A drop of cold code, data and free heap from memory is due (see [`Engine::trim_memory`]).
     trim_scheduled: bool,
     /// Where the tasks watching each spawn's exec report its outcome.
     exec_tx: mpsc::UnboundedSender<ExecOutcome>,
@@ -238,9 +238,9 @@ impl Engine {
                 generation,
             } => self.tick(&program, generation),
             Timer::JobTimeout { program, id, pid } => self.job_timeout(&program, id, pid),
-            Timer::TrimCode => {
+            Timer::TrimMemory => {
                 self.trim_scheduled = false;
-                crate::daemon::process::trim_resident_code();
+                crate::daemon::process::trim_resident_memory();
             }
         }
     }
@@ -296,7 +296,7 @@ impl Engine {
             self.publish(event);
             // The end of a start or a stop: a burst of code that ran once.
             if !matches!(after, ProgramStatus::Starting | ProgramStatus::Stopping) {
-                self.trim_code();
+                self.trim_memory();
             }
             match after {
                 ProgramStatus::Ok => self.publish(Event::new(&name, EventKind::Started)),
@@ -423,15 +423,16 @@ impl Engine {
         }
     }
 
-    /// Drops cold code from the resident set once a burst of activity (a start,
-    /// a stop) has settled — see [`crate::daemon::process::trim_resident_code`].
+    /// Drops cold code, read-only data and free heap pages from the resident set
+    /// once a burst of activity (a start,
+    /// a stop) has settled — see [`crate::daemon::process::trim_resident_memory`].
     /// Deferred a little, so the code that finishes the burst (replies, events)
     /// has run and is dropped too; a burst within the delay joins the same trim.
-    fn trim_code(&mut self) {
+    fn trim_memory(&mut self) {
         const SETTLE: Duration = Duration::from_millis(500);
         if !self.trim_scheduled {
             self.trim_scheduled = true;
-            self.after(SETTLE, Timer::TrimCode);
+            self.after(SETTLE, Timer::TrimMemory);
         }
     }
 

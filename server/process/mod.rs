@@ -33,7 +33,7 @@ pub fn become_subreaper() -> std::io::Result<()> {
 /// asked to give back the free pages inside its heap: a burst of start-ups frees
 /// many small blocks that would otherwise stay resident between live ones.
 /// Best effort: on any error nothing changes.
-pub fn trim_resident_code() {
+pub fn trim_resident_memory() {
     if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
         for (start, end) in clean_read_only_file_mappings(&smaps) {
             let addr = start as *mut libc::c_void;
