@@ -424,8 +424,8 @@ impl Engine {
     }
 
     /// Drops cold code, read-only data and free heap pages from the resident set
-    /// once a burst of activity (a start,
-    /// a stop) has settled — see [`crate::daemon::process::trim_resident_memory`].
+    /// once a burst of activity (a start, a stop) has settled — see
+    /// [`crate::daemon::process::trim_resident_memory`].
     /// Deferred a little, so the code that finishes the burst (replies, events)
     /// has run and is dropped too; a burst within the delay joins the same trim.
     fn trim_memory(&mut self) {
