@@ -87,9 +87,11 @@ fn error_key(error: &toml::de::Error) -> Option<String> {
     (!key.is_empty()).then(|| key.to_string())
 }
 
-/// Checks that every `after` names a defined program and that there is no cycle.
-/// On error returns the index of the program at fault and the reason.
-pub fn check_order(specs: &[ProgramSpec]) -> std::result::Result<(), (usize, String)> {
+/// Checks that every `after` names a defined program and that there is no cycle,
+/// and returns an order to start the programs in: each after what it names,
+/// file order otherwise. On error returns the index of the program at fault and
+/// the reason.
+pub fn check_order(specs: &[ProgramSpec]) -> std::result::Result<Vec<usize>, (usize, String)> {
     let index_of = |name: &str| specs.iter().position(|s| s.name == name);
     for (i, spec) in specs.iter().enumerate() {
         for dep in &spec.after {
@@ -116,6 +118,7 @@ pub fn check_order(specs: &[ProgramSpec]) -> std::result::Result<(), (usize, Str
         specs: &[ProgramSpec],
         marks: &mut [Mark],
         path: &mut Vec<usize>,
+        order: &mut Vec<usize>,
     ) -> std::result::Result<(), (usize, String)> {
         match marks[i] {
             Mark::Done => return Ok(()),
@@ -140,18 +143,21 @@ pub fn check_order(specs: &[ProgramSpec]) -> std::result::Result<(), (usize, Str
         path.push(i);
         for dep in &specs[i].after {
             if let Some(j) = specs.iter().position(|s| &s.name == dep) {
-                visit(j, specs, marks, path)?;
+                visit(j, specs, marks, path, order)?;
             }
         }
         path.pop();
         marks[i] = Mark::Done;
+        // Every program it names is in the order already.
+        order.push(i);
         Ok(())
     }
     let mut marks = vec![Mark::New; specs.len()];
+    let mut order = Vec::with_capacity(specs.len());
     for i in 0..specs.len() {
-        visit(i, specs, &mut marks, &mut Vec::new())?;
+        visit(i, specs, &mut marks, &mut Vec::new(), &mut order)?;
     }
-    Ok(())
+    Ok(order)
 }
 
 #[cfg(test)]
@@ -186,6 +192,23 @@ mod tests {
         let err =
             parse("[program.a]\ncommand=[\"x\"]\n[program.a]\ncommand=[\"y\"]\n").unwrap_err();
         assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn the_start_order_puts_each_program_after_what_it_names() {
+        let specs = parse(
+            "[program.web]\ncommand=[\"x\"]\nafter=[\"migrate\"]\n\
+             [program.cron]\ncommand=[\"x\"]\n\
+             [program.migrate]\ncommand=[\"x\"]\nafter=[\"db\"]\n\
+             [program.db]\ncommand=[\"x\"]\n",
+        )
+        .expect("valid");
+        let order: Vec<&str> = check_order(&specs)
+            .expect("no cycle")
+            .into_iter()
+            .map(|i| specs[i].name.as_str())
+            .collect();
+        assert_eq!(order, ["db", "migrate", "web", "cron"]);
     }
 
     #[test]

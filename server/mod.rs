@@ -10,10 +10,13 @@
 //! - [`grpc`]: the thin gRPC facade over the engine, plus health and reflection.
 //! - [`socket`]: the control socket's location, permissions and single-daemon check.
 //! - [`Supervisor`]: the engine and its gRPC server, embeddable in a Rust program.
+//! - [`app`]: the configured programs as one `Lifecycle`, started in `after`
+//!   order and stopped in reverse.
 //! - [`run`]: start-up, signals and ordered shutdown; `server/main.rs` only
 //!   parses arguments and calls [`run`].
 //! - [`error`]: the one error type.
 
+mod app;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -2,8 +2,12 @@
 //! control address, if asked), run the engine and the gRPC front end, and shut
 //! down in order on SIGINT/SIGTERM.
 //!
-//! Shutdown: the first SIGINT/SIGTERM stops every program gracefully in reverse
-//! start order; a second one SIGKILLs what is left. Then the gRPC server gets a
+//! Start-up: the configured programs start one after another, each after what
+//! it names in `after` (see [`super::app`]).
+//!
+//! Shutdown: the first SIGINT/SIGTERM stops every program gracefully: the
+//! configured ones in reverse start-up order, then any started over the API; a
+//! second signal SIGKILLs what is left. Then the gRPC server gets a
 //! short deadline to close its streams, the socket file is removed, any orphan
 //! still parented to the daemon is killed and reaped, and the exit status is 0 if
 //! the stop was graceful.
@@ -15,15 +19,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use tokio::signal::unix::{signal, SignalKind};
-use tokio_util::sync::CancellationToken;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use super::engine::EngineHandle;
 use super::error::{Error, Result};
 use super::grpc::{BearerToken, RemoteListener};
 use super::spec::{ProgramDef, ProgramSpec};
 use super::supervisor::Supervisor;
-use super::{config, process, socket};
+use super::{app, config, process, socket};
 
 /// How `infantd` was asked to run.
 #[derive(Debug, Default)]
@@ -115,6 +117,18 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         None => None,
     };
 
+    // Each program after what it names in `after`; the inline program's `after`
+    // may name configured programs.
+    let order = config::check_order(&programs)
+        .map_err(|(index, reason)| Error::InvalidField {
+            program: programs[index].name.clone(),
+            field: "after",
+            reason,
+        })?
+        .into_iter()
+        .map(|index| programs[index].name.clone())
+        .collect();
+
     process::become_subreaper().map_err(|e| Error::io("PR_SET_CHILD_SUBREAPER", e))?;
     let explicit = options.socket.is_some();
     let path = crate::paths::socket_path(options.socket);
@@ -129,7 +143,7 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the runtime", e))?;
-    runtime.block_on(serve(path, remote, programs, inline))
+    runtime.block_on(serve(path, remote, programs, order, inline))
 }
 
 /// The remote control listener the flags ask for, checked: the address resolves,
@@ -301,25 +315,47 @@ async fn serve(
     path: PathBuf,
     remote: Option<RemoteListener>,
     programs: Vec<ProgramSpec>,
+    order: Vec<String>,
     inline: Option<String>,
 ) -> Result<ExitCode> {
+    let mut signals = Signals::new()?;
     let supervisor = Supervisor::start_with_remote(&path, remote).await?;
     let engine = supervisor.engine().clone();
-    let names: Vec<String> = programs.iter().map(|p| p.name.clone()).collect();
     engine.define(programs).await?;
     tracing::info!(socket = %path.display(), "infantd ready");
     // Start-up code is done with: let it leave the resident set.
     process::trim_resident_memory();
 
-    let failed_inline = CancellationToken::new();
-    tokio::spawn(start_all(
-        engine.clone(),
-        names,
-        inline.clone(),
-        failed_inline.clone(),
-    ));
+    let mut app = app::application(&engine, order, inline.as_deref());
+    // Start in order until done or told to stop; then wait to be told.
+    let mut failed = false;
+    let told_to_stop = tokio::select! {
+        started = app.start() => {
+            // Only the inline program (or a shutdown) fails a step; the
+            // lifecycle has rolled back what it started.
+            failed = started.is_err();
+            false
+        }
+        () = signals.stop() => true,
+    };
+    if !told_to_stop && !failed {
+        signals.stop().await;
+    }
 
-    let forced = wait_for_shutdown(&supervisor, &failed_inline).await?;
+    tracing::info!("stopping every program (signal again to force)");
+    let stop_all = async {
+        // No program starts from now on; the configured ones stop in reverse
+        // order; then whatever was started over the API.
+        let _ = engine.close().await;
+        if let Err(e) = app.stop().await {
+            tracing::error!("{e}");
+        }
+        let _ = engine.shutdown().await;
+    };
+    let forced = tokio::select! {
+        () = stop_all => false,
+        () = signals.stop() => true,
+    };
     if forced {
         supervisor.kill().await;
     } else {
@@ -329,69 +365,41 @@ async fn serve(
         println!("{name} stopped");
     }
     tracing::info!("infantd stopped");
-    Ok(if forced || failed_inline.is_cancelled() {
+    Ok(if forced || failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
 }
 
-/// Starts configured programs in file order, each once the previous is `ok`; the
-/// inline program prints when it is started, like the seed's `node index`.
-async fn start_all(
-    engine: EngineHandle,
-    names: Vec<String>,
-    inline: Option<String>,
-    failed: CancellationToken,
-) {
-    for name in names {
-        match engine.start(name.clone(), None, false).await {
-            Ok(info) => {
-                tracing::info!(program = %name, workers = info.running, "started");
-                if inline.as_deref() == Some(name.as_str()) {
-                    let plural = if info.running == 1 { "" } else { "s" };
-                    println!("{name} started ({} worker{plural})", info.running);
-                }
-            }
-            Err(Error::ShuttingDown) => return,
-            Err(e) => {
-                tracing::error!("{e}");
-                if inline.as_deref() == Some(name.as_str()) {
-                    eprintln!("infantd: {e}");
-                    failed.cancel();
-                    return;
-                }
-            }
-        }
-    }
+/// The signals that stop the daemon; SIGHUP is caught and ignored, so that it
+/// does not kill the daemon.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
 }
 
-/// Waits for SIGINT/SIGTERM (or a failed inline start), then for the graceful
-/// stop of every program; a second signal cuts it short. Returns whether it was
-/// forced.
-async fn wait_for_shutdown(
-    supervisor: &Supervisor,
-    failed_inline: &CancellationToken,
-) -> Result<bool> {
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
-    let mut sigterm =
-        signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(|e| Error::io("SIGHUP handler", e))?;
-    loop {
-        tokio::select! {
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = failed_inline.cancelled() => break,
-            _ = sighup.recv() => tracing::info!("SIGHUP ignored (config reload is not supported yet)"),
-        }
+impl Signals {
+    fn new() -> Result<Self> {
+        let handler = |kind, name| signal(kind).map_err(|e| Error::io(name, e));
+        Ok(Signals {
+            interrupt: handler(SignalKind::interrupt(), "SIGINT handler")?,
+            terminate: handler(SignalKind::terminate(), "SIGTERM handler")?,
+            hangup: handler(SignalKind::hangup(), "SIGHUP handler")?,
+        })
     }
-    tracing::info!("stopping every program (signal again to force)");
-    let engine = supervisor.engine();
-    let shutdown = engine.shutdown();
-    tokio::pin!(shutdown);
-    tokio::select! {
-        _ = &mut shutdown => Ok(false),
-        _ = sigint.recv() => Ok(true),
-        _ = sigterm.recv() => Ok(true),
+
+    /// Returns at the next SIGINT or SIGTERM.
+    async fn stop(&mut self) {
+        loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => return,
+                _ = self.terminate.recv() => return,
+                _ = self.hangup.recv() => {
+                    tracing::info!("SIGHUP ignored (config reload is not supported yet)")
+                }
+            }
+        }
     }
 }

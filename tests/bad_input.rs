@@ -317,6 +317,21 @@ async fn bad_program_definitions_are_refused_naming_the_field() {
         &["timeout", "negative"],
     )
     .await;
+    // Far past what the daemon's timers can hold (this used to kill the engine).
+    let r = client
+        .stop(proto::StopRequest {
+            name: "good".into(),
+            timeout_ms: Some(i64::MAX),
+        })
+        .await;
+    assert_refused(
+        &mut client,
+        "a Stop timeout of 292 million years",
+        r,
+        Code::InvalidArgument,
+        &["timeout_ms", "7 days"],
+    )
+    .await;
     let r = client
         .send(proto::SendRequest {
             name: "good".into(),

@@ -300,3 +300,288 @@ async fn failures_exit_non_zero_with_one_line_naming_the_problem() {
     );
     assert!(daemon.stop().await.success(), "infantd exits 0");
 }
+
+// ---------------------------------------------------------------------------
+// Programs defined in a config file
+// ---------------------------------------------------------------------------
+
+/// Lines of `path` (0 when it does not exist yet).
+fn line_count(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
+}
+
+#[tokio::test]
+async fn start_wait_runs_a_configured_job_and_reports_its_outcome() {
+    let daemon = daemon_with_config(
+        r#"
+[program.migrate]
+kind = "once"
+command = ["sh", "-c", "echo run >> runs"]
+
+[program.broken]
+kind = "once"
+command = ["sh", "-c", "exit 3"]
+"#,
+    )
+    .await;
+    let runs = daemon.dir.path().join("runs");
+    let client = daemon.client().await;
+    // Both jobs also ran once when the daemon started.
+    wait_program(
+        &client,
+        "migrate",
+        "the boot run completed",
+        DEADLINE,
+        |p| p.exit_code == Some(0) && p.running == 0,
+    )
+    .await;
+    wait_program(&client, "broken", "the boot run failed", DEADLINE, |p| {
+        p.exit_code == Some(3)
+    })
+    .await;
+    assert_eq!(line_count(&runs), 1);
+
+    // By name only: the definition is the config's.
+    let done = ctl_ok(&daemon, &["start", "migrate", "--wait"]);
+    assert!(
+        done.starts_with("migrate: ready (once, 0/1 running")
+            && done.contains("last run exited with code 0"),
+        "completed, nothing left running: {done:?}"
+    );
+    assert_eq!(line_count(&runs), 2, "--wait returned after the run");
+    let done = json_lines(&ctl_ok(&daemon, &["start", "migrate", "--wait", "--json"]));
+    assert_eq!(
+        (&done[0]["status"], &done[0]["exit_code"], &done[0]["error"]),
+        (&"ready".into(), &0.into(), &"".into()),
+        "{done:?}"
+    );
+    assert_eq!(line_count(&runs), 3);
+
+    let failed = daemon.ctl(&["start", "broken", "--wait"]);
+    assert!(
+        failed.1.starts_with("broken: error (once") && failed.1.contains("exited with code 3"),
+        "the outcome is printed: {:?}",
+        failed.1
+    );
+    assert_one_line_failure("a failed job", failed, "exited with code 3");
+    assert!(daemon.stop().await.success(), "infantd exits 0");
+}
+
+#[tokio::test]
+async fn status_shows_every_configured_program_and_why_web_is_down() {
+    let daemon = daemon_with_config(
+        r#"
+[program.db]
+command = ["sleep", "1000"]
+start_grace = "50ms"
+
+[program.migrate]
+kind = "once"
+command = ["sh", "-c", "exit 4"]
+after = ["db"]
+
+[program.web]
+kind = "cluster"
+count = 2
+command = ["sleep", "1000"]
+after = ["migrate"]
+"#,
+    )
+    .await;
+    let mut client = daemon.client().await;
+    wait_program(&client, "web", "web gave up", DEADLINE, |p| {
+        p.status == infant::proto::ProgramStatus::Error as i32
+    })
+    .await;
+
+    let table = ctl_ok(&daemon, &["status"]);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|row| row[0]).collect();
+    assert_eq!(names, ["db", "migrate", "web"], "in config order:\n{table}");
+    assert_eq!(&rows[0][..3], ["db", "child", "ok"], "{table}");
+    assert_eq!(&rows[1][..3], ["migrate", "once", "error"], "{table}");
+    assert_eq!(&rows[2][..4], ["web", "cluster", "error", "0/2"], "{table}");
+    let web_row = table.lines().nth(3).unwrap_or_default();
+    assert!(
+        web_row.contains("`migrate` failed") && web_row.contains("code 4"),
+        "web's error names migrate's failure: {web_row:?}"
+    );
+
+    let programs = json_lines(&ctl_ok(&daemon, &["status", "--json"]));
+    let web = programs
+        .iter()
+        .find(|p| p["name"] == "web")
+        .unwrap_or_else(|| panic!("web in {programs:?}"));
+    let error = web["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("migrate") && error.contains("code 4"),
+        "{error}"
+    );
+    let db = ok_pids(&mut client, "db").await;
+    assert!(daemon.stop().await.success(), "infantd exits 0");
+    wait_gone(&db, DEADLINE).await;
+}
+
+#[tokio::test]
+async fn start_without_wait_returns_before_the_job_completes() {
+    // The boot run is quick; every later run takes 5 s.
+    let daemon = daemon_with_config(
+        r#"
+[program.slow]
+kind = "once"
+command = ["sh", "-c", "echo run >> runs; [ $(wc -l < runs) -eq 1 ] || sleep 5"]
+"#,
+    )
+    .await;
+    let client = daemon.client().await;
+    wait_program(&client, "slow", "the boot run completed", DEADLINE, |p| {
+        p.exit_code == Some(0) && p.running == 0
+    })
+    .await;
+    let events = Recorder::new(&daemon).await;
+
+    let asked = std::time::Instant::now();
+    let started = ctl_ok(&daemon, &["start", "slow"]);
+    let returned = std::time::Instant::now();
+    let returned_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    assert!(
+        returned - asked < std::time::Duration::from_secs(3),
+        "Start returned after {:?}, not at once",
+        returned - asked
+    );
+    assert!(
+        started.starts_with("slow: ") && started.contains("1/1 running"),
+        "the job is running: {started:?}"
+    );
+
+    // The outcome arrives later, as events.
+    let completed = events
+        .wait_for("slow completed", |e| {
+            is(e, infant::proto::EventKind::Stopped)
+                && e.program == "slow"
+                && e.reason == "completed"
+        })
+        .await;
+    assert!(
+        completed.time_ms > returned_ms,
+        "completed after Start returned"
+    );
+    let exit = events
+        .wait_for("slow's exit", |e| {
+            is(e, infant::proto::EventKind::Exit) && e.program == "slow"
+        })
+        .await;
+    assert_eq!(exit.code, Some(0), "{}", describe(&exit));
+    assert_eq!(line_count(&daemon.dir.path().join("runs")), 2);
+    let pids = events.pids();
+    assert!(daemon.stop().await.success(), "infantd exits 0");
+    wait_gone(&pids, DEADLINE).await;
+}
+
+// Inline `--listen`, and rolling and full restarts from the command line.
+
+/// The `listen` addresses `status --json` reports for `name`.
+fn listen_json(daemon: &Daemon, name: &str) -> Vec<String> {
+    json_lines(&ctl_ok(daemon, &["status", "--json"]))
+        .iter()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["listen"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect()
+}
+
+/// One request to `addr`; asserts a worker among `pids` answered it.
+async fn served_by_one_of(addr: &str, pids: &[u32]) {
+    let body = http_get(addr).await.expect("the cluster serves");
+    assert!(
+        pids.iter().any(|p| body == format!("pid {p}")),
+        "one of {pids:?} answered: {body:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_inline_cluster_with_listen_serves_and_restarts_rolling_and_full() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let worker = example_bin("http_worker");
+    let worker = worker.to_str().expect("UTF-8 path");
+    let started = ctl_ok(
+        &daemon,
+        &[
+            "start",
+            "web",
+            "--kind",
+            "cluster",
+            "--count",
+            "3",
+            "--enhanced",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--",
+            worker,
+        ],
+    );
+    let listen = listen_json(&daemon, "web");
+    assert_eq!(listen.len(), 1, "{listen:?}");
+    let addr = listen[0].clone();
+    assert!(
+        addr.starts_with("tcp://127.0.0.1:") && !addr.ends_with(":0"),
+        "port 0 is resolved: {addr}"
+    );
+    assert!(
+        started.starts_with("web: ok (cluster, 3/3 running")
+            && started.trim_end().ends_with(&format!(" on {addr}")),
+        "{started:?}"
+    );
+    let first = ok_pids_json(&daemon, "web");
+    assert_eq!(first.len(), 3, "{first:?}");
+    served_by_one_of(&addr, &first).await;
+
+    // `restart NAME`: rolling, every worker replaced, the port kept.
+    let rolled = ctl_ok(&daemon, &["restart", "web"]);
+    assert!(
+        rolled.starts_with("web: ok (cluster, 3/3 running"),
+        "{rolled:?}"
+    );
+    let second = ok_pids_json(&daemon, "web");
+    assert_eq!(second.len(), 3, "{second:?}");
+    assert!(
+        second.iter().all(|p| !first.contains(p)),
+        "a rolling restart replaces every worker: {first:?} → {second:?}"
+    );
+    wait_gone(&first, DEADLINE).await;
+    assert_eq!(listen_json(&daemon, "web"), std::slice::from_ref(&addr));
+    served_by_one_of(&addr, &second).await;
+
+    // `restart --full NAME`: every worker replaced, all old ones gone before
+    // the first new one starts; the port is kept here too.
+    let full = ctl_ok(&daemon, &["restart", "--full", "web"]);
+    assert!(
+        full.starts_with("web: ok (cluster, 3/3 running"),
+        "{full:?}"
+    );
+    let third = ok_pids_json(&daemon, "web");
+    assert_eq!(third.len(), 3, "{third:?}");
+    assert!(
+        third.iter().all(|p| !second.contains(p)),
+        "a full restart replaces every worker: {second:?} → {third:?}"
+    );
+    events
+        .assert_all_exited_before_any_started(&second, &third)
+        .await;
+    assert_eq!(listen_json(&daemon, "web"), std::slice::from_ref(&addr));
+    served_by_one_of(&addr, &third).await;
+
+    ctl_ok(&daemon, &["stop", "web"]);
+    let pids = events.pids();
+    wait_gone(&pids, DEADLINE).await;
+    assert!(daemon.stop().await.success(), "infantd exits 0");
+}

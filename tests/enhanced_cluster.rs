@@ -3,10 +3,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
-use infant::proto::{self, EventKind, ProgramKind, ProgramStatus};
+use infant::proto::supervisor_client::SupervisorClient;
+use infant::proto::{self, EventKind, InstanceStatus, ProgramKind, ProgramStatus};
+use tonic::transport::Channel;
 
 /// An enhanced cluster of `count` http_workers.
 fn enhanced(count: u32) -> proto::ProgramSpec {
@@ -104,6 +110,15 @@ async fn no_daemon_fd_leaks_into_a_worker() {
         "LISTEN_PID is the worker's own pid"
     );
     assert!(environ.contains("LISTEN_FDS=2\0"));
+    // One name per socket, `:`-separated, as systemd passes them.
+    assert!(
+        environ.contains("LISTEN_FDNAMES=fds:fds\0"),
+        "LISTEN_FDNAMES names both sockets: {:?}",
+        environ
+            .split('\0')
+            .filter(|v| v.starts_with("LISTEN_"))
+            .collect::<Vec<_>>()
+    );
     assert!(daemon.stop().await.success());
     assert!(!unix.exists(), "unix socket removed at stop");
     wait_gone(&[pid], DEADLINE).await;
@@ -268,12 +283,13 @@ async fn a_failed_rollout_stops_and_keeps_the_old_workers() {
 
 #[tokio::test]
 async fn a_hung_worker_is_killed_and_respawned() {
+    const HEARTBEAT_MS: i64 = 250;
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
     let mut client = daemon.client().await;
     let mut s = enhanced(1);
     s.enhanced = false;
-    s.heartbeat_ms = Some(100);
+    s.heartbeat_ms = Some(HEARTBEAT_MS);
     start_program(&mut client, "hang", s).await;
     let old = ok_pids(&mut client, "hang").await[0];
     client
@@ -290,11 +306,317 @@ async fn a_hung_worker_is_killed_and_respawned() {
         })
         .await;
     assert_eq!(error.pid, old);
+    // Caught once silent for 8 intervals, not at the tick after (up to 9): the
+    // daemon checks at the moment the limit passes. One interval of slack is
+    // for a busy machine.
+    let silent_ms: i64 = error
+        .reason
+        .split("no heartbeat for ")
+        .nth(1)
+        .and_then(|rest| rest.split(" ms").next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("the reason gives the silence: {:?}", error.reason));
+    assert!(
+        (8 * HEARTBEAT_MS..9 * HEARTBEAT_MS).contains(&silent_ms),
+        "killed after {silent_ms} ms of silence, heartbeat {HEARTBEAT_MS} ms"
+    );
     let respawn = events
         .wait_for("respawn", |e| is(e, EventKind::Respawn))
         .await;
     assert_ne!(respawn.pid, old);
     wait_gone(&[old], DEADLINE).await;
+    let pids = events.pids();
+    assert!(daemon.stop().await.success());
+    wait_gone(&pids, DEADLINE).await;
+}
+
+#[tokio::test]
+async fn port_0_is_reported_and_the_sockets_close_when_the_program_stops() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let mut client = daemon.client().await;
+    let unix = daemon.dir.path().join("x.sock");
+    let unix_url = format!("unix://{}", unix.display());
+    let mut s = enhanced(2);
+    s.listen.push(unix_url.clone());
+    let info = start_program(&mut client, "sock", s).await;
+    assert_eq!(info.listen.len(), 2, "{:?}", info.listen);
+    let tcp = info.listen[0].clone();
+    assert!(
+        tcp.starts_with("tcp://127.0.0.1:") && !tcp.ends_with(":0"),
+        "port 0 is resolved: {tcp}"
+    );
+    assert_eq!(info.listen[1], unix_url);
+
+    // The bound addresses in `List` and in an event.
+    assert_eq!(listen_addr(&mut client, "sock").await, tcp);
+    let listed = client
+        .list(proto::ListRequest {
+            name: "sock".into(),
+        })
+        .await
+        .expect("List")
+        .into_inner();
+    assert_eq!(listed.programs[0].listen, info.listen);
+    let listening = events
+        .wait_for("the listening event", |e| {
+            e.program == "sock" && e.reason.starts_with("listening on")
+        })
+        .await;
+    assert!(
+        is(&listening, EventKind::Status),
+        "{}",
+        describe(&listening)
+    );
+    assert_eq!(listening.program_status, ProgramStatus::Starting as i32);
+    assert_eq!(listening.reason, format!("listening on {tcp}, {unix_url}"));
+
+    http_get(&tcp)
+        .await
+        .expect("serves on the reported address");
+    drop(std::os::unix::net::UnixStream::connect(&unix).expect("the unix socket listens"));
+    let pids = ok_pids(&mut client, "sock").await;
+
+    // Stopping the program (not the daemon) closes both: Stop answers once the
+    // program is idle, and it holds no socket then.
+    let stopped = client
+        .stop(proto::StopRequest {
+            name: "sock".into(),
+            timeout_ms: None,
+        })
+        .await
+        .expect("Stop")
+        .into_inner();
+    assert_eq!(stopped.status, ProgramStatus::Ready as i32);
+    assert!(stopped.listen.is_empty(), "{:?}", stopped.listen);
+    wait_gone(&pids, DEADLINE).await;
+    match tokio::net::TcpStream::connect(tcp.trim_start_matches("tcp://")).await {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+        other => panic!("{tcp} is closed once the program stopped, got {other:?}"),
+    }
+    assert!(!unix.exists(), "the unix socket file is removed at a stop");
+
+    // The daemon runs on; starting the program again binds afresh.
+    let again = client
+        .start(proto::StartRequest {
+            name: "sock".into(),
+            spec: None,
+            wait: false,
+        })
+        .await
+        .expect("Start again")
+        .into_inner();
+    assert_eq!(again.listen.len(), 2, "{:?}", again.listen);
+    assert!(unix.exists(), "the unix socket is bound again");
+    http_get(&again.listen[0]).await.expect("serves again");
+    let pids = events.pids();
+    assert!(daemon.stop().await.success());
+    wait_gone(&pids, DEADLINE).await;
+}
+
+#[tokio::test]
+async fn crossing_max_connections_is_reported_at_once_not_at_the_next_heartbeat() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let mut client = daemon.client().await;
+    let mut s = enhanced(1);
+    s.max_connections = Some(10);
+    // No heartbeat and no health check tick within the test: only the SDK's
+    // report at the crossing can trigger the recycle.
+    s.heartbeat_ms = Some(60_000);
+    let info = start_program(&mut client, "eager", s).await;
+    let old = ok_pids(&mut client, "eager").await[0];
+    for i in 0..10 {
+        http_get(&info.listen[0])
+            .await
+            .unwrap_or_else(|e| panic!("request {i} failed: {e}"));
+    }
+    let recycle = events
+        .wait_for_within(
+            "the recycle, long before the next 60 s heartbeat",
+            Duration::from_secs(10),
+            |e| is(e, EventKind::Recycle),
+        )
+        .await;
+    assert_eq!(recycle.pid, old);
+    assert!(recycle.connections >= 10, "{}", recycle.connections);
+    wait_until("the replacement serves alone", DEADLINE, || {
+        let mut c = client.clone();
+        async move {
+            let pids = ok_pids(&mut c, "eager").await;
+            pids.len() == 1 && pids[0] != old
+        }
+    })
+    .await;
+    let pids = events.pids();
+    assert!(daemon.stop().await.success());
+    wait_gone(&pids, DEADLINE).await;
+}
+
+/// Requests after which the workers of [`slow_replacements`] are recycled.
+const LIMIT: u64 = 5;
+
+/// An enhanced cluster of `count` http_workers recycled every [`LIMIT`]
+/// requests whose workers, while `slow` exists, wait 2 s before they exec: a
+/// replacement stays `starting` long enough for other workers to pass the limit
+/// meanwhile.
+fn slow_replacements(count: u32, slow: &Path) -> proto::ProgramSpec {
+    let mut s = enhanced(count);
+    let worker = s.command[0].clone();
+    s.command = vec![
+        "sh".into(),
+        "-c".into(),
+        r#"if [ -e "$SLOW_START" ]; then sleep 2; fi; exec "$0""#.into(),
+        worker,
+    ];
+    s.env
+        .insert("SLOW_START".into(), slow.display().to_string());
+    s.max_connections = Some(LIMIT);
+    // Counts fresh in `EachWorker`; hung only after 4 s of silence.
+    s.heartbeat_ms = Some(500);
+    // The first workers wait for their `Ready` even if the shell is slow.
+    s.start_grace_ms = Some(10_000);
+    s
+}
+
+/// The most recycles of `program` in flight at once, from its events: one is in
+/// flight from its `recycle` event until the old worker is told to stop (its
+/// replacement is `ok`) or exits.
+fn most_recycles_in_flight(events: &[proto::Event], program: &str) -> usize {
+    let mut in_flight = BTreeSet::new();
+    let mut most = 0;
+    for e in events.iter().filter(|e| e.program == program) {
+        if is(e, EventKind::Recycle) {
+            in_flight.insert(e.worker);
+            most = most.max(in_flight.len());
+        } else if is(e, EventKind::Exit)
+            || (is(e, EventKind::Status) && e.instance_status == InstanceStatus::Stopping as i32)
+        {
+            in_flight.remove(&e.worker);
+        }
+    }
+    most
+}
+
+/// How many `ok` workers of `program` have served past [`LIMIT`]: due for
+/// recycling, or being recycled.
+async fn due(client: &mut SupervisorClient<Channel>, program: &str) -> usize {
+    workers(client, program)
+        .await
+        .iter()
+        .filter(|w| w.status == InstanceStatus::Ok as i32 && w.connections.max(w.requests) >= LIMIT)
+        .count()
+}
+
+/// Under load until `enough` holds of (most due at once, events); then the load
+/// stops, replacements are quick again, and the test waits until the cluster is
+/// whole with no worker due. Returns the events.
+async fn recycle_under_load(
+    daemon: &Daemon,
+    events: &Recorder,
+    program: &str,
+    slow: &Path,
+    enough: impl Fn(usize, &[proto::Event]) -> bool,
+) -> Vec<proto::Event> {
+    let mut client = daemon.client().await;
+    let addr = listen_addr(&mut client, program).await;
+    std::fs::write(slow, "").expect("slow marker");
+    let load = Load::start(&addr, 2, 1_000_000);
+    let most_due = Arc::new(AtomicUsize::new(0));
+    let enough = &enough;
+    wait_until(
+        "workers past the limit together, and recycles",
+        Duration::from_secs(120),
+        || {
+            let (mut client, most_due) = (client.clone(), Arc::clone(&most_due));
+            let events = events.all();
+            async move {
+                let now = due(&mut client, program).await;
+                let most = most_due.fetch_max(now, Ordering::Relaxed).max(now);
+                enough(most, &events)
+            }
+        },
+    )
+    .await;
+    let (ok, failed, errors, _) = load.finish().await;
+    println!(
+        "{program}: {ok} requests answered, {failed} failed, at most {} workers due at once",
+        most_due.load(Ordering::Relaxed)
+    );
+    if failed > 0 {
+        println!("first failures: {:?}", &errors[..errors.len().min(5)]);
+    }
+    std::fs::remove_file(slow).expect("remove the slow marker");
+    wait_until(
+        "the cluster whole again, no worker due",
+        Duration::from_secs(60),
+        || {
+            let mut client = client.clone();
+            async move {
+                let all = workers(&mut client, program).await;
+                all.len() == 3
+                    && all.iter().all(|w| {
+                        w.status == InstanceStatus::Ok as i32
+                            && w.connections.max(w.requests) < LIMIT
+                    })
+            }
+        },
+    )
+    .await;
+    let seen = events.all();
+    assert!(
+        seen.iter().all(|e| e.missed == 0),
+        "the recorder missed events: the in-flight count would be unsound"
+    );
+    seen
+}
+
+#[tokio::test]
+async fn one_recycle_at_a_time_by_default() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let mut client = daemon.client().await;
+    let slow = daemon.dir.path().join("slow");
+    start_program(&mut client, "one", slow_replacements(3, &slow)).await;
+    // Two workers past the limit at once while three recycles went by: the
+    // second had to wait for the first.
+    let seen = recycle_under_load(&daemon, &events, "one", &slow, |most_due, events| {
+        let recycles = events.iter().filter(|e| is(e, EventKind::Recycle)).count();
+        most_due >= 2 && recycles >= 3
+    })
+    .await;
+    let most = most_recycles_in_flight(&seen, "one");
+    assert_eq!(
+        most,
+        1,
+        "max_recycling 1: recycles one after the other\n{}",
+        seen.iter().map(describe).collect::<Vec<_>>().join("\n")
+    );
+    let pids = events.pids();
+    assert!(daemon.stop().await.success());
+    wait_gone(&pids, DEADLINE).await;
+}
+
+#[tokio::test]
+async fn max_recycling_two_recycles_two_at_a_time() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let mut client = daemon.client().await;
+    let slow = daemon.dir.path().join("slow");
+    let mut s = slow_replacements(3, &slow);
+    s.max_recycling = Some(2);
+    start_program(&mut client, "two", s).await;
+    let seen = recycle_under_load(&daemon, &events, "two", &slow, |_, events| {
+        most_recycles_in_flight(events, "two") >= 2
+    })
+    .await;
+    let most = most_recycles_in_flight(&seen, "two");
+    assert_eq!(
+        most,
+        2,
+        "max_recycling 2: two in flight, never three\n{}",
+        seen.iter().map(describe).collect::<Vec<_>>().join("\n")
+    );
     let pids = events.pids();
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;

@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use infant::proto::supervisor_client::SupervisorClient;
 use infant::proto::{self, EventKind, ProgramKind, ProgramStatus};
+use tonic::transport::Channel;
 
 async fn run_job(daemon: &Daemon, name: &str, s: proto::ProgramSpec) -> proto::ProgramInfo {
     let mut client = daemon.client().await;
@@ -25,10 +27,22 @@ async fn run_job(daemon: &Daemon, name: &str, s: proto::ProgramSpec) -> proto::P
 #[tokio::test]
 async fn job_exit_codes_are_honoured() {
     let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
     let ok = run_job(&daemon, "good", spec(ProgramKind::Once, &["true"])).await;
     assert_eq!(ok.status, ProgramStatus::Ready as i32, "{ok:?}");
     assert_eq!(ok.exit_code, Some(0));
     assert!(ok.error.is_empty());
+    let exit = events
+        .wait_for("good's exit", |e| {
+            is(e, EventKind::Exit) && e.program == "good"
+        })
+        .await;
+    assert_eq!(exit.code, Some(0), "{}", describe(&exit));
+    events
+        .wait_for("good completed", |e| {
+            is(e, EventKind::Stopped) && e.program == "good" && e.reason == "completed"
+        })
+        .await;
 
     let bad = run_job(
         &daemon,
@@ -43,6 +57,36 @@ async fn job_exit_codes_are_honoured() {
     );
     assert_eq!(bad.exit_code, Some(3));
     assert!(bad.error.contains("code 3"), "{}", bad.error);
+    // Watchers learn the same from events: the exit carries the code, and the
+    // failure is an `error`, never a `completed` stop.
+    let exit = events
+        .wait_for("bad's exit", |e| {
+            is(e, EventKind::Exit) && e.program == "bad"
+        })
+        .await;
+    assert_eq!(
+        (exit.code, exit.signal),
+        (Some(3), None),
+        "{}",
+        describe(&exit)
+    );
+    let error = events
+        .wait_for("bad's error", |e| {
+            is(e, EventKind::Error) && e.program == "bad"
+        })
+        .await;
+    assert!(
+        error.reason.contains("code 3") && error.pid == exit.pid,
+        "{}",
+        describe(&error)
+    );
+    assert!(
+        !events
+            .all()
+            .iter()
+            .any(|e| is(e, EventKind::Stopped) && e.program == "bad"),
+        "a failed job is not reported completed"
+    );
 
     // The CLI's `start --wait` exits non-zero for a failed job.
     let (status, _, stderr) = daemon.ctl(&["start", "bad", "--wait"]);
@@ -53,6 +97,7 @@ async fn job_exit_codes_are_honoured() {
 #[tokio::test]
 async fn a_job_past_its_timeout_is_killed_with_its_children() {
     let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
     let marker = daemon.dir.path().join("child");
     let script = format!("sleep 1000 & echo $! > {}; wait", marker.display());
     let mut s = spec(ProgramKind::Once, &["sh", "-c", &script]);
@@ -65,6 +110,27 @@ async fn a_job_past_its_timeout_is_killed_with_its_children() {
         info.error
     );
     assert_eq!(info.exit_signal, Some(9));
+    let exit = events
+        .wait_for("slow's exit", |e| {
+            is(e, EventKind::Exit) && e.program == "slow"
+        })
+        .await;
+    assert_eq!(exit.signal, Some(9), "{}", describe(&exit));
+    assert!(
+        exit.reason.contains("timed out after 500ms"),
+        "{}",
+        describe(&exit)
+    );
+    let error = events
+        .wait_for("slow's error", |e| {
+            is(e, EventKind::Error) && e.program == "slow"
+        })
+        .await;
+    assert!(
+        error.reason.contains("timed out after 500ms"),
+        "{}",
+        describe(&error)
+    );
     let child: u32 = std::fs::read_to_string(&marker)
         .expect("the job wrote its child's pid")
         .trim()
@@ -132,6 +198,24 @@ fn position(events: &[proto::Event], what: impl Fn(&proto::Event) -> bool) -> us
     })
 }
 
+/// Every event the daemon still holds, oldest first (a replay, not a follow).
+async fn history(client: &mut SupervisorClient<Channel>) -> Vec<proto::Event> {
+    let mut stream = client
+        .events(proto::EventsRequest {
+            name: String::new(),
+            replay: true,
+            follow: false,
+        })
+        .await
+        .expect("Events")
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(e) = stream.message().await.expect("history") {
+        events.push(e);
+    }
+    events
+}
+
 #[tokio::test]
 async fn after_orders_start_and_shutdown() {
     let mut daemon = Daemon::start_with(&["--config", "app.toml"], |dir| {
@@ -143,27 +227,23 @@ async fn after_orders_start_and_shutdown() {
         p.status == ProgramStatus::Ok as i32
     })
     .await;
-    let mut history = client
-        .events(proto::EventsRequest {
-            name: String::new(),
-            replay: true,
-            follow: false,
-        })
-        .await
-        .expect("Events")
-        .into_inner();
-    let mut events = Vec::new();
-    while let Some(e) = history.message().await.expect("history") {
-        events.push(e);
-    }
+    let events = history(&mut client).await;
+    // Compare first spawns, not completions: a migrate spawned before db was ok
+    // would still complete after it.
     let db_ok = position(&events, |e| is(e, EventKind::Started) && e.program == "db");
+    let migrate_spawned = position(&events, |e| e.program == "migrate" && e.pid != 0);
     let migrated = position(&events, |e| {
         is(e, EventKind::Stopped) && e.program == "migrate" && e.reason == "completed"
     });
-    let web_spawned = position(&events, |e| e.program == "web" && e.worker != 0);
+    let web_spawned = position(&events, |e| e.program == "web" && e.pid != 0);
+    let order = events.iter().map(describe).collect::<Vec<_>>().join("\n");
     assert!(
-        db_ok < migrated && migrated < web_spawned,
-        "db ok → migrate completed → web started"
+        db_ok < migrate_spawned,
+        "migrate spawned only once db was ok:\n{order}"
+    );
+    assert!(
+        migrate_spawned < migrated && migrated < web_spawned,
+        "web spawned only once migrate completed:\n{order}"
     );
 
     let mut pids = ok_pids(&mut client, "db").await;
@@ -206,6 +286,22 @@ async fn a_failed_migration_leaves_web_down_with_the_error_visible() {
         workers(&mut client, "web").await.is_empty(),
         "web never started"
     );
+    // The failure is an event too: an `error` for web naming migrate's failure,
+    // and no web process was ever spawned.
+    let events = history(&mut client).await;
+    let error = events
+        .iter()
+        .find(|e| is(e, EventKind::Error) && e.program == "web")
+        .unwrap_or_else(|| panic!("no error event for web in {events:#?}"));
+    assert!(
+        error.reason.contains("migrate") && error.reason.contains("code 4"),
+        "{}",
+        describe(error)
+    );
+    assert!(
+        !events.iter().any(|e| e.program == "web" && e.pid != 0),
+        "no web process was spawned"
+    );
     let (_, status, _) = daemon.ctl(&["status"]);
     assert!(
         status.contains("migrate") && status.contains("error"),
@@ -218,7 +314,11 @@ async fn a_failed_migration_leaves_web_down_with_the_error_visible() {
 
 /// Runs `infantd --config` on `text` and expects it to refuse to start.
 fn refused(text: &str) -> String {
-    let dir = short_tempdir();
+    refused_in(&short_tempdir(), text)
+}
+
+/// [`refused`], with the config file and socket in `dir`.
+fn refused_in(dir: &tempfile::TempDir, text: &str) -> String {
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, text).expect("config");
     let socket = dir.path().join("d.sock");
@@ -296,4 +396,123 @@ async fn stopping_a_dependency_stops_its_dependents_first() {
     assert!(web_stopped < db_stopping, "web stops before db");
     wait_gone(&pids, DEADLINE).await;
     assert!(daemon.stop().await.success());
+}
+
+#[test]
+fn a_bad_config_spawns_nothing_at_all() {
+    // The valid program comes first: a daemon that started programs while it
+    // read the file would run it before it found the bad one.
+    let dir = short_tempdir();
+    let marker = dir.path().join("spawned");
+    let text = format!(
+        "[program.good]\ncommand = [\"sh\", \"-c\", \"touch '{}'; exec sleep 1000\"]\n\
+         [program.bad]\ncommand = [\"true\"]\nafter = [\"ghost\"]\n",
+        marker.display()
+    );
+    let stderr = refused_in(&dir, &text);
+    assert!(stderr.contains("ghost"), "{stderr}");
+    assert!(
+        !marker.exists(),
+        "the valid program was spawned from a config that was refused"
+    );
+}
+
+#[tokio::test]
+async fn starting_a_program_brings_up_what_it_needs_in_order() {
+    let daemon = daemon_with_config(APP).await;
+    let mut client = daemon.client().await;
+    wait_program(&client, "web", "web is ok", DEADLINE, |p| {
+        p.status == ProgramStatus::Ok as i32
+    })
+    .await;
+    let mut pids = ok_pids(&mut client, "db").await;
+    pids.extend(ok_pids(&mut client, "web").await);
+    // Stopping db stops web first; migrate, a completed job, is not running.
+    let (status, _, stderr) = daemon.ctl(&["stop", "db"]);
+    assert!(status.success(), "{stderr}");
+    for name in ["db", "web"] {
+        wait_program(
+            &client,
+            name,
+            &format!("{name} is stopped"),
+            DEADLINE,
+            |p| p.status == ProgramStatus::Ready as i32 && p.running == 0,
+        )
+        .await;
+    }
+    wait_gone(&pids, DEADLINE).await;
+
+    let recorder = Recorder::new(&daemon).await;
+    let (status, stdout, stderr) = daemon.ctl(&["start", "web"]);
+    assert!(status.success(), "{stdout}{stderr}");
+    recorder
+        .wait_for("web started", |e| {
+            is(e, EventKind::Started) && e.program == "web"
+        })
+        .await;
+    let events = recorder.all();
+    let db_ok = position(&events, |e| is(e, EventKind::Started) && e.program == "db");
+    let migrate_spawned = position(&events, |e| e.program == "migrate" && e.pid != 0);
+    let migrated = position(&events, |e| {
+        is(e, EventKind::Stopped) && e.program == "migrate" && e.reason == "completed"
+    });
+    let web_spawned = position(&events, |e| e.program == "web" && e.pid != 0);
+    let order = events.iter().map(describe).collect::<Vec<_>>().join("\n");
+    assert!(
+        db_ok < migrate_spawned && migrate_spawned < migrated && migrated < web_spawned,
+        "db ok → migrate rerun and completed → web started:\n{order}"
+    );
+    let mut pids = ok_pids(&mut client, "db").await;
+    assert_eq!(pids.len(), 1, "db is up again");
+    pids.extend(ok_pids(&mut client, "web").await);
+    assert!(daemon.stop().await.success());
+    wait_gone(&pids, DEADLINE).await;
+}
+
+/// The SDK's `childOnce`: a job built on `infant::worker::once` (the
+/// `fork_once` example, run by the daemon as its child half) exits 0 when its
+/// `exec` succeeds and 1 when it fails, and the daemon sees that code.
+#[tokio::test]
+async fn an_sdk_job_exits_0_or_1_and_the_daemon_sees_the_code() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let job = example_bin("fork_once");
+    let job = job.to_str().expect("UTF-8 path");
+
+    let ok = run_job(&daemon, "sdk-ok", spec(ProgramKind::Once, &[job])).await;
+    assert_eq!(ok.status, ProgramStatus::Ready as i32, "{ok:?}");
+    assert_eq!(ok.exit_code, Some(0), "{ok:?}");
+
+    let mut failing = spec(ProgramKind::Once, &[job]);
+    failing.env.insert("ONCE_FAIL".into(), "1".into());
+    let bad = run_job(&daemon, "sdk-bad", failing).await;
+    assert_eq!(bad.status, ProgramStatus::Error as i32, "{bad:?}");
+    assert_eq!(bad.exit_code, Some(1), "{bad:?}");
+    assert!(bad.error.contains("code 1"), "{}", bad.error);
+
+    for (name, code) in [("sdk-ok", 0), ("sdk-bad", 1)] {
+        let exit = events
+            .wait_for(&format!("{name}'s exit"), |e| {
+                is(e, EventKind::Exit) && e.program == name
+            })
+            .await;
+        assert_eq!(exit.code, Some(code), "{}", describe(&exit));
+    }
+    // The same job through `infantctl start --wait`: a failure naming code 1.
+    let (status, _, stderr) = daemon.ctl(&[
+        "start",
+        "sdk-cli",
+        "--kind",
+        "once",
+        "--wait",
+        "--env",
+        "ONCE_FAIL=1",
+        "--",
+        job,
+    ]);
+    assert!(!status.success());
+    assert!(stderr.contains("code 1"), "{stderr}");
+    let pids = events.pids();
+    assert!(daemon.stop().await.success());
+    wait_gone(&pids, DEADLINE).await;
 }

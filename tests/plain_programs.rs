@@ -286,3 +286,80 @@ async fn kill_sends_a_signal_without_stopping_the_program() {
     assert!(daemon.stop().await.success());
     wait_gone(&[pid, respawn.pid], DEADLINE).await;
 }
+
+#[tokio::test]
+async fn a_full_restart_stops_every_worker_before_starting_new_ones() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let mut client = daemon.client().await;
+    let mut s = spec(ProgramKind::Cluster, &["sleep", "1000"]);
+    s.count = Some(3);
+    s.start_grace_ms = Some(50);
+    start_program(&mut client, "full", s).await;
+    let old = ok_pids(&mut client, "full").await;
+    assert_eq!(old.len(), 3);
+    let restarted = client
+        .restart(proto::RestartRequest {
+            name: "full".into(),
+            full: true,
+        })
+        .await
+        .expect("full restart")
+        .into_inner();
+    assert_eq!(restarted.status, ProgramStatus::Ok as i32);
+    assert_eq!(restarted.running, 3);
+    let new = ok_pids(&mut client, "full").await;
+    assert_eq!(new.len(), 3);
+    assert!(
+        new.iter().all(|p| !old.contains(p)),
+        "every worker replaced: {old:?} → {new:?}"
+    );
+    wait_gone(&old, DEADLINE).await;
+    events
+        .assert_all_exited_before_any_started(&old, &new)
+        .await;
+    assert!(daemon.stop().await.success());
+    wait_gone(&new, DEADLINE).await;
+}
+
+#[tokio::test]
+async fn a_configured_listen_socket_serves_a_plain_cluster() {
+    let plain = example_bin("plain_listen");
+    let config = format!(
+        r#"
+[program.site]
+kind = "cluster"
+count = 2
+command = ['{}']
+listen = ["tcp://127.0.0.1:0"]
+start_grace = "50ms"
+"#,
+        plain.display()
+    );
+    let daemon = Daemon::start_with(&["--config", "site.toml"], |dir| {
+        std::fs::write(dir.join("site.toml"), config).expect("config");
+    })
+    .await;
+    let mut client = daemon.client().await;
+    wait_program(&client, "site", "site is ok", DEADLINE, |p| {
+        p.status == ProgramStatus::Ok as i32
+    })
+    .await;
+    let addr = listen_addr(&mut client, "site").await;
+    assert!(
+        addr.starts_with("tcp://127.0.0.1:") && !addr.ends_with(":0"),
+        "port 0 is resolved: {addr}"
+    );
+    let pids = ok_pids(&mut client, "site").await;
+    assert_eq!(pids.len(), 2);
+    let body = http_get(&addr).await.expect("the plain cluster serves");
+    assert!(
+        pids.iter().any(|p| body == format!("plain {p}")),
+        "a worker of the cluster answered: {body:?}, workers {pids:?}"
+    );
+    let (status, stdout, stderr) = daemon.ctl(&["status"]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains(&addr), "`status` shows {addr}: {stdout}");
+    assert!(daemon.stop().await.success());
+    wait_gone(&pids, DEADLINE).await;
+}

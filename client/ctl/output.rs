@@ -263,6 +263,16 @@ pub fn program_line(program: &ProgramInfo) -> String {
     if !program.listen.is_empty() {
         let _ = write!(line, " on {}", program.listen.join(", "));
     }
+    // A job's last run: how it ended, which a script checking on it wants.
+    match (program.exit_code, program.exit_signal) {
+        (_, Some(signal)) => {
+            let _ = write!(line, ", last run killed by {}", signal_name(signal));
+        }
+        (Some(code), None) => {
+            let _ = write!(line, ", last run exited with code {code}");
+        }
+        (None, None) => {}
+    }
     if !program.error.is_empty() {
         let _ = write!(line, ": {}", single_line(&program.error));
     }
@@ -470,6 +480,29 @@ mod tests {
         assert_eq!(
             program_line(&program()),
             "web: ok (cluster, 4/4 running, 1 restart) on tcp://127.0.0.1:8080: worker 2 exited: code 1"
+        );
+        let job = ProgramInfo {
+            name: "migrate".into(),
+            kind: ProgramKind::Once as i32,
+            status: ProgramStatus::Error as i32,
+            count: 1,
+            exit_code: Some(3),
+            error: "job failed (run 1): exited with code 3".into(),
+            ..ProgramInfo::default()
+        };
+        assert_eq!(
+            program_line(&job),
+            "migrate: error (once, 0/1 running, 0 restarts), last run exited with code 3: \
+             job failed (run 1): exited with code 3"
+        );
+        let killed = ProgramInfo {
+            exit_signal: Some(9),
+            ..job
+        };
+        assert!(
+            program_line(&killed).contains("last run killed by 9(SIGKILL)"),
+            "{}",
+            program_line(&killed)
         );
         let value = program_json(&program());
         let keys: Vec<&str> = value

@@ -5,10 +5,10 @@
 //! once either count reaches `max_connections`, so reaching it wakes the heartbeat
 //! loop to report at once instead of at the next interval.
 //!
-//! This is also where the enhanced-mode helpers will live: listener wrappers that
-//! count accepted connections, a tower layer that counts requests, and listeners
-//! built from the daemon's `LISTEN_FDS` sockets. They all come down to calling
-//! [`Counters::connection`] and [`Counters::request`].
+//! The enhanced-mode helpers count through them:
+//! [`CountingListener`](super::CountingListener) calls [`Counters::connection`]
+//! per accepted connection, [`CountRequestsLayer`](super::CountRequestsLayer)
+//! calls [`Counters::request`] per request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -16,7 +16,7 @@ use super::state::{
     AfterStop, InstanceStatus, ProgramInfo, ProgramStatus, Run, StopReason, Until, Waiter,
 };
 use super::worker_msg::ToWorker;
-use super::{Engine, Timer};
+use super::{Engine, FailedDependency, Timer};
 use crate::daemon::error::{Error, Result};
 use crate::daemon::process::reaper::{Exit, ExitStatus};
 use crate::daemon::process::signal::signal_group;
@@ -287,7 +287,14 @@ impl Engine {
                 }
                 let mut order = dependents;
                 order.push(name);
-                self.stop_in_order(order, StopReason::Stop);
+                // Once the daemon is closing, a stop is part of its shutdown,
+                // and the workers are told so.
+                let reason = if self.closing() {
+                    StopReason::Shutdown
+                } else {
+                    StopReason::Stop
+                };
+                self.stop_in_order(order, reason);
             }
         }
         self.settle(index);
@@ -300,7 +307,7 @@ impl Engine {
         full: bool,
         reply: oneshot::Sender<Result<ProgramInfo>>,
     ) {
-        if self.shutdown.is_some() {
+        if self.closing() {
             let _ = reply.send(Err(Error::ShuttingDown));
             return;
         }
@@ -329,7 +336,7 @@ impl Engine {
         match program.run {
             Run::Idle | Run::Waiting => {
                 if matches!(program.run, Run::Idle) {
-                    if let Err(e) = self.request_start(index) {
+                    if let Err(e) = self.request_start(index, FailedDependency::Retry) {
                         let _ = reply.send(Err(e));
                         return;
                     }
@@ -458,10 +465,11 @@ impl Engine {
         let Run::Stopping(then) = self.programs[index].run else {
             return;
         };
+        let closing = self.closing();
         let program = &mut self.programs[index];
         program.run = Run::Idle;
         program.rollout = None;
-        if then == AfterStop::Restart && self.shutdown.is_none() {
+        if then == AfterStop::Restart && !closing {
             // Keep the sockets (a restart must not close the port) and the size.
             self.settle(index);
             if let Err(e) = self.launch_sized(index, true) {

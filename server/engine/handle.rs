@@ -14,6 +14,18 @@ use super::worker_msg::{FromWorker, Hello, ToWorker, Welcome, WorkerKey};
 use crate::daemon::error::{Error, Result};
 use crate::daemon::spec::{ProgramDef, ProgramSpec};
 
+/// What starting a program does about an `after` program that has failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailedDependency {
+    /// Start it again: a `Start` request wants the program up, and the failure
+    /// may have been fixed since.
+    Retry,
+    /// Do not start this program either, and record why. The daemon's own
+    /// start-up does this: the dependency failed moments ago in the same
+    /// sequence, and running it again would only repeat the failure.
+    Refuse,
+}
+
 /// Requests to the engine task.
 pub enum Command {
     /// Define programs (from the config file); refused if a name is taken.
@@ -26,6 +38,8 @@ pub enum Command {
         def: Option<Box<ProgramDef>>,
         /// `once` jobs: reply when the job has completed.
         wait: bool,
+        /// What to do about an `after` program that has failed.
+        failed_dependency: FailedDependency,
         /// Reply.
         reply: oneshot::Sender<Result<ProgramInfo>>,
     },
@@ -111,6 +125,9 @@ pub enum Command {
     Detach(WorkerKey),
     /// Stop every program in reverse start order; replies once all stopped.
     Shutdown(oneshot::Sender<()>),
+    /// Take no more starts (the daemon is about to stop): programs waiting for
+    /// their dependencies are given up, and stops from now on are shutdowns.
+    Close(oneshot::Sender<()>),
     /// SIGKILL everything now (second signal).
     ForceShutdown,
 }
@@ -157,6 +174,21 @@ impl EngineHandle {
             name,
             def: def.map(Box::new),
             wait,
+            failed_dependency: FailedDependency::Retry,
+            reply,
+        })
+        .await?
+    }
+
+    /// Starts a configured program as one step of the daemon's start-up: answers
+    /// once it is `ok` (a `once` job: once it completed). A program whose `after`
+    /// program has failed is not started, and its status says why.
+    pub async fn start_configured(&self, name: String) -> Result<ProgramInfo> {
+        self.ask(|reply| Command::Start {
+            name,
+            def: None,
+            wait: true,
+            failed_dependency: FailedDependency::Refuse,
             reply,
         })
         .await?
@@ -235,6 +267,13 @@ impl EngineHandle {
             reply,
         })
         .await?
+    }
+
+    /// Takes no more starts, restarts or scaling, ahead of a shutdown: programs
+    /// keep running, waiting ones are given up, and stops from now on tell the
+    /// workers it is a shutdown.
+    pub async fn close(&self) -> Result<()> {
+        self.ask(Command::Close).await
     }
 
     /// Stops everything gracefully; returns once every program stopped.

@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt;
 use tokio_util::time::DelayQueue;
 
-pub use handle::{Command, EngineHandle};
+pub use handle::{Command, EngineHandle, FailedDependency};
 
 use self::events::{Event, EventBus, EventKind};
 use self::state::{Program, ProgramInfo, ProgramStatus, Run, Until};
@@ -56,6 +56,9 @@ enum Timer {
     /// Once per heartbeat interval while a program runs: find hung workers and,
     /// in enhanced clusters, workers due for recycling.
     Tick { program: String, generation: u64 },
+    /// A worker of the program will have been silent for 8 intervals before the
+    /// next tick: check for hung workers at that moment.
+    HungCheck { program: String, generation: u64 },
     /// A `once` job has run for its `timeout`: kill it.
     JobTimeout { program: String, id: u64, pid: Pid },
     /// A deferred [`Engine::trim_memory`].
@@ -83,6 +86,8 @@ pub struct Engine {
     events: EventBus,
     timers: DelayQueue<Timer>,
     shutdown: Option<Shutdown>,
+    /// No more starts: the daemon is about to stop (see [`Engine::close`]).
+    closed: bool,
     /// Ordered stops in progress.
     sequences: Vec<StopSequence>,
     /// Set while [`Engine::advance_sequences`] runs (it re-enters through settle).
@@ -133,6 +138,7 @@ pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task
         events: EventBus::new(),
         timers: DelayQueue::new(),
         shutdown: None,
+        closed: false,
         sequences: Vec::new(),
         advancing: false,
         trim_scheduled: false,
@@ -179,8 +185,9 @@ impl Engine {
                 name,
                 def,
                 wait,
+                failed_dependency,
                 reply,
-            } => self.start(name, def, wait, reply),
+            } => self.start(name, def, wait, failed_dependency, reply),
             Command::Stop {
                 name,
                 timeout,
@@ -224,6 +231,10 @@ impl Engine {
             Command::FromWorker(key, message) => self.on_worker_message(key, message),
             Command::Detach(key) => self.detach(key),
             Command::Shutdown(done) => self.begin_shutdown(done),
+            Command::Close(done) => {
+                self.close();
+                let _ = done.send(());
+            }
             Command::ForceShutdown => self.force_shutdown(),
         }
     }
@@ -237,6 +248,10 @@ impl Engine {
                 program,
                 generation,
             } => self.tick(&program, generation),
+            Timer::HungCheck {
+                program,
+                generation,
+            } => self.hung_check(&program, generation),
             Timer::JobTimeout { program, id, pid } => self.job_timeout(&program, id, pid),
             Timer::TrimMemory => {
                 self.trim_scheduled = false;
@@ -246,7 +261,11 @@ impl Engine {
     }
 
     fn after(&mut self, delay: Duration, timer: Timer) {
-        self.timers.insert(timer, delay);
+        // The timer wheel panics on a deadline more than about two years out.
+        // Every duration is validated to at most 7 days on the way in; this
+        // keeps a missed path from taking the engine down.
+        self.timers
+            .insert(timer, delay.min(crate::daemon::spec::MAX_DURATION));
     }
 
     /// Index of the program called `name`.
@@ -353,6 +372,22 @@ impl Engine {
         self.advance_sequences();
     }
 
+    /// Whether starts are refused: the daemon is stopping, or about to.
+    fn closing(&self) -> bool {
+        self.closed || self.shutdown.is_some()
+    }
+
+    /// Takes no more starts: programs waiting for their dependencies never
+    /// start now.
+    fn close(&mut self) {
+        self.closed = true;
+        for index in 0..self.programs.len() {
+            if matches!(self.programs[index].run, Run::Waiting) {
+                self.cancel_waiting(index, "the daemon is shutting down");
+            }
+        }
+    }
+
     fn begin_shutdown(&mut self, done: oneshot::Sender<()>) {
         if let Some(shutdown) = &mut self.shutdown {
             shutdown.done.push(done);
@@ -360,12 +395,7 @@ impl Engine {
         }
         tracing::info!("shutting down: stopping programs in reverse start order");
         self.shutdown = Some(Shutdown { done: vec![done] });
-        // Programs waiting for their dependencies never start now.
-        for index in 0..self.programs.len() {
-            if matches!(self.programs[index].run, Run::Waiting) {
-                self.cancel_waiting(index, "the daemon is shutting down");
-            }
-        }
+        self.close();
         let mut order: Vec<String> = self.start_order.iter().rev().cloned().collect();
         // Anything running that is somehow not in the start order goes last.
         for program in &self.programs {

@@ -4,13 +4,14 @@
 //! A program started while what it names in `after` is not up waits in
 //! [`Run::Waiting`] (status `starting`); starting it also starts those programs.
 //! It is launched once every dependency is satisfied — `ok`, or for a `once` job,
-//! completed with exit code 0 — and fails if one of them fails.
+//! completed with exit code 0 while what the job needs is still satisfied — and
+//! fails if one of them fails.
 
 use std::collections::VecDeque;
 
 use super::events::{Event, EventKind};
 use super::state::{ProgramStatus, Run, StopReason};
-use super::{Engine, StopSequence};
+use super::{Engine, FailedDependency, StopSequence};
 use crate::daemon::error::{Error, Result};
 use crate::daemon::spec::Kind;
 
@@ -34,7 +35,19 @@ impl Engine {
         let p = &self.programs[index];
         match (&p.run, p.spec.kind) {
             (Run::Idle, Kind::Once) if p.outcome.is_some() && p.last_error.is_none() => {
-                Dep::Satisfied
+                // Done, as long as what it ran after is still up: once one of
+                // those has stopped (or failed), the job runs again, after it,
+                // before anything that needs it. A dependency on its way back
+                // up (respawning) does not undo the job.
+                let mut done = Dep::Satisfied;
+                for dep in &p.spec.after {
+                    match self.dependency(dep) {
+                        Dep::Satisfied => {}
+                        Dep::Pending => done = Dep::Pending,
+                        Dep::Idle | Dep::Failed(_) => return Dep::Idle,
+                    }
+                }
+                done
             }
             (Run::Idle, _) => match &p.last_error {
                 Some(error) => Dep::Failed(format!("`{name}` failed: {error}")),
@@ -55,23 +68,27 @@ impl Engine {
     }
 
     /// Brings program `index` up: launches it if its dependencies are satisfied,
-    /// else starts those that are idle and leaves it waiting for them.
-    pub(super) fn request_start(&mut self, index: usize) -> Result<()> {
+    /// else starts those that are idle and leaves it waiting for them. A failed
+    /// dependency is started again, or with [`FailedDependency::Refuse`] fails
+    /// this program too.
+    pub(super) fn request_start(
+        &mut self,
+        index: usize,
+        failed_dependency: FailedDependency,
+    ) -> Result<()> {
         let after = self.programs[index].spec.after.clone();
         let mut ready = true;
         for dep in &after {
+            let dep_index = self.find(dep)?;
+            let idle = matches!(self.programs[dep_index].run, Run::Idle);
             match self.dependency(dep) {
                 Dep::Satisfied => {}
                 Dep::Pending => ready = false,
+                Dep::Failed(reason) if !idle || failed_dependency == FailedDependency::Refuse => {
+                    return Err(self.refuse_start(index, &reason));
+                }
                 Dep::Idle | Dep::Failed(_) => {
-                    let dep_index = self.find(dep)?;
-                    if !matches!(self.programs[dep_index].run, Run::Idle) {
-                        return Err(Error::Precondition {
-                            program: self.programs[index].spec.name.clone(),
-                            reason: format!("`after` program `{dep}` is stopping"),
-                        });
-                    }
-                    self.request_start(dep_index)?;
+                    self.request_start(dep_index, failed_dependency)?;
                     ready &= matches!(self.dependency(dep), Dep::Satisfied);
                 }
             }
@@ -134,6 +151,20 @@ impl Engine {
                     self.settle(index);
                 }
             }
+        }
+    }
+
+    /// Records that program `index` was not started because a dependency failed
+    /// (its status and an `error` event say why), and returns the error.
+    fn refuse_start(&mut self, index: usize, reason: &str) -> Error {
+        let name = self.programs[index].spec.name.clone();
+        let reason = format!("not started: {reason}");
+        self.programs[index].last_error = Some(reason.clone());
+        self.publish(Event::new(&name, EventKind::Error).reason(&reason));
+        self.settle(index);
+        Error::Precondition {
+            program: name,
+            reason,
         }
     }
 

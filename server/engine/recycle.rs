@@ -1,4 +1,5 @@
-//! Worker health, checked once per heartbeat interval per program: hung workers
+//! Worker health, checked once per heartbeat interval per program (and, for a
+//! worker about to pass the limit, at that moment): hung workers
 //! (attached, but silent for [`HUNG_AFTER`] intervals) are killed and respawned;
 //! in enhanced clusters, workers past `max_connections` or `max_memory_gain` are
 //! recycled — replacement first, old worker stopped only once it is `ok`.
@@ -34,24 +35,62 @@ impl Engine {
                 generation,
             },
         );
-        self.kill_hung(index, heartbeat * HUNG_AFTER);
+        self.check_hung(index, generation);
         if self.programs[index].spec.enhanced {
             self.check_recycle(index);
         }
     }
 
+    /// A [`Timer::HungCheck`]: the hung-worker check between two ticks.
+    pub(super) fn hung_check(&mut self, program: &str, generation: u64) {
+        let Ok(index) = self.find(program) else {
+            return;
+        };
+        let p = &self.programs[index];
+        if p.tick == generation && p.is_running() {
+            self.check_hung(index, generation);
+        }
+    }
+
+    /// Kills the hung workers of program `index`. A worker that will have been
+    /// silent for [`HUNG_AFTER`] intervals before the next tick gets a check of
+    /// its own at that moment, so it is caught after 8 intervals, not up to 9.
+    fn check_hung(&mut self, index: usize, generation: u64) {
+        let heartbeat = self.programs[index].spec.heartbeat;
+        let next_due = self.kill_hung(index, heartbeat * HUNG_AFTER);
+        if let Some(due) = next_due.filter(|&due| due < heartbeat) {
+            let program = self.programs[index].spec.name.clone();
+            // Just past the limit: the check kills only what is past it.
+            let margin = Duration::from_millis(1);
+            self.after(
+                due + margin,
+                Timer::HungCheck {
+                    program,
+                    generation,
+                },
+            );
+        }
+    }
+
     /// SIGKILLs attached workers that have been silent longer than `limit`; the
-    /// exit that follows is a crash, so they are respawned.
-    fn kill_hung(&mut self, index: usize, limit: Duration) {
+    /// exit that follows is a crash, so they are respawned. Returns how soon the
+    /// next of the others would pass the limit, if none of them speaks.
+    fn kill_hung(&mut self, index: usize, limit: Duration) -> Option<Duration> {
         let name = self.programs[index].spec.name.clone();
         let mut hung = Vec::new();
+        let mut next_due: Option<Duration> = None;
         for instance in &mut self.programs[index].instances {
             let Some(pid) = instance.pid else { continue };
             if instance.channel.is_none()
                 || instance.stopping.is_some()
                 || instance.killed_because.is_some()
-                || instance.last_seen.elapsed() <= limit
             {
+                continue;
+            }
+            let silent = instance.last_seen.elapsed();
+            if silent <= limit {
+                let due = limit - silent;
+                next_due = Some(next_due.map_or(due, |next| next.min(due)));
                 continue;
             }
             let why = format!(
@@ -70,6 +109,7 @@ impl Engine {
                     .reason(why),
             );
         }
+        next_due
     }
 
     /// Starts recycling workers past a limit, at most `max_recycling` at a time

@@ -34,7 +34,7 @@ impl Engine {
     }
 
     fn try_scale(&mut self, name: &str, count: u32) -> Result<(usize, Until)> {
-        if self.shutdown.is_some() {
+        if self.closing() {
             return Err(Error::ShuttingDown);
         }
         let index = self.find(name)?;
@@ -195,6 +195,11 @@ impl Engine {
             }
         }
         self.advance_rollout(index);
+        // A recycle slot is free: a worker already past its limit need not wait
+        // for the next heartbeat tick to be recycled.
+        if self.programs[index].spec.enhanced {
+            self.check_recycle(index);
+        }
     }
 
     /// A replacement failed to start: stop the rollout, keep the old workers, and

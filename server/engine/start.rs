@@ -10,7 +10,7 @@ use super::events::{Event, EventKind};
 use super::state::{
     Instance, InstanceStatus, Program, ProgramInfo, ProgramStatus, Run, Until, Waiter,
 };
-use super::{Engine, Timer};
+use super::{Engine, FailedDependency, Timer};
 use crate::daemon::error::{Error, Result};
 use crate::daemon::process::{sockets, spawn};
 use crate::daemon::spec::{Kind, ProgramDef};
@@ -28,9 +28,10 @@ impl Engine {
         name: String,
         def: Option<Box<ProgramDef>>,
         wait: bool,
+        failed_dependency: FailedDependency,
         reply: oneshot::Sender<Result<ProgramInfo>>,
     ) {
-        if self.shutdown.is_some() {
+        if self.closing() {
             let _ = reply.send(Err(Error::ShuttingDown));
             return;
         }
@@ -60,7 +61,7 @@ impl Engine {
                 return;
             }
             Run::Idle => {
-                if let Err(e) = self.request_start(index) {
+                if let Err(e) = self.request_start(index, failed_dependency) {
                     let _ = reply.send(Err(e));
                     return;
                 }
@@ -415,11 +416,13 @@ impl Engine {
             .map(|p| p.spec.clone())
             .collect();
         all.push(spec.clone());
-        crate::daemon::config::check_order(&all).map_err(|(_, reason)| Error::InvalidField {
-            program: spec.name.clone(),
-            field: "after",
-            reason,
-        })
+        crate::daemon::config::check_order(&all)
+            .map(drop)
+            .map_err(|(_, reason)| Error::InvalidField {
+                program: spec.name.clone(),
+                field: "after",
+                reason,
+            })
     }
 }
 

@@ -7,7 +7,7 @@ use crate::daemon::engine::events::{Event, EventKind};
 use crate::daemon::engine::state::{InstanceStatus, ProgramInfo, ProgramStatus, WorkerInfo};
 use crate::daemon::error::Error;
 use crate::daemon::process::reaper::ExitStatus;
-use crate::daemon::spec::{Kind, ProgramDef};
+use crate::daemon::spec::{Kind, ProgramDef, MAX_DURATION};
 use crate::proto;
 
 /// A `*_ms` field: absent stays absent, negative is an error naming the field.
@@ -34,6 +34,12 @@ pub fn timeout(field: &'static str, value: Option<i64>) -> Result<Option<Duratio
             field,
             reason: format!("{ms} ms is negative"),
         }),
+        Some(ms) if Duration::from_millis(ms.unsigned_abs()) > MAX_DURATION => {
+            Err(Error::InvalidArgument {
+                field,
+                reason: format!("{ms} ms is longer than 7 days"),
+            })
+        }
         other => Ok(other.map(|ms| Duration::from_millis(ms.unsigned_abs()))),
     }
 }

@@ -327,6 +327,30 @@ impl Recorder {
         }
     }
 
+    /// Like [`Recorder::wait_for`], with a deadline of its own: for a test whose
+    /// point is how soon the event comes.
+    pub async fn wait_for_within(
+        &self,
+        what: &str,
+        deadline: Duration,
+        matches: impl Fn(&Event) -> bool,
+    ) -> Event {
+        let start = Instant::now();
+        loop {
+            if let Some(e) = self.all().into_iter().find(|e| matches(e)) {
+                return e;
+            }
+            if start.elapsed() > deadline {
+                let seen: Vec<String> = self.all().iter().map(describe).collect();
+                panic!(
+                    "no event within {deadline:?}: {what}\nseen:\n{}",
+                    seen.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until `count` events match; returns them.
     pub async fn wait_for_n(
         &self,
@@ -349,6 +373,37 @@ impl Recorder {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+impl Recorder {
+    /// Waits for the exits of `old` and the spawns of `new`, then asserts that
+    /// every old process exited before the first new one was spawned: the
+    /// stop-all-then-start-all order of a full restart.
+    pub async fn assert_all_exited_before_any_started(&self, old: &[u32], new: &[u32]) {
+        let exits = self
+            .wait_for_n("an exit of each old worker", old.len(), |e| {
+                is(e, proto::EventKind::Exit) && old.contains(&e.pid)
+            })
+            .await;
+        let starts = self
+            .wait_for_n("a spawn of each new worker", new.len(), |e| {
+                is(e, proto::EventKind::Status)
+                    && e.instance_status == proto::InstanceStatus::Starting as i32
+                    && new.contains(&e.pid)
+            })
+            .await;
+        let last_exit = exits.iter().map(|e| e.seq).max();
+        let first_start = starts.iter().map(|e| e.seq).min();
+        assert!(
+            last_exit < first_start,
+            "every old worker {old:?} exits before a new one {new:?} starts:\n{}",
+            self.all()
+                .iter()
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
 }
 
@@ -751,4 +806,14 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// Starts `infantd --config app.toml` with `text` as that file, in the daemon's
+/// private folder (also its working directory, so relative paths in commands land
+/// there).
+pub async fn daemon_with_config(text: &str) -> Daemon {
+    Daemon::start_with(&["--config", "app.toml"], |dir| {
+        std::fs::write(dir.join("app.toml"), text).expect("write app.toml");
+    })
+    .await
 }
