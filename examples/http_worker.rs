@@ -6,6 +6,9 @@
 //! - `HTTP_ADDR`: the address it binds when not given a socket by infant
 //!   (standalone; default `127.0.0.1:0`), e.g. for the cluster bench's baseline;
 //! - `HTTP_DELAY_MS`: every request takes this long (graceful-drain tests);
+//! - `HTTP_WORK_US`: every request first burns this many microseconds of CPU,
+//!   spinning on the worker thread's CPU clock (default 0: no work), for the
+//!   cluster bench's CPU-bound scaling;
 //! - `HTTP_LEAK_KB`: every request allocates and keeps this much memory
 //!   (memory-recycling tests);
 //! - `HTTP_FAIL_IF_EXISTS=<path>`: the start hook fails while that file exists
@@ -30,6 +33,34 @@ fn env_u64(name: &str) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Spins until this thread has spent `work` on the CPU: a CPU-bound request.
+///
+/// It spins on the thread's CPU clock, not the wall clock: a worker preempted in
+/// the middle of a request (more runnable threads than cores) still does all of
+/// its work, where a wall-clock spin would do less and flatter the throughput
+/// of an oversubscribed cluster.
+fn burn_cpu(work: Duration) {
+    let Some(began) = thread_cpu_time() else {
+        return;
+    };
+    let mut spins = 0u64;
+    while thread_cpu_time().is_some_and(|now| now.saturating_sub(began) < work) {
+        // Opaque to the optimiser: the loop cannot be folded away.
+        spins = std::hint::black_box(spins.wrapping_add(1));
+    }
+}
+
+/// CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`, monotonic).
+fn thread_cpu_time() -> Option<Duration> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec for the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    (rc == 0).then(|| Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -57,6 +88,7 @@ async fn main() -> ExitCode {
                     .map_err(|e| format!("no listener (standalone: {fallback}): {e}"))?;
                 let listener = CountingListener::new(listener, handle.clone());
                 let delay = Duration::from_millis(env_u64("HTTP_DELAY_MS"));
+                let work = Duration::from_micros(env_u64("HTTP_WORK_US"));
                 let leak = env_u64("HTTP_LEAK_KB") as usize * 1024;
                 let kept: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
                 let task = tokio::spawn(http::serve(
@@ -67,6 +99,11 @@ async fn main() -> ExitCode {
                     move |_request| {
                         let kept = Arc::clone(&kept);
                         async move {
+                            if !work.is_zero() {
+                                // On the runtime's only thread, as CPU-bound
+                                // code would run: one request at a time.
+                                burn_cpu(work);
+                            }
                             if !delay.is_zero() {
                                 tokio::time::sleep(delay).await;
                             }
