@@ -202,6 +202,47 @@ mod tests {
         assert_eq!(handle.counters().connections(), 0);
     }
 
+    /// The one line in a real tonic server: every gRPC call over a real TCP
+    /// connection is counted.
+    #[tokio::test]
+    async fn a_tonic_server_counts_its_calls_with_one_layer() {
+        use tonic_health::pb::health_client::HealthClient;
+        use tonic_health::pb::HealthCheckRequest;
+
+        let handle = Handle::standalone("test".into());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .layer(CountRequestsLayer::new(handle.clone()))
+                .add_service(health)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    stop.clone().cancelled_owned(),
+                ),
+        );
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = HealthClient::new(channel);
+        for _ in 0..3 {
+            client
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .expect("Check");
+        }
+        assert_eq!(handle.counters().requests(), 3);
+        drop(client);
+        stop.cancel();
+        server.await.expect("join").expect("serve");
+    }
+
     #[tokio::test]
     async fn the_counting_listener_counts_connections() {
         let handle = Handle::standalone("test".into());
