@@ -311,6 +311,9 @@ fn reason(error: Error) -> String {
     }
 }
 
+/// Serves until told to stop: binds the sockets, brings the configured programs
+/// up in order, waits for SIGINT/SIGTERM, then stops everything in order (a
+/// second signal kills what is left).
 async fn serve(
     path: PathBuf,
     remote: Option<RemoteListener>,
