@@ -3,7 +3,13 @@
 //! otherwise) and stopped in reverse.
 //!
 //! Each step's start hook asks the engine to start its program and waits until
-//! it is `ok` (a `once` job: until it completed); its stop hook stops it.
+//! it is `ok`; its stop hook stops it. A `once` job's step only launches it: a
+//! program that names the job in `after` waits for it to complete (the engine's
+//! `after` handling), and a long job holds up nothing else.
+//!
+//! A last step, with only a stop hook, stops the programs started over the API
+//! (last started first). Stopped first, it keeps the daemon's shutdown in
+//! reverse start order: those programs started after the configured ones.
 //!
 //! A supervisor must not treat a failed program as a failed start-up: the
 //! programs that came up keep running, and respawn and `infantctl start` can
@@ -28,6 +34,7 @@ use crate::lifecycle::{Event, Lifecycle};
 /// program given on the command line, if any.
 pub fn application(engine: &EngineHandle, order: Vec<String>, inline: Option<&str>) -> Lifecycle {
     let mut app = Lifecycle::new();
+    let configured = order.clone();
     for name in order {
         let is_inline = inline == Some(name.as_str());
         let starter = engine.clone();
@@ -47,8 +54,32 @@ pub fn application(engine: &EngineHandle, order: Vec<String>, inline: Option<&st
             tracing::error!("{e}");
         }
     }
+    // Added last, so stopped first: what was started over the API, after these
+    // programs, stops before them (the daemon stops in reverse start order).
+    let engine = engine.clone();
+    let added = app.add_stop(API_PROGRAMS, move || {
+        let (engine, configured) = (engine.clone(), configured.clone());
+        async move { stop_others(&engine, &configured).await }
+    });
+    if let Err(e) = added {
+        tracing::error!("{e}");
+    }
     log_events(&app);
     app
+}
+
+/// The title of the step that stops the programs started over the API. Program
+/// names cannot contain parentheses or spaces, so it cannot clash with one.
+const API_PROGRAMS: &str = "(programs started over the API)";
+
+/// Stops the running programs that are not in `configured`, last started first.
+async fn stop_others(engine: &EngineHandle, configured: &[String]) -> Result<(), Error> {
+    for name in engine.running_last_first().await? {
+        if !configured.contains(&name) {
+            engine.stop(name, None).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Starts program `name` and waits until it is up; see the module docs for

@@ -516,3 +516,123 @@ async fn an_sdk_job_exits_0_or_1_and_the_daemon_sees_the_code() {
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
 }
+
+/// A completed job holds only for the launch of what it ran after: once `db`
+/// was stopped and started again by itself, starting `web` runs `migrate`
+/// again first.
+#[tokio::test]
+async fn a_job_runs_again_once_what_it_ran_after_was_started_again() {
+    let daemon = daemon_with_config(APP).await;
+    let mut client = daemon.client().await;
+    wait_program(&client, "web", "web is ok", DEADLINE, |p| {
+        p.status == ProgramStatus::Ok as i32
+    })
+    .await;
+    let old = ok_pids(&mut client, "db").await;
+    let (status, _, stderr) = daemon.ctl(&["stop", "db"]);
+    assert!(status.success(), "{stderr}");
+    let (status, _, stderr) = daemon.ctl(&["start", "db"]);
+    assert!(status.success(), "{stderr}");
+    wait_gone(&old, DEADLINE).await;
+
+    let recorder = Recorder::new(&daemon).await;
+    let (status, stdout, stderr) = daemon.ctl(&["start", "web"]);
+    assert!(status.success(), "{stdout}{stderr}");
+    recorder
+        .wait_for("web started", |e| {
+            is(e, EventKind::Started) && e.program == "web"
+        })
+        .await;
+    let events = recorder.all();
+    let order = events.iter().map(describe).collect::<Vec<_>>().join("\n");
+    let migrated = position(&events, |e| {
+        is(e, EventKind::Stopped) && e.program == "migrate" && e.reason == "completed"
+    });
+    let web_spawned = position(&events, |e| e.program == "web" && e.pid != 0);
+    assert!(
+        migrated < web_spawned,
+        "migrate ran again before web:\n{order}"
+    );
+    let mut pids = ok_pids(&mut client, "db").await;
+    pids.extend(ok_pids(&mut client, "web").await);
+    assert!(daemon.stop().await.success());
+    wait_gone(&pids, DEADLINE).await;
+}
+
+/// The start-up launches a job and goes on: a program later in the file that
+/// does not need the job starts while the job still runs.
+#[tokio::test]
+async fn a_long_job_holds_up_only_what_needs_it() {
+    let daemon = daemon_with_config(
+        r#"
+[program.backfill]
+kind = "once"
+command = ["sleep", "1000"]
+
+[program.report]
+kind = "once"
+command = ["true"]
+after = ["backfill"]
+
+[program.web]
+command = ["sleep", "1000"]
+start_grace = "50ms"
+"#,
+    )
+    .await;
+    let mut client = daemon.client().await;
+    wait_program(&client, "web", "web is ok", DEADLINE, |p| {
+        p.status == ProgramStatus::Ok as i32
+    })
+    .await;
+    let backfill = ok_pids(&mut client, "backfill").await;
+    assert_eq!(backfill.len(), 1, "backfill still runs");
+    let report = client
+        .list(proto::ListRequest {
+            name: "report".into(),
+        })
+        .await
+        .expect("List")
+        .into_inner()
+        .programs
+        .remove(0);
+    assert_eq!(report.status, ProgramStatus::Starting as i32, "{report:?}");
+    assert_eq!(report.running, 0, "report waits for backfill");
+    let mut pids = backfill;
+    pids.extend(ok_pids(&mut client, "web").await);
+    assert!(daemon.stop().await.success());
+    wait_gone(&pids, DEADLINE).await;
+}
+
+/// The daemon stops in reverse start order: a program started over the API
+/// after start-up stops before the configured ones.
+#[tokio::test]
+async fn shutdown_stops_what_the_api_started_first() {
+    let mut daemon = daemon_with_config(APP).await;
+    let mut client = daemon.client().await;
+    wait_program(&client, "web", "web is ok", DEADLINE, |p| {
+        p.status == ProgramStatus::Ok as i32
+    })
+    .await;
+    let mut s = spec(ProgramKind::Child, &["sleep", "1000"]);
+    s.start_grace_ms = Some(50);
+    start_program(&mut client, "extra", s).await;
+    let mut pids = ok_pids(&mut client, "extra").await;
+    pids.extend(ok_pids(&mut client, "db").await);
+    pids.extend(ok_pids(&mut client, "web").await);
+    let recorder = Recorder::new(&daemon).await;
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(daemon.wait_exit(DEADLINE).await.success());
+    let stops = recorder.all();
+    let order = stops.iter().map(describe).collect::<Vec<_>>().join("\n");
+    let extra = position(&stops, |e| {
+        is(e, EventKind::Stopped) && e.program == "extra"
+    });
+    let web = position(&stops, |e| is(e, EventKind::Stopping) && e.program == "web");
+    let db = position(&stops, |e| is(e, EventKind::Stopping) && e.program == "db");
+    assert!(
+        extra < web && web < db,
+        "extra, then web, then db:\n{order}"
+    );
+    wait_gone(&pids, DEADLINE).await;
+}

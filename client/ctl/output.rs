@@ -263,8 +263,10 @@ pub fn program_line(program: &ProgramInfo) -> String {
     if !program.listen.is_empty() {
         let _ = write!(line, " on {}", program.listen.join(", "));
     }
-    // A job's last run: how it ended, which a script checking on it wants.
+    // A job's last run: how it ended, which a script checking on it wants (a
+    // failed run's error says it already).
     match (program.exit_code, program.exit_signal) {
+        _ if !program.error.is_empty() => {}
         (_, Some(signal)) => {
             let _ = write!(line, ", last run killed by {}", signal_name(signal));
         }
@@ -492,12 +494,21 @@ mod tests {
         };
         assert_eq!(
             program_line(&job),
-            "migrate: error (once, 0/1 running, 0 restarts), last run exited with code 3: \
-             job failed (run 1): exited with code 3"
+            "migrate: error (once, 0/1 running, 0 restarts): job failed (run 1): exited with code 3"
+        );
+        let done = ProgramInfo {
+            status: ProgramStatus::Ready as i32,
+            exit_code: Some(0),
+            error: String::new(),
+            ..job.clone()
+        };
+        assert_eq!(
+            program_line(&done),
+            "migrate: ready (once, 0/1 running, 0 restarts), last run exited with code 0"
         );
         let killed = ProgramInfo {
             exit_signal: Some(9),
-            ..job
+            ..done
         };
         assert!(
             program_line(&killed).contains("last run killed by 9(SIGKILL)"),

@@ -483,6 +483,11 @@ impl Engine {
             return;
         }
         program.sockets.clear();
+        if then == AfterStop::Restart {
+            // A full restart cut short by the daemon's shutdown: its second half
+            // never comes, so nobody waits for it.
+            self.fail_ok_waiters(index, || Error::ShuttingDown);
+        }
         self.settle(index);
     }
 
@@ -495,7 +500,17 @@ impl Engine {
     /// the failed run is to be retried (the caller respawns it with backoff).
     fn job_ended(&mut self, index: usize, id: u64, exit: Exit, reason: &str) -> bool {
         let name = self.programs[index].spec.name.clone();
+        let ran_after = self.programs[index]
+            .spec
+            .after
+            .iter()
+            .filter_map(|dep| {
+                let tick = self.programs[self.find(dep).ok()?].tick;
+                Some((dep.clone(), tick))
+            })
+            .collect();
         let program = &mut self.programs[index];
+        program.ran_after = ran_after;
         program.outcome = Some(exit.status);
         if matches!(exit.status, ExitStatus::Code(0)) {
             program.last_error = None;

@@ -99,6 +99,8 @@ pub enum Command {
         /// Reply.
         reply: oneshot::Sender<Result<Vec<ProgramInfo>>>,
     },
+    /// The programs that are running or starting, last started first.
+    Running(oneshot::Sender<Vec<String>>),
     /// Worker snapshots.
     Workers {
         /// One program's, or all.
@@ -181,13 +183,14 @@ impl EngineHandle {
     }
 
     /// Starts a configured program as one step of the daemon's start-up: answers
-    /// once it is `ok` (a `once` job: once it completed). A program whose `after`
-    /// program has failed is not started, and its status says why.
+    /// once it is `ok`, or for a `once` job once it is launched (what needs the
+    /// job waits for it through `after`; the rest need not). A program whose
+    /// `after` program has failed is not started, and its status says why.
     pub async fn start_configured(&self, name: String) -> Result<ProgramInfo> {
         self.ask(|reply| Command::Start {
             name,
             def: None,
-            wait: true,
+            wait: false,
             failed_dependency: FailedDependency::Refuse,
             reply,
         })
@@ -236,6 +239,12 @@ impl EngineHandle {
     pub async fn scale(&self, name: String, count: u32) -> Result<ProgramInfo> {
         self.ask(|reply| Command::Scale { name, count, reply })
             .await?
+    }
+
+    /// The programs that are running or starting (or stopping), last started
+    /// first: the order to stop them in.
+    pub async fn running_last_first(&self) -> Result<Vec<String>> {
+        self.ask(Command::Running).await
     }
 
     /// Snapshots of one or every program.

@@ -217,6 +217,19 @@ impl Engine {
             Command::Workers { name, reply } => {
                 let _ = reply.send(self.workers(name.as_deref()));
             }
+            Command::Running(reply) => {
+                let running = self
+                    .start_order
+                    .iter()
+                    .rev()
+                    .filter(|name| {
+                        self.find(name)
+                            .is_ok_and(|i| !matches!(self.programs[i].run, Run::Idle))
+                    })
+                    .cloned()
+                    .collect();
+                let _ = reply.send(running);
+            }
             Command::Subscribe(reply) => {
                 let _ = reply.send(self.events.subscribe());
             }

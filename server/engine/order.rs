@@ -35,16 +35,24 @@ impl Engine {
         let p = &self.programs[index];
         match (&p.run, p.spec.kind) {
             (Run::Idle, Kind::Once) if p.outcome.is_some() && p.last_error.is_none() => {
-                // Done, as long as what it ran after is still up: once one of
-                // those has stopped (or failed), the job runs again, after it,
-                // before anything that needs it. A dependency on its way back
-                // up (respawning) does not undo the job.
+                // Done, as long as what it ran after is still the launch it ran
+                // after, and up: once one of those has been stopped or started
+                // again, the job runs again, after it, before anything that
+                // needs it. A dependency that is failing fails it, as it would
+                // fail a program that named it directly.
                 let mut done = Dep::Satisfied;
-                for dep in &p.spec.after {
+                for (dep, launch) in &p.ran_after {
+                    let relaunched = self
+                        .find(dep)
+                        .map_or(true, |d| self.programs[d].tick != *launch);
+                    if relaunched {
+                        return Dep::Idle;
+                    }
                     match self.dependency(dep) {
                         Dep::Satisfied => {}
                         Dep::Pending => done = Dep::Pending,
-                        Dep::Idle | Dep::Failed(_) => return Dep::Idle,
+                        Dep::Idle => return Dep::Idle,
+                        Dep::Failed(reason) => return Dep::Failed(reason),
                     }
                 }
                 done
@@ -85,10 +93,18 @@ impl Engine {
                 Dep::Satisfied => {}
                 Dep::Pending => ready = false,
                 Dep::Failed(reason) if !idle || failed_dependency == FailedDependency::Refuse => {
-                    return Err(self.refuse_start(index, &reason));
+                    return Err(self.refuse_start(index, failed_dependency, &reason));
                 }
                 Dep::Idle | Dep::Failed(_) => {
-                    self.request_start(dep_index, failed_dependency)?;
+                    if let Err(e) = self.request_start(dep_index, failed_dependency) {
+                        let why = match &e {
+                            Error::Precondition { reason, .. } => reason.clone(),
+                            other => other.to_string(),
+                        };
+                        let why = why.strip_prefix("not started: ").unwrap_or(&why);
+                        let reason = format!("`{dep}` could not start: {why}");
+                        return Err(self.refuse_start(index, failed_dependency, &reason));
+                    }
                     ready &= matches!(self.dependency(dep), Dep::Satisfied);
                 }
             }
@@ -154,14 +170,17 @@ impl Engine {
         }
     }
 
-    /// Records that program `index` was not started because a dependency failed
-    /// (its status and an `error` event say why), and returns the error.
-    fn refuse_start(&mut self, index: usize, reason: &str) -> Error {
+    /// The error for program `index`, not started because of a dependency. In the
+    /// daemon's start-up ([`FailedDependency::Refuse`]) it is also recorded: the
+    /// program's status and an `error` event say why, as nobody waits on a reply.
+    fn refuse_start(&mut self, index: usize, mode: FailedDependency, reason: &str) -> Error {
         let name = self.programs[index].spec.name.clone();
         let reason = format!("not started: {reason}");
-        self.programs[index].last_error = Some(reason.clone());
-        self.publish(Event::new(&name, EventKind::Error).reason(&reason));
-        self.settle(index);
+        if mode == FailedDependency::Refuse {
+            self.programs[index].last_error = Some(reason.clone());
+            self.publish(Event::new(&name, EventKind::Error).reason(&reason));
+            self.settle(index);
+        }
         Error::Precondition {
             program: name,
             reason,

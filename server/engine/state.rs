@@ -248,6 +248,9 @@ pub struct Program {
     pub tick: u64,
     /// `once`: how the last run ended (`None` if it never ran to an end).
     pub outcome: Option<ExitStatus>,
+    /// `once`: the launch ([`Program::tick`]) of each `after` program when the
+    /// last run completed. The completion counts only while those launches last.
+    pub ran_after: Vec<(String, u64)>,
     /// `once`: failed runs retried since the job was started.
     pub retries: u32,
     /// The daemon gave up (retries exhausted): `fatal` until started again.
@@ -280,6 +283,7 @@ impl Program {
             recycling: Vec::new(),
             tick: 0,
             outcome: None,
+            ran_after: Vec::new(),
             retries: 0,
             gave_up: false,
             stop_override: None,
