@@ -198,6 +198,19 @@ fn position(events: &[proto::Event], what: impl Fn(&proto::Event) -> bool) -> us
     })
 }
 
+/// `infantctl start web`, and the events from just before it until web started.
+async fn start_web_recording(daemon: &Daemon) -> Vec<proto::Event> {
+    let recorder = Recorder::new(daemon).await;
+    let (status, stdout, stderr) = daemon.ctl(&["start", "web"]);
+    assert!(status.success(), "{stdout}{stderr}");
+    recorder
+        .wait_for("web started", |e| {
+            is(e, EventKind::Started) && e.program == "web"
+        })
+        .await;
+    recorder.all()
+}
+
 /// Every event the daemon still holds, oldest first (a replay, not a follow).
 async fn history(client: &mut SupervisorClient<Channel>) -> Vec<proto::Event> {
     let mut stream = client
@@ -442,15 +455,7 @@ async fn starting_a_program_brings_up_what_it_needs_in_order() {
     }
     wait_gone(&pids, DEADLINE).await;
 
-    let recorder = Recorder::new(&daemon).await;
-    let (status, stdout, stderr) = daemon.ctl(&["start", "web"]);
-    assert!(status.success(), "{stdout}{stderr}");
-    recorder
-        .wait_for("web started", |e| {
-            is(e, EventKind::Started) && e.program == "web"
-        })
-        .await;
-    let events = recorder.all();
+    let events = start_web_recording(&daemon).await;
     let db_ok = position(&events, |e| is(e, EventKind::Started) && e.program == "db");
     let migrate_spawned = position(&events, |e| e.program == "migrate" && e.pid != 0);
     let migrated = position(&events, |e| {
@@ -535,15 +540,7 @@ async fn a_job_runs_again_once_what_it_ran_after_was_started_again() {
     assert!(status.success(), "{stderr}");
     wait_gone(&old, DEADLINE).await;
 
-    let recorder = Recorder::new(&daemon).await;
-    let (status, stdout, stderr) = daemon.ctl(&["start", "web"]);
-    assert!(status.success(), "{stdout}{stderr}");
-    recorder
-        .wait_for("web started", |e| {
-            is(e, EventKind::Started) && e.program == "web"
-        })
-        .await;
-    let events = recorder.all();
+    let events = start_web_recording(&daemon).await;
     let order = events.iter().map(describe).collect::<Vec<_>>().join("\n");
     let migrated = position(&events, |e| {
         is(e, EventKind::Stopped) && e.program == "migrate" && e.reason == "completed"
