@@ -369,25 +369,7 @@ command = ["sh", "-c", "exit 3"]
 
 #[tokio::test]
 async fn status_shows_every_configured_program_and_why_web_is_down() {
-    let daemon = daemon_with_config(
-        r#"
-[program.db]
-command = ["sleep", "1000"]
-start_grace = "50ms"
-
-[program.migrate]
-kind = "once"
-command = ["sh", "-c", "exit 4"]
-after = ["db"]
-
-[program.web]
-kind = "cluster"
-count = 2
-command = ["sleep", "1000"]
-after = ["migrate"]
-"#,
-    )
-    .await;
+    let daemon = daemon_with_config(&APP.replace("${MIGRATE_EXIT:-0}", "4")).await;
     let mut client = daemon.client().await;
     wait_program(&client, "web", "web gave up", DEADLINE, |p| {
         p.status == infant::proto::ProgramStatus::Error as i32

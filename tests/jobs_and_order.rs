@@ -171,24 +171,6 @@ async fn a_failing_job_is_retried_then_reported() {
     assert!(daemon.stop().await.success());
 }
 
-const APP: &str = r#"
-[program.db]
-command = ["sleep", "1000"]
-start_grace = "50ms"
-
-[program.migrate]
-kind = "once"
-command = ["sh", "-c", "sleep 0.2; exit ${MIGRATE_EXIT:-0}"]
-after = ["db"]
-
-[program.web]
-kind = "cluster"
-count = 2
-command = ["sleep", "1000"]
-start_grace = "50ms"
-after = ["migrate"]
-"#;
-
 fn position(events: &[proto::Event], what: impl Fn(&proto::Event) -> bool) -> usize {
     events.iter().position(what).unwrap_or_else(|| {
         panic!(

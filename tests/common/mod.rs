@@ -817,3 +817,23 @@ pub async fn daemon_with_config(text: &str) -> Daemon {
     })
     .await
 }
+
+/// The quick start's application: `db` ← `migrate` (a job; it exits with
+/// `$MIGRATE_EXIT`, 0 unless replaced) ← `web` (a cluster of two).
+pub const APP: &str = r#"
+[program.db]
+command = ["sleep", "1000"]
+start_grace = "50ms"
+
+[program.migrate]
+kind = "once"
+command = ["sh", "-c", "sleep 0.2; exit ${MIGRATE_EXIT:-0}"]
+after = ["db"]
+
+[program.web]
+kind = "cluster"
+count = 2
+command = ["sleep", "1000"]
+start_grace = "50ms"
+after = ["migrate"]
+"#;
