@@ -24,10 +24,10 @@
 //!   was run for: if it cannot start, the daemon stops and exits non-zero;
 //! - a start cut short because the daemon is shutting down.
 
-use crate::daemon::engine::EngineHandle;
-use crate::daemon::error::Error;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::daemon::engine::EngineHandle;
+use crate::daemon::error::Error;
 use crate::lifecycle::{Event, Lifecycle};
 
 /// The lifecycle of the programs `order` names, in that order; `inline` is the
