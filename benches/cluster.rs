@@ -722,6 +722,16 @@ fn print_throughput(rows: &[(Setup, Vec<Throughput>)]) {
              scaling stops well short of N×"
         );
     }
+    print_request_total(rows);
+}
+
+// ---------------------------------------------------------------------------
+// 1b. Scaling with CPU-bound requests
+// ---------------------------------------------------------------------------
+
+/// The CPU a request costs in all: worker, load generator and daemon (µs).
+/// The requests every round of `rows` measured, and a blank line to end the table.
+fn print_request_total(rows: &[(Setup, Vec<Throughput>)]) {
     let requests: u64 = rows
         .iter()
         .flat_map(|(_, s)| s.iter().map(|t| t.requests))
@@ -730,11 +740,6 @@ fn print_throughput(rows: &[(Setup, Vec<Throughput>)]) {
     println!();
 }
 
-// ---------------------------------------------------------------------------
-// 1b. Scaling with CPU-bound requests
-// ---------------------------------------------------------------------------
-
-/// The CPU a request costs in all: worker, load generator and daemon (µs).
 fn request_us(t: &Throughput) -> f64 {
     t.worker_us + t.client_us + t.daemon_us.unwrap_or(0.0)
 }
@@ -862,12 +867,7 @@ fn print_scaling(rows: &[(Setup, Vec<Throughput>)], work_us: u64) {
         }
         None => println!("  target: N={n} (= cores) scaling; no N={n} cluster measured"),
     }
-    let requests: u64 = rows
-        .iter()
-        .flat_map(|(_, s)| s.iter().map(|t| t.requests))
-        .sum();
-    println!("  ({requests} requests measured in all)");
-    println!();
+    print_request_total(rows);
 }
 
 // ---------------------------------------------------------------------------

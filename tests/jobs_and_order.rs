@@ -24,6 +24,21 @@ async fn run_job(daemon: &Daemon, name: &str, s: proto::ProgramSpec) -> proto::P
         .into_inner()
 }
 
+/// The `exit` and `error` events of job `name`'s failed run.
+async fn failure_events(events: &Recorder, name: &str) -> (proto::Event, proto::Event) {
+    let exit = events
+        .wait_for(&format!("{name}'s exit"), |e| {
+            is(e, EventKind::Exit) && e.program == name
+        })
+        .await;
+    let error = events
+        .wait_for(&format!("{name}'s error"), |e| {
+            is(e, EventKind::Error) && e.program == name
+        })
+        .await;
+    (exit, error)
+}
+
 #[tokio::test]
 async fn job_exit_codes_are_honoured() {
     let daemon = Daemon::start(&[]).await;
@@ -59,22 +74,13 @@ async fn job_exit_codes_are_honoured() {
     assert!(bad.error.contains("code 3"), "{}", bad.error);
     // Watchers learn the same from events: the exit carries the code, and the
     // failure is an `error`, never a `completed` stop.
-    let exit = events
-        .wait_for("bad's exit", |e| {
-            is(e, EventKind::Exit) && e.program == "bad"
-        })
-        .await;
+    let (exit, error) = failure_events(&events, "bad").await;
     assert_eq!(
         (exit.code, exit.signal),
         (Some(3), None),
         "{}",
         describe(&exit)
     );
-    let error = events
-        .wait_for("bad's error", |e| {
-            is(e, EventKind::Error) && e.program == "bad"
-        })
-        .await;
     assert!(
         error.reason.contains("code 3") && error.pid == exit.pid,
         "{}",
@@ -110,22 +116,13 @@ async fn a_job_past_its_timeout_is_killed_with_its_children() {
         info.error
     );
     assert_eq!(info.exit_signal, Some(9));
-    let exit = events
-        .wait_for("slow's exit", |e| {
-            is(e, EventKind::Exit) && e.program == "slow"
-        })
-        .await;
+    let (exit, error) = failure_events(&events, "slow").await;
     assert_eq!(exit.signal, Some(9), "{}", describe(&exit));
     assert!(
         exit.reason.contains("timed out after 500ms"),
         "{}",
         describe(&exit)
     );
-    let error = events
-        .wait_for("slow's error", |e| {
-            is(e, EventKind::Error) && e.program == "slow"
-        })
-        .await;
     assert!(
         error.reason.contains("timed out after 500ms"),
         "{}",

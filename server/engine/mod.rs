@@ -218,17 +218,7 @@ impl Engine {
                 let _ = reply.send(self.workers(name.as_deref()));
             }
             Command::Running(reply) => {
-                let running = self
-                    .start_order
-                    .iter()
-                    .rev()
-                    .filter(|name| {
-                        self.find(name)
-                            .is_ok_and(|i| !matches!(self.programs[i].run, Run::Idle))
-                    })
-                    .cloned()
-                    .collect();
-                let _ = reply.send(running);
+                let _ = reply.send(self.running_last_first());
             }
             Command::Subscribe(reply) => {
                 let _ = reply.send(self.events.subscribe());

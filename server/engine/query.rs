@@ -1,6 +1,7 @@
-//! `List` and `EachWorker`: snapshots of programs and instances.
+//! `List` and `EachWorker`: snapshots of programs and instances; and which
+//! programs are up, in the order to stop them.
 
-use super::state::{ProgramInfo, WorkerInfo};
+use super::state::{ProgramInfo, Run, WorkerInfo};
 use super::Engine;
 use crate::daemon::error::Result;
 use crate::daemon::process::rss::rss_bytes;
@@ -12,6 +13,19 @@ impl Engine {
             Some(name) => Ok(vec![self.info(self.find(name)?)]),
             None => Ok(self.programs.iter().map(|p| p.info()).collect()),
         }
+    }
+
+    /// The programs not idle (running, starting or stopping), last started first.
+    pub(super) fn running_last_first(&self) -> Vec<String> {
+        self.start_order
+            .iter()
+            .rev()
+            .filter(|name| {
+                self.find(name)
+                    .is_ok_and(|i| !matches!(self.programs[i].run, Run::Idle))
+            })
+            .cloned()
+            .collect()
     }
 
     /// One program's instances, or every program's.

@@ -311,20 +311,7 @@ impl Recorder {
 
     /// Waits for an event matching `matches`; returns it.
     pub async fn wait_for(&self, what: &str, matches: impl Fn(&Event) -> bool) -> Event {
-        let start = Instant::now();
-        loop {
-            if let Some(e) = self.all().into_iter().find(|e| matches(e)) {
-                return e;
-            }
-            if start.elapsed() > DEADLINE {
-                let seen: Vec<String> = self.all().iter().map(describe).collect();
-                panic!(
-                    "timed out waiting for event: {what}\nseen:\n{}",
-                    seen.join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_for_within(what, DEADLINE, matches).await
     }
 
     /// Like [`Recorder::wait_for`], with a deadline of its own: for a test whose
