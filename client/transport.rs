@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tonic::codegen::http::Uri;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
+#[cfg(feature = "tls")]
+use tonic::transport::{Certificate, ClientTlsConfig};
 
 /// How long connecting to a remote daemon (TCP and TLS handshake) may take: a
 /// firewall that drops packets must not hang `infantctl` for minutes.
@@ -60,31 +62,7 @@ pub async fn connect_remote(
         .connect_timeout(REMOTE_CONNECT_TIMEOUT)
         .tcp_nodelay(true);
     if uri.scheme_str() == Some("https") {
-        let (tls, roots) = match ca_pem {
-            Some(pem) => {
-                if !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----") {
-                    return Err(RemoteConnectError::CaCert {
-                        reason: "no PEM `-----BEGIN CERTIFICATE-----` block in it".to_owned(),
-                    });
-                }
-                let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
-                (tls, None)
-            }
-            None => (
-                ClientTlsConfig::new().with_native_roots(),
-                Some("the system's trusted root certificates"),
-            ),
-        };
-        endpoint = endpoint
-            .tls_config(tls.timeout(REMOTE_CONNECT_TIMEOUT))
-            .map_err(|e| match roots {
-                None => RemoteConnectError::CaCert {
-                    reason: describe(&e),
-                },
-                Some(roots) => RemoteConnectError::Roots {
-                    reason: format!("{roots}: {}", describe(&e)),
-                },
-            })?;
+        endpoint = tls_endpoint(endpoint, ca_pem)?;
     } else if ca_pem.is_some() {
         return Err(bad_url(
             "a CA certificate is for https:// addresses; http:// is not encrypted",
@@ -97,6 +75,45 @@ pub async fn connect_remote(
             url: url.to_owned(),
             source,
         })
+}
+
+/// Sets up TLS for an `https://` address: `ca_pem` as the only trusted roots if
+/// given, else the system's trusted roots.
+#[cfg(feature = "tls")]
+fn tls_endpoint(endpoint: Endpoint, ca_pem: Option<&[u8]>) -> Result<Endpoint, RemoteConnectError> {
+    let (tls, roots) = match ca_pem {
+        Some(pem) => {
+            if !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(RemoteConnectError::CaCert {
+                    reason: "no PEM `-----BEGIN CERTIFICATE-----` block in it".to_owned(),
+                });
+            }
+            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+            (tls, None)
+        }
+        None => (
+            ClientTlsConfig::new().with_native_roots(),
+            Some("the system's trusted root certificates"),
+        ),
+    };
+    endpoint
+        .tls_config(tls.timeout(REMOTE_CONNECT_TIMEOUT))
+        .map_err(|e| match roots {
+            None => RemoteConnectError::CaCert {
+                reason: describe(&e),
+            },
+            Some(roots) => RemoteConnectError::Roots {
+                reason: format!("{roots}: {}", describe(&e)),
+            },
+        })
+}
+
+/// Built without the `tls` feature: `https://` addresses cannot be reached.
+#[cfg(not(feature = "tls"))]
+fn tls_endpoint(_: Endpoint, _: Option<&[u8]>) -> Result<Endpoint, RemoteConnectError> {
+    Err(RemoteConnectError::CaCert {
+        reason: "this build of infant has no TLS support (cargo feature `tls`)".to_owned(),
+    })
 }
 
 /// Checks a remote daemon's address: `https://HOST:PORT`, or `http://HOST:PORT`

@@ -16,7 +16,7 @@ use std::net::TcpListener;
 use std::os::fd::FromRawFd;
 use std::process::ExitCode;
 
-use infant::daemon::spec::{Kind, ProgramDef};
+use infant::daemon::{Kind, ProgramDef};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

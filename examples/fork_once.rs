@@ -26,7 +26,7 @@ mod master;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use infant::daemon::spec::{Kind, ProgramDef};
+use infant::daemon::{Kind, ProgramDef};
 use infant::worker::{once, Handle, WorkerError};
 
 #[tokio::main(flavor = "current_thread")]

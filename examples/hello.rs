@@ -19,7 +19,7 @@ mod master;
 
 use std::process::ExitCode;
 
-use infant::daemon::spec::{Kind, ProgramDef};
+use infant::daemon::{Kind, ProgramDef};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

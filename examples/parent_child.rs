@@ -11,7 +11,7 @@ mod master;
 
 use std::process::ExitCode;
 
-use infant::daemon::spec::{Kind, ProgramDef};
+use infant::daemon::{Kind, ProgramDef};
 use infant::worker::Handle;
 
 #[tokio::main(flavor = "current_thread")]

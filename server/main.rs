@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use infant::daemon::spec::{Kind, ProgramDef};
+use infant::daemon::{Kind, ProgramDef};
 
 /// The infant supervisor daemon, in the foreground.
 ///

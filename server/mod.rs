@@ -1,31 +1,43 @@
-//! `infantd`, the supervisor daemon (sources under `server/`).
+//! `infantd`, the supervisor daemon (sources under `server/`), embeddable in a
+//! Rust program (cargo feature `daemon`, on by default).
 //!
-//! # Layout
+//! The public surface is what an embedder needs: [`Supervisor`] (the engine and
+//! its gRPC server), program definitions ([`ProgramDef`], [`ProgramSpec`]), the
+//! config file parser ([`config`]), the snapshots the supervisor hands out
+//! ([`ProgramInfo`], [`WorkerInfo`]) and the [`Error`] type. [`run`] is
+//! `infantd` itself.
 //!
-//! - [`spec`]: program definitions, defaults and validation; [`config`]: the TOML file.
-//! - [`engine`]: the one task that owns all supervisor state. Typed commands in,
+//! # Layout (private modules)
+//!
+//! - `spec`: program definitions, defaults and validation; `config`: the TOML file.
+//! - `engine`: the one task that owns all supervisor state. Typed commands in,
 //!   typed events out; it knows nothing of gRPC.
-//! - [`process`]: everything that touches processes — spawn, signals, reaping,
+//! - `process`: everything that touches processes — spawn, signals, reaping,
 //!   sockets handed to workers, RSS.
-//! - [`grpc`]: the thin gRPC facade over the engine, plus health and reflection.
-//! - [`socket`]: the control socket's location, permissions and single-daemon check.
-//! - [`Supervisor`]: the engine and its gRPC server, embeddable in a Rust program.
-//! - [`app`]: the configured programs as one `Lifecycle`, started in `after`
+//! - `grpc`: the thin gRPC facade over the engine, plus health and reflection.
+//! - `socket`: the control socket's location, permissions and single-daemon check.
+//! - `supervisor`: the engine and its gRPC server, embeddable in a Rust program.
+//! - `app`: the configured programs as one `Lifecycle`, started in `after`
 //!   order and stopped in reverse.
-//! - [`run`]: start-up, signals and ordered shutdown; `server/main.rs` only
+//! - `run`: start-up, signals and ordered shutdown; `server/main.rs` only
 //!   parses arguments and calls [`run`].
-//! - [`error`]: the one error type.
+//! - `error`: the one error type.
 
 mod app;
 pub mod config;
-pub mod engine;
-pub mod error;
-pub mod grpc;
-pub mod process;
+mod engine;
+mod error;
+mod grpc;
+mod process;
 mod run;
-pub mod socket;
-pub mod spec;
+mod socket;
+mod spec;
 mod supervisor;
 
+pub use engine::state::{InstanceStatus, ProgramInfo, ProgramStatus, WorkerInfo};
+pub use error::{Error, Result};
+pub use grpc::RemoteListener;
+pub use process::reaper::ExitStatus;
 pub use run::{init_logging, run, Options};
-pub use supervisor::Supervisor;
+pub use spec::{Kind, ListenAddr, ProgramDef, ProgramSpec};
+pub use supervisor::{Supervisor, SupervisorOptions};

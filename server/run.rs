@@ -24,7 +24,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use super::error::{Error, Result};
 use super::grpc::{BearerToken, RemoteListener};
 use super::spec::{ProgramDef, ProgramSpec};
-use super::supervisor::Supervisor;
+use super::supervisor::{Supervisor, SupervisorOptions};
 use super::{app, config, process, socket};
 
 /// How `infantd` was asked to run.
@@ -322,7 +322,9 @@ async fn serve(
     inline: Option<String>,
 ) -> Result<ExitCode> {
     let mut signals = Signals::new()?;
-    let supervisor = Supervisor::start_with_remote(&path, remote).await?;
+    let mut options = SupervisorOptions::new().trim_memory(true);
+    options.remote = remote;
+    let supervisor = Supervisor::start_with(&path, options).await?;
     let engine = supervisor.engine().clone();
     engine.define(programs).await?;
     tracing::info!(socket = %path.display(), "infantd ready");

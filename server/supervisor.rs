@@ -20,9 +20,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::engine::state::{ProgramInfo, WorkerInfo};
 use super::engine::{self, Command, EngineConfig, EngineHandle};
 use super::error::{Error, Result};
 use super::grpc::RemoteListener;
+use super::spec::ProgramDef;
 use super::{grpc, process, socket};
 
 /// How long open streams get to close at shutdown before the server is dropped.
@@ -30,6 +32,40 @@ const SERVE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// A gRPC server task.
 type ServerTask = JoinHandle<std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>>;
+
+/// How a [`Supervisor`] runs, beyond its control socket.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct SupervisorOptions {
+    /// Also serve the control API (not the worker channel) over TCP, to callers
+    /// that present its token.
+    pub remote: Option<RemoteListener>,
+    /// After each burst of activity (a start, a stop) settles, drop this
+    /// process's cold code, clean read-only file mappings and free heap pages
+    /// from its resident set. Off by default: it acts on the whole process, so
+    /// only a program that is nothing but the supervisor (as `infantd` is) should
+    /// turn it on.
+    pub trim_memory: bool,
+}
+
+impl SupervisorOptions {
+    /// The defaults: no remote control, no memory trimming.
+    pub fn new() -> Self {
+        SupervisorOptions::default()
+    }
+
+    /// Serves the control API over TCP too (see [`SupervisorOptions::remote`]).
+    pub fn remote(mut self, remote: RemoteListener) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// Turns memory trimming on or off (see [`SupervisorOptions::trim_memory`]).
+    pub fn trim_memory(mut self, on: bool) -> Self {
+        self.trim_memory = on;
+        self
+    }
+}
 
 /// A running supervisor: engine, control socket and worker channel.
 pub struct Supervisor {
@@ -47,16 +83,16 @@ impl Supervisor {
     /// another daemon serves it) and starts the engine and the gRPC server on the
     /// current tokio runtime.
     pub async fn start(socket: &Path) -> Result<Supervisor> {
-        Supervisor::start_with_remote(socket, None).await
+        Supervisor::start_with(socket, SupervisorOptions::default()).await
     }
 
-    /// Like [`Supervisor::start`], and with `remote`, also serves the control API
-    /// (not the worker channel) over TCP, to callers that present its token. Both
+    /// Like [`Supervisor::start`], with `options`. With a remote listener, both
     /// servers stop together, at shutdown.
-    pub async fn start_with_remote(
-        socket: &Path,
-        remote: Option<RemoteListener>,
-    ) -> Result<Supervisor> {
+    pub async fn start_with(socket: &Path, options: SupervisorOptions) -> Result<Supervisor> {
+        let SupervisorOptions {
+            remote,
+            trim_memory,
+        } = options;
         process::become_subreaper().map_err(|e| Error::io("PR_SET_CHILD_SUBREAPER", e))?;
         // TCP first: if its port is taken, nothing else has been set up yet.
         let remote = match remote {
@@ -75,6 +111,7 @@ impl Supervisor {
         let listener = socket::bind(socket)?;
         let (engine, engine_task) = engine::spawn(EngineConfig {
             socket: socket.to_path_buf(),
+            trim_memory,
         })
         .map_err(|e| Error::io("installing the SIGCHLD handler", e))?;
         let stop_serving = CancellationToken::new();
@@ -108,9 +145,37 @@ impl Supervisor {
         })
     }
 
-    /// The engine: start, stop, scale, watch events…
-    pub fn engine(&self) -> &EngineHandle {
+    /// The engine, for the daemon's own start-up and shutdown.
+    pub(crate) fn engine(&self) -> &EngineHandle {
         &self.engine
+    }
+
+    /// Starts program `name`: as `def` (validated) if given, else as defined
+    /// earlier. With `wait`, a `once` job's reply comes when its run ends.
+    /// A program that failed to start comes back with its `error` set.
+    pub async fn start_program(
+        &self,
+        name: &str,
+        def: Option<ProgramDef>,
+        wait: bool,
+    ) -> Result<ProgramInfo> {
+        self.engine.start(name.to_owned(), def, wait).await
+    }
+
+    /// Stops program `name` gracefully, within `timeout` if given (else its
+    /// `stop_timeout`), and what depends on it first.
+    pub async fn stop_program(&self, name: &str, timeout: Option<Duration>) -> Result<ProgramInfo> {
+        self.engine.stop(name.to_owned(), timeout).await
+    }
+
+    /// Every program, or only `name`.
+    pub async fn programs(&self, name: Option<&str>) -> Result<Vec<ProgramInfo>> {
+        self.engine.list(name.map(str::to_owned)).await
+    }
+
+    /// Every instance, or only those of program `name`.
+    pub async fn workers(&self, name: Option<&str>) -> Result<Vec<WorkerInfo>> {
+        self.engine.workers(name.map(str::to_owned)).await
     }
 
     /// The control socket (also the workers' `INFANT_SOCKET`).

@@ -203,7 +203,8 @@ mod tests {
     }
 
     /// The one line in a real tonic server: every gRPC call over a real TCP
-    /// connection is counted.
+    /// connection is counted. (tonic's server comes with the daemon feature.)
+    #[cfg(feature = "daemon")]
     #[tokio::test]
     async fn a_tonic_server_counts_its_calls_with_one_layer() {
         use tonic_health::pb::health_client::HealthClient;

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use infant::daemon::spec::ProgramDef;
+use infant::daemon::ProgramDef;
 use infant::daemon::Supervisor;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -45,10 +45,7 @@ pub async fn supervise(
     let supervisor = Supervisor::start(&dir.join("infantd.sock")).await?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    let result = supervisor
-        .engine()
-        .start(name.to_string(), Some(def), wait_for_job)
-        .await;
+    let result = supervisor.start_program(name, Some(def), wait_for_job).await;
     let outcome = match result {
         Ok(info) if !info.error.is_empty() => Err(info.error.into()),
         Ok(_) => {

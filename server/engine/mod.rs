@@ -70,6 +70,8 @@ enum Timer {
 pub struct EngineConfig {
     /// The socket workers attach to (`INFANT_SOCKET`).
     pub socket: PathBuf,
+    /// Trim the process's resident memory after bursts (see [`Engine::trim_memory`]).
+    pub trim_memory: bool,
 }
 
 /// The engine task's state.
@@ -463,7 +465,7 @@ impl Engine {
     /// has run and is dropped too; a burst within the delay joins the same trim.
     fn trim_memory(&mut self) {
         const SETTLE: Duration = Duration::from_millis(500);
-        if !self.trim_scheduled {
+        if self.config.trim_memory && !self.trim_scheduled {
             self.trim_scheduled = true;
             self.after(SETTLE, Timer::TrimMemory);
         }

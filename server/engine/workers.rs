@@ -85,7 +85,7 @@ impl Engine {
         instance.channel = Some(channel);
         instance.last_seen = std::time::Instant::now();
         self.programs[index].links_sdk = true;
-        tracing::debug!(program = %name, worker = id, %pid, "worker attached");
+        tracing::debug!(program = %name, worker = id, %pid, claimed_pid = hello.pid, "worker attached");
         let key = WorkerKey {
             program: name,
             id,
