@@ -1,12 +1,12 @@
 //! A program that crashes at once: respawns back off, the daemon stays cheap, and
 //! with `max_restarts` the program ends `fatal` until started again.
 
-mod common;
+pub mod common;
 
 use std::time::Instant;
 
 use common::*;
-use infant::proto::{self, EventKind, ProgramKind, ProgramStatus};
+use infant::proto::{EventKind, ProgramKind, ProgramStatus};
 
 /// utime + stime of `pid`, in clock ticks.
 fn cpu_ticks(pid: i32) -> u64 {
@@ -21,7 +21,7 @@ fn cpu_ticks(pid: i32) -> u64 {
 async fn a_crash_loop_backs_off_cheaply_then_gives_up_until_started_again() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let mark = daemon.dir.path().join("broken");
     std::fs::write(&mark, "x").expect("mark");
     let script = format!("test ! -e {} || exit 1; exec sleep 1000", mark.display());
@@ -33,19 +33,11 @@ async fn a_crash_loop_backs_off_cheaply_then_gives_up_until_started_again() {
 
     let ticks_before = cpu_ticks(daemon.pid());
     let started = Instant::now();
-    let err = client
-        .start(proto::StartRequest {
-            name: "loop".into(),
-            spec: Some(s),
-            wait: false,
-        })
+    let err = control
+        .start("loop", Some(s), false)
         .await
         .expect_err("it cannot start");
-    assert!(
-        err.message().contains("exited while starting"),
-        "{}",
-        err.message()
-    );
+    assert!(err.to_string().contains("exited while starting"), "{err}");
 
     let gave_up = events
         .wait_for("gave up", |e| {
@@ -86,19 +78,12 @@ async fn a_crash_loop_backs_off_cheaply_then_gives_up_until_started_again() {
         ticks * 10
     );
 
-    wait_program(&client, "loop", "status fatal", DEADLINE, |p| {
-        p.status == ProgramStatus::Fatal as i32
-    })
-    .await;
-    let info = client
-        .list(proto::ListRequest {
-            name: "loop".into(),
+    control
+        .wait_program("loop", "status fatal", DEADLINE, |p| {
+            p.status == ProgramStatus::Fatal as i32
         })
-        .await
-        .expect("List")
-        .into_inner()
-        .programs
-        .remove(0);
+        .await;
+    let info = control.program("loop").await;
     assert!(info.error.contains("gave up"), "{}", info.error);
     let (_, status, _) = daemon.ctl(&["status"]);
     assert!(
@@ -108,18 +93,13 @@ async fn a_crash_loop_backs_off_cheaply_then_gives_up_until_started_again() {
 
     // Fixed, and started again: the fatal state is cleared.
     std::fs::remove_file(&mark).expect("unmark");
-    let info = client
-        .start(proto::StartRequest {
-            name: "loop".into(),
-            spec: None,
-            wait: false,
-        })
+    let info = control
+        .start("loop", None, false)
         .await
-        .expect("a later start works")
-        .into_inner();
+        .expect("a later start works");
     assert_eq!(info.status, ProgramStatus::Ok as i32);
     assert!(info.error.is_empty());
-    let pid = ok_pids(&mut client, "loop").await;
+    let pid = control.ok_pids("loop").await;
     assert!(daemon.stop().await.success());
     wait_gone(&pid, DEADLINE).await;
 }
