@@ -136,7 +136,7 @@ async fn the_tenth_request_recycles_the_worker_and_no_request_fails() {
         .insert("HTTP_STOP_MARKER".into(), marker.display().to_string());
     let info = start_program(&mut client, "rec", s).await;
     let old = ok_pids(&mut client, "rec").await[0];
-    // A worker is recycled when it reaches max_connections (the seed's
+    // A worker is recycled when it reaches max_connections (Node infant's
     // "achieves"): the 10th connection, reported at once, not at a heartbeat.
     for i in 1..=10 {
         http_get(&info.listen[0])

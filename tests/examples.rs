@@ -1,5 +1,5 @@
-//! The seed's examples, rebuilt in Rust under examples/, run as a user would run
-//! them: each prints what the seed prints, serves what it serves, and leaves no
+//! Node infant's examples, rebuilt in Rust under examples/, run as a user would run
+//! them: each prints what the original prints, serves what it serves, and leaves no
 //! process behind.
 
 mod common;
