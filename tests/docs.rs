@@ -277,7 +277,9 @@ fn the_project_speaks_for_itself() {
         ["these ", "machines"].concat(),
     ];
     let mut files = vec![root().join("README.md"), root().join("BENCHMARKS.md")];
-    for folder in ["docs", "client", "server", "tests", "examples", "benches", "proto"] {
+    for folder in [
+        "docs", "client", "server", "tests", "examples", "benches", "proto",
+    ] {
         collect_files(&root().join(folder), &mut files);
     }
     let mut found = Vec::new();

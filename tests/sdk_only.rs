@@ -86,7 +86,10 @@ async fn a_worker_on_the_sdk_alone_attaches_heartbeats_and_stops_gracefully() {
     assert_eq!(workers.len(), 1, "{workers:?}");
     let first = &workers[0];
     assert_eq!(first["status"], "ok", "{first}");
-    assert_eq!(first["attached"], true, "not attached over the SDK: {first}");
+    assert_eq!(
+        first["attached"], true,
+        "not attached over the SDK: {first}"
+    );
     let pid = first["pid"].as_u64().expect("pid");
     let started = std::fs::read_to_string(&out).unwrap_or_default();
     assert!(
@@ -96,18 +99,22 @@ async fn a_worker_on_the_sdk_alone_attaches_heartbeats_and_stops_gracefully() {
 
     // Heartbeats: the worker stays the same attached, `ok` process for many
     // times the 400 ms after which a silent one is killed as hung.
-    wait_until("the worker has lived 40 heartbeat intervals", DEADLINE, || {
-        let listed = ctl_json(&daemon, &["workers", "sdk"]);
-        async move {
-            let [only] = listed.as_slice() else {
-                panic!("one worker expected: {listed:?}");
-            };
-            assert_eq!(only["pid"].as_u64(), Some(pid), "respawned: {only}");
-            assert_eq!(only["status"], "ok", "{only}");
-            assert_eq!(only["restarts"], 0, "{only}");
-            only["uptime_ms"].as_u64().is_some_and(|ms| ms >= 2_000)
-        }
-    })
+    wait_until(
+        "the worker has lived 40 heartbeat intervals",
+        DEADLINE,
+        || {
+            let listed = ctl_json(&daemon, &["workers", "sdk"]);
+            async move {
+                let [only] = listed.as_slice() else {
+                    panic!("one worker expected: {listed:?}");
+                };
+                assert_eq!(only["pid"].as_u64(), Some(pid), "respawned: {only}");
+                assert_eq!(only["status"], "ok", "{only}");
+                assert_eq!(only["restarts"], 0, "{only}");
+                only["uptime_ms"].as_u64().is_some_and(|ms| ms >= 2_000)
+            }
+        },
+    )
     .await;
 
     let (status, stdout, stderr) = daemon.ctl(&["stop", "sdk"]);

@@ -19,7 +19,11 @@ async fn main() -> Result<(), WorkerError> {
 }
 
 async fn start(handle: Handle) -> Result<(), String> {
-    println!("started {} supervised={}", std::process::id(), handle.is_supervised());
+    println!(
+        "started {} supervised={}",
+        std::process::id(),
+        handle.is_supervised()
+    );
     Ok(())
 }
 
