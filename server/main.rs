@@ -9,7 +9,7 @@ use infant::daemon::{Kind, ProgramDef};
 /// The infant supervisor daemon, in the foreground.
 ///
 /// With `--config`, supervises the programs of a TOML file. With a command after
-/// `--`, supervises that one program (the inline form), like the seed's `node index`.
+/// `--`, supervises that one program (the inline form), like Node infant's `node index`.
 /// The control API is served on a Unix socket, and with `--control-listen`, over
 /// TCP too (TLS and a bearer token).
 #[derive(Parser, Debug)]

@@ -51,7 +51,7 @@ pub struct Options {
 /// The longest token file read; a token is a few dozen bytes.
 const MAX_TOKEN_FILE: u64 = 4096;
 
-/// Sets up logging: `INFANT_LOG` in `RUST_LOG` syntax; the seed's `DEBUG=infant*`
+/// Sets up logging: `INFANT_LOG` in `RUST_LOG` syntax; Node infant's `DEBUG=infant*`
 /// turns on debug output too; `info` otherwise.
 pub fn init_logging() {
     // `Targets` understands the `target=level,level` subset of RUST_LOG syntax

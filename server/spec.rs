@@ -3,7 +3,7 @@
 //!
 //! A [`ProgramDef`] comes from a `[program.NAME]` table of the config file or from a
 //! `Start` request; every field is optional. [`ProgramDef::validate`] applies the
-//! defaults of DESIGN.md and checks every field, so the engine only ever sees a
+//! documented defaults (docs/configuration.md) and checks every field, so the engine only ever sees a
 //! [`ProgramSpec`] it can run. Errors name the program and the field.
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! [`Supervisor`]: the daemon embedded in a Rust program — the engine plus its
 //! gRPC front end on a Unix socket (and, if asked, the control API over TCP too),
 //! without `infantd`'s config file and signal handling. `infantd` itself is built
-//! on it (`run.rs`), and so is the `hello` example, which like the seed's
+//! on it (`run.rs`), and so is the `hello` example, which like Node infant's
 //! `index.js` is both the master and its workers.
 //!
 //! Embedding makes the program a child subreaper and gives the engine all child

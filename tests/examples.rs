@@ -1,5 +1,6 @@
-//! The programs under examples/, run as a user would run them: what each prints,
-//! what it serves, and that it leaves no process behind.
+//! Node infant's examples, rebuilt in Rust under examples/, run as a user would run
+//! them: each prints what the original prints, serves what it serves, and leaves no
+//! process behind.
 
 pub mod common;
 

@@ -1,4 +1,4 @@
-//! The command line of `infantctl`, exactly as `DESIGN.md` fixes it.
+//! The command line of `infantctl` (docs/cli.md describes it).
 //!
 //! Everything a user can get wrong without asking the daemon (a duration, a
 //! `NAME/WORKER` whose worker is not a number, `K=V`) is rejected here, as a usage

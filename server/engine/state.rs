@@ -14,7 +14,7 @@ use crate::daemon::process::reaper::ExitStatus;
 use crate::daemon::process::sockets::BoundSocket;
 use crate::daemon::spec::{Kind, ProgramSpec};
 
-/// A program's status (DESIGN.md "Statuses").
+/// A program's status (docs/configuration.md, "Statuses").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProgramStatus {
     /// Defined, not running.
