@@ -56,6 +56,14 @@ struct Args {
     /// Remote control without TLS: plain TCP, allowed only on a loopback address.
     #[arg(long, requires = "control_listen", conflicts_with_all = ["tls_cert", "tls_key"])]
     insecure_plaintext: bool,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (a loopback address
+    /// unless --metrics-behind-proxy).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
+    /// Allow a non-loopback --metrics-listen address: the page has no
+    /// authentication, so a proxy in front of it must control access.
+    #[arg(long, requires = "metrics_listen")]
+    metrics_behind_proxy: bool,
 }
 
 fn parse_kind(text: &str) -> Result<Kind, String> {
@@ -90,5 +98,7 @@ fn main() -> ExitCode {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         insecure_plaintext: args.insecure_plaintext,
+        metrics_listen: args.metrics_listen,
+        metrics_behind_proxy: args.metrics_behind_proxy,
     })
 }

@@ -19,10 +19,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio_util::sync::CancellationToken;
 
 use super::error::{Error, Result};
 use super::grpc::{BearerToken, RemoteListener};
+use super::metrics::{self, MetricsListener, Tally};
 use super::spec::{ProgramDef, ProgramSpec};
 use super::supervisor::{Supervisor, SupervisorOptions};
 use super::{app, config, process, socket};
@@ -46,6 +51,10 @@ pub struct Options {
     pub tls_key: Option<PathBuf>,
     /// `--insecure-plaintext`: serve the remote listener without TLS (loopback only).
     pub insecure_plaintext: bool,
+    /// `--metrics-listen HOST:PORT`: serve `GET /metrics` there.
+    pub metrics_listen: Option<String>,
+    /// `--metrics-behind-proxy`: allow a non-loopback metrics address.
+    pub metrics_behind_proxy: bool,
 }
 
 /// The longest token file read; a token is a few dozen bytes.
@@ -102,6 +111,7 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         None => Vec::new(),
     };
     let remote = remote_listener(&options)?;
+    let metrics = metrics_listener(&options)?;
     let inline = match options.inline {
         Some((name, def)) => {
             let spec = def.validate(&name)?;
@@ -143,7 +153,7 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the runtime", e))?;
-    runtime.block_on(serve(path, remote, programs, order, inline))
+    runtime.block_on(serve(path, remote, metrics, programs, order, inline))
 }
 
 /// The remote control listener the flags ask for, checked: the address resolves,
@@ -231,11 +241,32 @@ fn remote_listener(options: &Options) -> Result<Option<RemoteListener>> {
     Ok(Some(remote))
 }
 
+/// The metrics address the flags ask for, checked (loopback unless
+/// `--metrics-behind-proxy`).
+fn metrics_listener(options: &Options) -> Result<Option<MetricsListener>> {
+    let Some(listen) = &options.metrics_listen else {
+        if options.metrics_behind_proxy {
+            return Err(flag_error(
+                "--metrics-behind-proxy",
+                "only means something with --metrics-listen",
+            ));
+        }
+        return Ok(None);
+    };
+    let address = resolve_flag("--metrics-listen", listen)?;
+    MetricsListener::new(address, options.metrics_behind_proxy).map(Some)
+}
+
 /// `HOST:PORT` to the first address it resolves to.
 fn resolve(listen: &str) -> Result<SocketAddr> {
+    resolve_flag("--control-listen", listen)
+}
+
+/// `HOST:PORT`, the value of `flag`, to the first address it resolves to.
+fn resolve_flag(flag: &'static str, listen: &str) -> Result<SocketAddr> {
     let expected = |why: String| {
         flag_error(
-            "--control-listen",
+            flag,
             format!("`{listen}`: {why} (expected HOST:PORT, such as 127.0.0.1:7000)"),
         )
     };
@@ -317,6 +348,7 @@ fn reason(error: Error) -> String {
 async fn serve(
     path: PathBuf,
     remote: Option<RemoteListener>,
+    metrics: Option<MetricsListener>,
     programs: Vec<ProgramSpec>,
     order: Vec<String>,
     inline: Option<String>,
@@ -326,6 +358,30 @@ async fn serve(
     options.remote = remote;
     let supervisor = Supervisor::start_with(&path, options).await?;
     let engine = supervisor.engine().clone();
+    let stop_metrics = CancellationToken::new();
+    if let Some(metrics) = metrics {
+        let address = metrics.address();
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|e| Error::io(format!("binding the metrics address {address}"), e))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Error::io(format!("the metrics address {address}"), e))?;
+        let tally = Arc::new(Tally::default());
+        tokio::spawn(metrics::tally::watch(
+            engine.clone(),
+            Arc::clone(&tally),
+            stop_metrics.clone(),
+        ));
+        tokio::spawn(metrics::serve(
+            engine.clone(),
+            listener,
+            tally,
+            Arc::clone(supervisor.rpc_stats()),
+            stop_metrics.clone(),
+        ));
+        tracing::info!(address = %bound, "serving metrics on http://{bound}/metrics");
+    }
     engine.define(programs).await?;
     tracing::info!(socket = %path.display(), "infantd ready");
     // Start-up code is done with: let it leave the resident set.
@@ -361,6 +417,7 @@ async fn serve(
         () = stop_all => false,
         () = signals.stop() => true,
     };
+    stop_metrics.cancel();
     if forced {
         supervisor.kill().await;
     } else {

@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::engine::state::{ProgramInfo, WorkerInfo};
 use super::engine::{self, Command, EngineConfig, EngineHandle};
 use super::error::{Error, Result};
-use super::grpc::RemoteListener;
+use super::grpc::{RemoteListener, RpcStats};
 use super::spec::ProgramDef;
 use super::{grpc, process, socket};
 
@@ -76,6 +77,7 @@ pub struct Supervisor {
     /// The control API over TCP, if asked for: its bound address and server.
     remote: Option<(SocketAddr, ServerTask)>,
     stop_serving: CancellationToken,
+    rpc_stats: Arc<RpcStats>,
 }
 
 impl Supervisor {
@@ -115,9 +117,11 @@ impl Supervisor {
         })
         .map_err(|e| Error::io("installing the SIGCHLD handler", e))?;
         let stop_serving = CancellationToken::new();
+        let rpc_stats = Arc::new(RpcStats::default());
         let server = tokio::spawn(grpc::serve(
             engine.clone(),
             listener,
+            Arc::clone(&rpc_stats),
             stop_serving.clone().cancelled_owned(),
         ));
         let remote = remote.map(|(listener, bound, remote)| {
@@ -131,6 +135,7 @@ impl Supervisor {
                 engine.clone(),
                 listener,
                 remote,
+                Arc::clone(&rpc_stats),
                 stop_serving.clone().cancelled_owned(),
             ));
             (bound, server)
@@ -142,12 +147,18 @@ impl Supervisor {
             server,
             remote,
             stop_serving,
+            rpc_stats,
         })
     }
 
     /// The engine, for the daemon's own start-up and shutdown.
     pub(crate) fn engine(&self) -> &EngineHandle {
         &self.engine
+    }
+
+    /// What the gRPC servers counted, for the metrics page.
+    pub(crate) fn rpc_stats(&self) -> &Arc<RpcStats> {
+        &self.rpc_stats
     }
 
     /// Starts program `name`: as `def` (validated) if given, else as defined

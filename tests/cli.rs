@@ -201,7 +201,13 @@ async fn a_child_started_inline_is_listed_messaged_killed_restarted_and_stopped(
     // `stop`: nothing left running.
     let stopped = ctl_ok(&daemon, &["stop", "echo", "--json"]);
     let stopped = json_lines(&stopped);
-    assert_eq!(stopped[0]["status"], "ready", "{stopped:?}");
+    // With --json, the steps come first (objects with a `step` key), the program last.
+    let program = stopped.last().expect("the program");
+    assert_eq!(program["status"], "ready", "{stopped:?}");
+    assert!(
+        stopped.iter().any(|s| s["step"] == "stopped"),
+        "{stopped:?}"
+    );
     assert!(workers_json(&daemon, "echo").is_empty());
     wait_gone(&[first, second, third[0]], DEADLINE).await;
     assert!(daemon.stop().await.success(), "infantd exits 0");
@@ -236,7 +242,15 @@ async fn a_cluster_started_inline_scales_and_restarts() {
     );
 
     let shrunk = ctl_ok(&daemon, &["scale", "pool", "1", "--json"]);
-    assert_eq!(json_lines(&shrunk)[0]["count"], 1, "{shrunk}");
+    let shrunk = json_lines(&shrunk);
+    assert_eq!(
+        shrunk.last().expect("the program")["count"],
+        1,
+        "{shrunk:?}"
+    );
+    let stopped = shrunk.iter().filter(|s| s["step"] == "stopped").count();
+    assert_eq!(stopped, 3, "one step per worker stopped: {shrunk:?}");
+    assert_eq!(shrunk[shrunk.len() - 2]["step"], "done", "{shrunk:?}");
     let one = ok_pids_json(&daemon, "pool");
     assert_eq!(one, [two[0]], "shrinking stops the newest workers");
     let dropped: Vec<u32> = four.iter().copied().filter(|p| *p != two[0]).collect();
@@ -302,6 +316,14 @@ async fn failures_exit_non_zero_with_one_line_naming_the_problem() {
         ),
         "none.sock",
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "infantd is not running at",
+        "infantd --config",
+        "INFANT_SOCKET",
+    ] {
+        assert!(stderr.contains(needle), "`{needle}` missing: {stderr}");
+    }
     assert!(daemon.stop().await.success(), "infantd exits 0");
 }
 

@@ -4,6 +4,7 @@
 use super::state::{ProgramInfo, Run, WorkerInfo};
 use super::Engine;
 use crate::daemon::error::Result;
+use crate::daemon::process::cpu::cpu_time;
 use crate::daemon::process::rss::rss_bytes;
 
 impl Engine {
@@ -48,6 +49,7 @@ impl Engine {
                     rss_bytes: instance.pid.and_then(rss_bytes).unwrap_or(0),
                     uptime: instance.spawned_at.elapsed(),
                     attached: instance.channel.is_some(),
+                    cpu: instance.pid.and_then(cpu_time).unwrap_or_default(),
                 });
             }
         }

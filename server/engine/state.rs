@@ -410,4 +410,6 @@ pub struct WorkerInfo {
     pub uptime: Duration,
     /// Attached over the SDK channel.
     pub attached: bool,
+    /// CPU time (user + system) used since spawn, read now.
+    pub cpu: Duration,
 }

@@ -9,11 +9,13 @@
 
 mod convert;
 mod remote;
+mod stats;
 mod status;
 mod supervisor;
 mod worker_channel;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -26,6 +28,7 @@ use crate::proto::supervisor_server::SupervisorServer;
 use crate::proto::worker_channel_server::WorkerChannelServer;
 
 pub use remote::{serve_remote, BearerToken, RemoteListener};
+pub use stats::RpcStats;
 pub use supervisor::SupervisorService;
 pub use worker_channel::WorkerChannelService;
 
@@ -38,6 +41,7 @@ const MAX_REQUEST: usize = 1024 * 1024 + 64 * 1024;
 pub async fn serve(
     engine: EngineHandle,
     listener: UnixListener,
+    stats: Arc<RpcStats>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -48,9 +52,10 @@ pub async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     Server::builder()
+        .layer(stats::CountCalls(Arc::clone(&stats)))
         .layer(tonic::service::InterceptorLayer::new(check_peer))
         .add_service(
-            SupervisorServer::new(SupervisorService::new(engine.clone()))
+            SupervisorServer::new(SupervisorService::new(engine.clone(), stats))
                 .max_decoding_message_size(MAX_REQUEST),
         )
         .add_service(
