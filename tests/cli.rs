@@ -119,11 +119,7 @@ async fn a_child_started_inline_is_listed_messaged_killed_restarted_and_stopped(
         (&1.into(), &1.into())
     );
 
-<<<<<<< HEAD
-    // `workers`: the documented keys, and the pid the daemon reports.
-=======
     // `workers`: the keys docs/cli.md names, and the pid the daemon reports.
->>>>>>> docs
     let listed = workers_json(&daemon, "echo");
     assert_eq!(listed.len(), 1, "{listed:?}");
     let w = &listed[0];

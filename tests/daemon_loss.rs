@@ -1,11 +1,7 @@
 //! `kill -9` of infantd itself: every worker is gone within 2 seconds, and so are
 //! the processes an SDK worker started.
 //!
-<<<<<<< HEAD
-//! PID 1 in a container may not reap orphans, so a worker that outlived its
-=======
 //! PID 1 (in a container, say) may not reap orphans, so a worker that outlived its
->>>>>>> docs
 //! daemon would linger as a zombie and be indistinguishable (in `/proc`) from one
 //! that did not die. This test process therefore makes itself a child subreaper:
 //! the workers orphaned by the killed daemon are reparented to it, and it reaps

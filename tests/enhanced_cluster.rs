@@ -134,17 +134,10 @@ async fn the_tenth_request_recycles_the_worker_and_no_request_fails() {
     s.max_connections = Some(10);
     s.env
         .insert("HTTP_STOP_MARKER".into(), marker.display().to_string());
-<<<<<<< HEAD
     let info = control.start_spec("rec", s).await;
     let old = control.ok_pids("rec").await[0];
-    // A worker is recycled when it reaches max_connections (it "achieves" it):
-    // the 10th connection, reported at once, not at a heartbeat.
-=======
-    let info = start_program(&mut client, "rec", s).await;
-    let old = ok_pids(&mut client, "rec").await[0];
     // A worker is recycled when it reaches max_connections (Node infant's
     // "achieves"): the 10th connection, reported at once, not at a heartbeat.
->>>>>>> docs
     for i in 1..=10 {
         http_get(&info.listen[0])
             .await

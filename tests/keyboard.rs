@@ -2,7 +2,7 @@
 //! the `--` hint, `status NAME...`, progress lines on a terminal (and none in a
 //! pipe), colour only on a terminal, completions and the man page.
 
-mod common;
+pub mod common;
 
 use std::io::Read;
 use std::os::fd::OwnedFd;

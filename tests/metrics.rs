@@ -2,7 +2,7 @@
 //! for the same workers, the values `EachWorker` reports; a non-loopback address
 //! is refused without `--metrics-behind-proxy`.
 
-mod common;
+pub mod common;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! a real `infantd` as an attached SDK worker: it becomes `ok` through its `Ready`,
 //! heartbeats without being taken for hung, and stops gracefully, exit code 0.
 
-mod common;
+pub mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

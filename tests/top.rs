@@ -1,7 +1,7 @@
 //! `infantctl top`: `--once` prints one frame with a row per program and per
 //! worker and the latest events; without a terminal, plain `top` does the same.
 
-mod common;
+pub mod common;
 
 use common::*;
 
