@@ -4,7 +4,6 @@
 use super::state::{ProgramInfo, Run, WorkerInfo};
 use super::Engine;
 use crate::daemon::error::Result;
-use crate::daemon::process::rss::rss_bytes;
 
 impl Engine {
     /// One program, or every program in definition order.
@@ -45,7 +44,7 @@ impl Engine {
                     restarts: instance.restarts,
                     connections: instance.connections,
                     requests: instance.requests,
-                    rss_bytes: instance.pid.and_then(rss_bytes).unwrap_or(0),
+                    rss_bytes: instance.pid.and_then(|pid| self.os.rss_bytes(pid)).unwrap_or(0),
                     uptime: instance.spawned_at.elapsed(),
                     attached: instance.channel.is_some(),
                 });
