@@ -411,7 +411,10 @@ async fn a_stop_during_a_full_restart_answers_both_calls() {
     let status = restarted.expect_err("a restart cut short by a stop is an error");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
     assert!(status.message().contains("stop"), "{}", status.message());
-    assert!(ok_pids(&mut client, "slow").await.is_empty(), "nothing started again");
+    assert!(
+        ok_pids(&mut client, "slow").await.is_empty(),
+        "nothing started again"
+    );
     wait_gone(&old, DEADLINE).await;
     assert!(daemon.stop().await.success());
 }

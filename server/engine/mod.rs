@@ -46,9 +46,9 @@ use tokio_util::time::DelayQueue;
 pub use handle::{Command, EngineHandle, FailedDependency};
 
 use self::events::{Event, EventBus, EventKind};
+use self::os::Os;
 use self::state::{Program, ProgramInfo, ProgramStatus, Run, Until};
 use crate::daemon::error::{Error, Result};
-use self::os::Os;
 use crate::daemon::process::reaper::{self, Exit};
 
 /// Timers the engine sets for itself. Each names its instance by program and id

@@ -44,7 +44,10 @@ impl Engine {
                     restarts: instance.restarts,
                     connections: instance.connections,
                     requests: instance.requests,
-                    rss_bytes: instance.pid.and_then(|pid| self.os.rss_bytes(pid)).unwrap_or(0),
+                    rss_bytes: instance
+                        .pid
+                        .and_then(|pid| self.os.rss_bytes(pid))
+                        .unwrap_or(0),
                     uptime: instance.spawned_at.elapsed(),
                     attached: instance.channel.is_some(),
                 });

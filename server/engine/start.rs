@@ -269,9 +269,7 @@ impl Engine {
         let program = &mut self.programs[index];
         let Some(instance) = program.instance_mut(id) else {
             // Cannot happen: callers create the slot first. Do not leak the process.
-            let _ = self
-                .os
-                .signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = self.os.signal_group(pid, nix::sys::signal::Signal::SIGKILL);
             return Err(Error::UnknownWorker {
                 program: name,
                 worker: id,

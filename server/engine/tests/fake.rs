@@ -277,7 +277,10 @@ impl Os for FakeOs {
 
     fn rss_bytes(&self, pid: Pid) -> Option<u64> {
         let world = self.world();
-        let running = world.procs.iter().any(|p| p.pid == pid && p.ended.is_none());
+        let running = world
+            .procs
+            .iter()
+            .any(|p| p.pid == pid && p.ended.is_none());
         running.then(|| world.rss.get(&pid).copied().unwrap_or(10 << 20))
     }
 }

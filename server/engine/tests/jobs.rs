@@ -100,7 +100,10 @@ async fn a_job_past_its_timeout_is_killed() {
     let sent = h.fake.signals(run.pid);
     assert_eq!(sent[0].signal, Signal::SIGKILL);
     assert_eq!(ms(run.spawned_at, sent[0].at), 2000);
-    assert_eq!(info.outcome, Some(ExitStatus::Signal(Signal::SIGKILL as i32)));
+    assert_eq!(
+        info.outcome,
+        Some(ExitStatus::Signal(Signal::SIGKILL as i32))
+    );
     assert!(info.error.contains("timed out after 2s"), "{}", info.error);
     h.shut_down().await;
 }

@@ -130,7 +130,10 @@ async fn max_restarts_gives_up_and_the_program_is_fatal() {
     let last = h.pids("web")[0];
     h.crash(last, 1);
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert!(h.spawned_meanwhile().is_none(), "the fourth crash is not respawned");
+    assert!(
+        h.spawned_meanwhile().is_none(),
+        "the fourth crash is not respawned"
+    );
     let info = h.info("web").await;
     assert_eq!(info.status, ProgramStatus::Fatal);
     assert!(info.error.contains("max_restarts = 3"), "{}", info.error);

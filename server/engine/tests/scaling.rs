@@ -42,7 +42,11 @@ async fn scaling_up_answers_once_the_new_workers_are_ok_and_down_once_they_exite
     let asked = tokio::time::Instant::now();
     let info = h.engine.scale("web".into(), 4).await.expect("scale up");
     assert_eq!((info.count, info.running), (4, 4));
-    assert_eq!(ms(asked, tokio::time::Instant::now()), 100, "after the start grace");
+    assert_eq!(
+        ms(asked, tokio::time::Instant::now()),
+        100,
+        "after the start grace"
+    );
     let mut ids: Vec<u64> = h.fake.running("web").iter().map(|p| p.worker).collect();
     ids.sort_unstable();
     assert_eq!(ids, [1, 2, 3, 4]);

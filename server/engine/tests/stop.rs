@@ -101,5 +101,8 @@ async fn shutdown_stops_programs_in_reverse_start_order() {
     h.engine.shutdown().await.expect("shutdown");
     let web_end = h.fake.proc(web).ended.expect("web ended").0;
     let db_term = h.fake.signals(db)[0].at;
-    assert!(db_term >= web_end, "db is asked to stop only once web is gone");
+    assert!(
+        db_term >= web_end,
+        "db is asked to stop only once web is gone"
+    );
 }

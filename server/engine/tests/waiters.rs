@@ -44,7 +44,10 @@ async fn a_stop_during_a_full_restart_answers_the_restart_too() {
         other => panic!("a restart cut short by a stop fails: {other:?}"),
     }
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert!(h.pids("web").is_empty(), "the stop won: nothing started again");
+    assert!(
+        h.pids("web").is_empty(),
+        "the stop won: nothing started again"
+    );
     h.shut_down().await;
 }
 
@@ -176,7 +179,9 @@ async fn run_model(stubborn: bool, ops: &[Op]) -> Vec<String> {
         match answer.try_recv() {
             Ok(_) => {}
             Err(oneshot::error::TryRecvError::Empty) => unanswered.push(what),
-            Err(oneshot::error::TryRecvError::Closed) => unanswered.push(format!("{what} (dropped)")),
+            Err(oneshot::error::TryRecvError::Closed) => {
+                unanswered.push(format!("{what} (dropped)"))
+            }
         }
     }
     h.shut_down().await;
