@@ -65,7 +65,7 @@ async fn failed_runs_are_retried_with_backoff_until_max_retries() {
     assert_eq!(gap(0), 0, "the first failure is retried at once");
     assert_eq!(gap(1), 100, "the next after 100 ms");
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert!(h.fake.procs("job").len() == 3);
+    assert_eq!(h.fake.procs("job").len(), 3, "no fourth run");
     h.shut_down().await;
 }
 

@@ -110,12 +110,15 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// Runs `ops` against a cluster `web` and a child `api` that runs after it,
 /// sending each command without waiting for its answer; then lets every window
-/// and hold-down pass. Returns the commands that got no answer.
-async fn run_model(stubborn: bool, ops: &[Op]) -> Vec<String> {
+/// and hold-down pass. Processes ignore SIGTERM if `stubborn`; crashed workers
+/// of `web` are not respawned if `lose_workers`. Returns the commands that got
+/// no answer.
+async fn run_model(stubborn: bool, lose_workers: bool, ops: &[Op]) -> Vec<String> {
     let h = Harness::new();
     let web = ProgramDef {
         stop_timeout: Some(Duration::from_secs(1)),
         respawn_delay: Some(Duration::from_millis(500)),
+        respawn: Some(!lose_workers),
         ..cluster(2)
     };
     let api = ProgramDef {
@@ -194,6 +197,7 @@ proptest! {
     #[test]
     fn every_call_is_answered_whatever_the_interleaving(
         stubborn in any::<bool>(),
+        lose_workers in any::<bool>(),
         ops in prop::collection::vec(op(), 1..24),
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -201,7 +205,7 @@ proptest! {
             .start_paused(true)
             .build()
             .expect("runtime");
-        let unanswered = runtime.block_on(run_model(stubborn, &ops));
+        let unanswered = runtime.block_on(run_model(stubborn, lose_workers, &ops));
         prop_assert!(unanswered.is_empty(), "never answered: {:?}", unanswered);
     }
 }
