@@ -103,3 +103,49 @@ async fn a_crash_loop_backs_off_cheaply_then_gives_up_until_started_again() {
     assert!(daemon.stop().await.success());
     wait_gone(&pid, DEADLINE).await;
 }
+
+#[tokio::test]
+async fn a_zero_respawn_delay_still_holds_a_crash_loop_to_100_respawns_a_second() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let mut client = daemon.client().await;
+    let mut s = spec(ProgramKind::Child, &["false"]);
+    s.respawn_delay_ms = Some(0);
+    let _ = start_program_result(&mut client, "dies", s).await;
+    let respawns = |events: &Recorder| -> Vec<proto::Event> {
+        events
+            .all()
+            .into_iter()
+            .filter(|e| is(e, EventKind::Respawn) && e.program == "dies")
+            .collect()
+    };
+    events
+        .wait_for_n("a crash loop", 20, |e| {
+            is(e, EventKind::Respawn) && e.program == "dies"
+        })
+        .await;
+    let before = respawns(&events).len();
+    let window = Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let in_one_second = respawns(&events).len() - before;
+    let elapsed = window.elapsed();
+    client
+        .stop(proto::StopRequest {
+            name: "dies".into(),
+            timeout_ms: None,
+        })
+        .await
+        .expect("Stop");
+    let all = respawns(&events);
+    assert!(
+        all[1..].iter().all(|e| e.delay_ms >= 10),
+        "crashes in a row wait at least 10 ms: {:?}",
+        all.iter().map(|e| e.delay_ms).collect::<Vec<_>>()
+    );
+    eprintln!("{in_one_second} respawns in {elapsed:?}");
+    assert!(
+        in_one_second as f64 <= 105.0 * elapsed.as_secs_f64(),
+        "{in_one_second} respawns in {elapsed:?}"
+    );
+    assert!(daemon.stop().await.success());
+}

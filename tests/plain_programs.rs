@@ -292,3 +292,58 @@ start_grace = "50ms"
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
 }
+
+#[tokio::test]
+async fn a_stop_during_a_full_restart_answers_both_calls() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let mut client = daemon.client().await;
+    // Ignores SIGTERM, so the restart's stop phase lasts its whole window.
+    let mut s = spec(
+        ProgramKind::Child,
+        &["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"],
+    );
+    s.start_grace_ms = Some(50);
+    s.stop_timeout_ms = Some(1500);
+    start_program(&mut client, "slow", s).await;
+    let old = ok_pids(&mut client, "slow").await;
+
+    let mut restarting = client.clone();
+    let restart = tokio::spawn(async move {
+        restarting
+            .restart(proto::RestartRequest {
+                name: "slow".into(),
+                full: true,
+            })
+            .await
+    });
+    events
+        .wait_for("the restart's stop phase", |e| {
+            is(e, EventKind::Stopping) && e.program == "slow"
+        })
+        .await;
+    let stopped = client
+        .stop(proto::StopRequest {
+            name: "slow".into(),
+            timeout_ms: None,
+        })
+        .await
+        .expect("Stop")
+        .into_inner();
+    assert_eq!(stopped.status, ProgramStatus::Ready as i32);
+
+    // The stop won: the restart is over too, and says it did not complete.
+    let restarted = tokio::time::timeout(DEADLINE, restart)
+        .await
+        .expect("the restart answers once the stop has taken over")
+        .expect("restart task");
+    let status = restarted.expect_err("a restart cut short by a stop is an error");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("stop"), "{}", status.message());
+    assert!(
+        ok_pids(&mut client, "slow").await.is_empty(),
+        "nothing started again"
+    );
+    wait_gone(&old, DEADLINE).await;
+    assert!(daemon.stop().await.success());
+}

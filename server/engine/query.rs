@@ -5,7 +5,6 @@ use super::state::{ProgramInfo, Run, WorkerInfo};
 use super::Engine;
 use crate::daemon::error::Result;
 use crate::daemon::process::cpu::cpu_time;
-use crate::daemon::process::rss::rss_bytes;
 
 impl Engine {
     /// One program, or every program in definition order.
@@ -46,7 +45,10 @@ impl Engine {
                     restarts: instance.restarts,
                     connections: instance.connections,
                     requests: instance.requests,
-                    rss_bytes: instance.pid.and_then(rss_bytes).unwrap_or(0),
+                    rss_bytes: instance
+                        .pid
+                        .and_then(|pid| self.os.rss_bytes(pid))
+                        .unwrap_or(0),
                     uptime: instance.spawned_at.elapsed(),
                     attached: instance.channel.is_some(),
                     cpu: instance.pid.and_then(cpu_time).unwrap_or_default(),

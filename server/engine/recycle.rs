@@ -11,8 +11,6 @@ use nix::sys::signal::Signal;
 use super::events::{Event, EventKind};
 use super::state::{InstanceStatus, StopReason};
 use super::{Engine, Timer};
-use crate::daemon::process::rss::rss_bytes;
-use crate::daemon::process::signal::signal_group;
 
 /// Heartbeat intervals of silence after which an attached worker counts as hung.
 pub const HUNG_AFTER: u32 = 8;
@@ -98,7 +96,7 @@ impl Engine {
                 instance.last_seen.elapsed().as_millis()
             );
             instance.killed_because = Some(why.clone());
-            let _ = signal_group(pid, Signal::SIGKILL);
+            let _ = self.os.signal_group(pid, Signal::SIGKILL);
             hung.push((instance.id, pid, why));
         }
         for (id, pid, why) in hung {
@@ -148,7 +146,7 @@ impl Engine {
                 ));
             }
             let base = instance.rss_at_ok?;
-            let now = rss_bytes(instance.pid?)?;
+            let now = self.os.rss_bytes(instance.pid?)?;
             let limit =
                 base.saturating_add(base.saturating_mul(u64::from(spec.max_memory_gain)) / 100);
             (now > limit).then(|| {

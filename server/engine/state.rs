@@ -3,7 +3,9 @@
 //! Only the engine task touches these; everything outside sees [`ProgramInfo`] and
 //! [`WorkerInfo`] copies.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
@@ -300,6 +302,39 @@ impl Program {
     /// The instance with worker id `id`, mutably.
     pub fn instance_mut(&mut self, id: u64) -> Option<&mut Instance> {
         self.instances.iter_mut().find(|i| i.id == id)
+    }
+
+    /// Removes and returns the waiters whose condition matches `which`.
+    pub fn take_waiters(&mut self, which: impl Fn(&Until) -> bool) -> Vec<Waiter> {
+        let (taken, kept) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|w| which(&w.until));
+        self.waiters = kept;
+        taken
+    }
+
+    /// Whether the program cannot become `ok` without a new request: it is
+    /// idle, or it runs short of workers with none starting, in backoff or
+    /// failing (those it lost are not coming back).
+    pub fn ok_out_of_reach(&self) -> bool {
+        match self.run {
+            Run::Idle => true,
+            Run::Waiting | Run::Stopping(_) => false,
+            Run::Running => {
+                let active = self.instances.iter().filter(|i| i.is_active());
+                let ok = active
+                    .clone()
+                    .filter(|i| i.status == InstanceStatus::Ok)
+                    .count();
+                let in_flight = active.clone().any(|i| {
+                    matches!(
+                        i.status,
+                        InstanceStatus::Starting | InstanceStatus::Backoff | InstanceStatus::Error
+                    )
+                });
+                ok < self.desired as usize && !in_flight
+            }
+        }
     }
 
     /// True while the program is meant to be up.

@@ -10,7 +10,6 @@ use super::state::InstanceStatus;
 use super::worker_msg::{FromWorker, Hello, ToWorker, Welcome, WorkerKey};
 use super::Engine;
 use crate::daemon::error::{Error, Result};
-use crate::daemon::process::signal::signal_group;
 
 /// Largest message payload, either way.
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
@@ -83,7 +82,7 @@ impl Engine {
             });
         }
         instance.channel = Some(channel);
-        instance.last_seen = std::time::Instant::now();
+        instance.last_seen = tokio::time::Instant::now();
         self.programs[index].links_sdk = true;
         tracing::debug!(program = %name, worker = id, %pid, claimed_pid = hello.pid, "worker attached");
         let key = WorkerKey {
@@ -109,7 +108,7 @@ impl Engine {
         let id = key.id;
         let (status, pid) = match self.programs[index].instance_mut(id) {
             Some(i) => {
-                i.last_seen = std::time::Instant::now();
+                i.last_seen = tokio::time::Instant::now();
                 (i.status, i.pid)
             }
             None => return,
@@ -235,7 +234,8 @@ impl Engine {
                 continue;
             }
             if let Some(pid) = instance.pid {
-                signal_group(pid, signal)
+                self.os
+                    .signal_group(pid, signal)
                     .map_err(|e| Error::io(format!("signal worker {}", instance.id), e))?;
                 instance.signalled = Some(signal);
                 signalled += 1;
