@@ -427,6 +427,18 @@ mod tests {
     use infant::proto::{ProgramKind, ProgramStatus};
 
     #[test]
+    fn a_cell_wider_than_a_format_width_does_not_panic() {
+        let mut table = Table::new(&["NAME", "ERROR"]);
+        let long = "e".repeat(100_000);
+        table.row(vec!["web".into(), long.clone()]);
+        table.row(vec![long.clone(), "x".into()]);
+        let text = table.render();
+        assert!(text.contains(&long));
+        let widths: Vec<usize> = text.lines().map(|l| l.find("x").unwrap_or(0)).collect();
+        assert_eq!(widths[2], 100_002, "the second column is aligned");
+    }
+
+    #[test]
     fn tables_align_without_trailing_spaces() {
         let mut table = Table::new(&["NAME", "STATUS"]);
         table.row(vec!["web-frontend".into(), "ok".into()]);
