@@ -32,7 +32,9 @@
 //! Messages `flood N` (answer N messages at once) and `big N` (try to send N
 //! bytes, then report the outcome as `big: …`) exercise the channel's bounds;
 //! `block N` blocks the handler's thread N ms, `spin N` computes for N ms,
-//! `panic` panics in the handler and `request N` counts N requests.
+//! `panic` panics in the handler, `request N` counts N requests, `shutdown` and
+//! `fail TEXT` end the worker through its `Handle`. With a stop marker, the stop
+//! hook also appends `started true|false`: whether the start hook completed.
 
 use std::io::{IsTerminal, Write};
 use std::process::{Command, Stdio};
@@ -65,7 +67,7 @@ async fn main() -> Result<(), WorkerError> {
         .await
 }
 
-fn echo(payload: Vec<u8>, handle: Handle) {
+async fn echo(payload: Vec<u8>, handle: Handle) {
     // Test knobs: `flood N` answers N messages at once; `big N` tries to send N
     // bytes and reports what the SDK said.
     let text = String::from_utf8_lossy(&payload);
@@ -74,7 +76,7 @@ fn echo(payload: Vec<u8>, handle: Handle) {
         .and_then(|n| n.parse::<u64>().ok())
     {
         for i in 0..n {
-            let _ = handle.send(format!("flood {i}"));
+            let _ = handle.send(format!("flood {i}")).await;
         }
         return;
     }
@@ -82,14 +84,15 @@ fn echo(payload: Vec<u8>, handle: Handle) {
         .strip_prefix("big ")
         .and_then(|n| n.parse::<usize>().ok())
     {
-        let outcome = match handle.send(vec![b'x'; n]) {
+        let outcome = match handle.send(vec![b'x'; n]).await {
             Ok(()) => "sent".to_string(),
             Err(error) => error.to_string(),
         };
-        let _ = handle.send(format!("big: {outcome}"));
+        let _ = handle.send(format!("big: {outcome}")).await;
         return;
     }
     if let Some(ms) = text.strip_prefix("block ").and_then(|n| n.parse().ok()) {
+        // Deliberately blocks the runtime's only thread.
         std::thread::sleep(Duration::from_millis(ms));
         return;
     }
@@ -98,6 +101,14 @@ fn echo(payload: Vec<u8>, handle: Handle) {
         while std::time::Instant::now() < until {
             std::hint::spin_loop();
         }
+        return;
+    }
+    if text == "shutdown" {
+        handle.shutdown();
+        return;
+    }
+    if let Some(why) = text.strip_prefix("fail ") {
+        handle.fail(why.to_string());
         return;
     }
     if text == "panic" {
@@ -111,7 +122,7 @@ fn echo(payload: Vec<u8>, handle: Handle) {
     }
     let mut reply = b"echo: ".to_vec();
     reply.extend_from_slice(&payload);
-    if let Err(error) = handle.send(reply) {
+    if let Err(error) = handle.send(reply).await {
         eprintln!("echo_worker: {error}");
     }
 }
@@ -187,20 +198,21 @@ async fn stop(handle: Handle) -> Result<(), String> {
             .await
             .map_err(|error| format!("cannot write {path}: {error}"))?;
     }
+    mark(&format!("started {}", handle.started())).await?;
     if knob("ECHO_PANIC").as_deref() == Some("stop") {
         panic!("the stop hook was told to panic");
     }
     if let Some(n) = knob("ECHO_SEND_ON_STOP").and_then(|n| n.parse::<usize>().ok()) {
         let mut sent = 0;
         for _ in 0..n {
-            if handle.send(vec![b'm'; 1024 * 1024]).is_ok() {
+            if handle.send(vec![b'm'; 1024 * 1024]).await.is_ok() {
                 sent += 1;
             }
         }
         mark(&format!("sent {sent}")).await?;
     }
     if knob("ECHO_SEND_IN_STOP").as_deref() == Some("1") {
-        let outcome = match handle.send("from the stop hook") {
+        let outcome = match handle.send("from the stop hook").await {
             Ok(()) => "ok".to_string(),
             Err(error) => error.to_string(),
         };

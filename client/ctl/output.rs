@@ -159,7 +159,11 @@ impl Table {
         for row in &self.rows {
             let mut line = String::new();
             for (cell, width) in row.iter().zip(&widths) {
-                let _ = write!(line, "{cell:<width$}  ");
+                // Padded by hand: a format width over u16::MAX panics, and a
+                // program's error text can be that long.
+                line.push_str(cell);
+                let pad = width.saturating_sub(cell.chars().count()) + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
             }
             text.push_str(line.trim_end());
             text.push('\n');
