@@ -181,3 +181,79 @@ async fn kill_9_during_a_rolling_restart_or_a_scale_up_leaves_nothing() {
     })
     .await;
 }
+
+/// A worker whose runtime is wedged (its message handler blocks the thread) still
+/// dies within 2 seconds of `kill -9` of the daemon; and a send from a stop hook
+/// that runs because the daemon is gone says `Closed`.
+#[tokio::test]
+async fn a_wedged_worker_dies_within_2_seconds_and_sends_after_loss_are_closed() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+
+    let mut daemon = Daemon::start(&[]).await;
+    let mut client = daemon.client().await;
+    let worker = example_bin("echo_worker");
+    let worker = worker.to_string_lossy();
+    let marker = daemon.dir.path().join("marker");
+    let mut pids = Vec::new();
+    for name in ["wedged", "polite"] {
+        let mut echo = spec(ProgramKind::Child, &[&worker]);
+        echo.start_grace_ms = Some(10_000);
+        echo.env
+            .insert("ECHO_STOP_MARKER".into(), marker.to_string_lossy().into());
+        echo.env.insert("ECHO_SEND_IN_STOP".into(), "1".into());
+        client
+            .start(proto::StartRequest {
+                name: name.into(),
+                spec: Some(echo),
+                wait: false,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("Start {name}: {e}"));
+        pids.extend(ok_pids(&mut client, name).await);
+    }
+    client
+        .send(proto::SendRequest {
+            name: "wedged".into(),
+            worker: None,
+            payload: b"block 600000".to_vec(),
+        })
+        .await
+        .expect("Send block");
+    // Give the handler a moment to be inside its block.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(client);
+
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait_exit(DEADLINE).await;
+    let killed = Instant::now();
+    // Polled by hand rather than with `wait_until`, so that a worker that
+    // outlives the daemon is killed (not left behind) before the test fails.
+    while killed.elapsed() < Duration::from_secs(5) && !pids.iter().all(|&pid| reaped(pid)) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = killed.elapsed();
+    let left: Vec<u32> = pids.iter().copied().filter(|&pid| !reaped(pid)).collect();
+    for &pid in &left {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    wait_until("the leftovers reaped", DEADLINE, || {
+        let gone = left.iter().all(|&pid| reaped(pid));
+        async move { gone }
+    })
+    .await;
+    assert!(left.is_empty(), "workers {left:?} outlived the daemon");
+    assert!(
+        took <= Duration::from_secs(2),
+        "every worker was gone {took:?} after the daemon died"
+    );
+    let sends: Vec<String> = std::fs::read_to_string(&marker)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| Some(l.strip_prefix("send: ")?.to_string()))
+        .collect();
+    assert!(
+        !sends.is_empty() && sends.iter().all(|s| s.contains("closed")),
+        "a send after the daemon is lost fails as closed: {sends:?}"
+    );
+}

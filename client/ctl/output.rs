@@ -245,13 +245,16 @@ impl Table {
         for (index, row) in self.rows.iter().enumerate() {
             let mut line = String::new();
             for (column, (cell, width)) in row.iter().zip(&widths).enumerate() {
+                // Padded by hand: a format width over u16::MAX panics, and a
+                // program's error text can be that long.
+                let pad = width.saturating_sub(cell.chars().count()) + 2;
                 if colour && index > 0 && self.status == Some(column) {
                     let style = status_style(cell);
-                    let pad = width.saturating_sub(cell.chars().count());
-                    let _ = write!(line, "{style}{cell}{style:#}{:pad$}  ", "");
+                    let _ = write!(line, "{style}{cell}{style:#}");
                 } else {
-                    let _ = write!(line, "{cell:<width$}  ");
+                    line.push_str(cell);
                 }
+                line.extend(std::iter::repeat_n(' ', pad));
             }
             text.push_str(line.trim_end());
             text.push('\n');
@@ -524,6 +527,18 @@ fn dash_if_empty(text: String) -> String {
 mod tests {
     use super::*;
     use infant::proto::{ProgramKind, ProgramStatus};
+
+    #[test]
+    fn a_cell_wider_than_a_format_width_does_not_panic() {
+        let mut table = Table::new(&["NAME", "ERROR"]);
+        let long = "e".repeat(100_000);
+        table.row(vec!["web".into(), long.clone()]);
+        table.row(vec![long.clone(), "x".into()]);
+        let text = table.render();
+        assert!(text.contains(&long));
+        let widths: Vec<usize> = text.lines().map(|l| l.find("x").unwrap_or(0)).collect();
+        assert_eq!(widths[2], 100_002, "the second column is aligned");
+    }
 
     #[test]
     fn tables_align_without_trailing_spaces() {

@@ -97,10 +97,16 @@ impl Engine {
             );
             instance.killed_because = Some(why.clone());
             let _ = self.os.signal_group(pid, Signal::SIGKILL);
-            hung.push((instance.id, pid, why));
+            hung.push((instance.id, pid, instance.status, why));
         }
-        for (id, pid, why) in hung {
+        for (id, pid, status, why) in hung {
             tracing::warn!(program = %name, worker = id, %pid, "{why}: killed");
+            if status == InstanceStatus::Starting {
+                // Whoever waits for it to start (`infantctl start`) learns why it
+                // did not, not just the SIGKILL that follows.
+                self.start_failed(index, id, why);
+                continue;
+            }
             self.publish(
                 Event::new(&name, EventKind::Error)
                     .worker(id, Some(pid))
@@ -136,11 +142,18 @@ impl Engine {
             }
             let served = instance.connections.max(instance.requests);
             if served >= spec.max_connections {
+                // Say what was counted: a request-counting worker may serve many
+                // requests over one connection.
+                let what = if instance.requests > instance.connections {
+                    "requests"
+                } else {
+                    "connections"
+                };
                 return Some((
                     instance.id,
                     served,
                     format!(
-                        "served {served} connections (max_connections {})",
+                        "served {served} {what} (max_connections {})",
                         spec.max_connections
                     ),
                 ));

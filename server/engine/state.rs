@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use nix::unistd::Pid;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use super::worker_msg::ToWorker;
+use super::worker_msg::WorkerLink;
 use crate::daemon::error::Result;
 use crate::daemon::process::reaper::ExitStatus;
 use crate::daemon::process::sockets::BoundSocket;
@@ -102,7 +102,7 @@ pub struct Instance {
     /// The hold-down this slot is waiting out (or last waited).
     pub backoff: Duration,
     /// The SDK channel, once the worker attached.
-    pub channel: Option<mpsc::Sender<ToWorker>>,
+    pub channel: Option<WorkerLink>,
     /// Connections reported by the worker.
     pub connections: u64,
     /// Requests reported by the worker.

@@ -3,11 +3,10 @@
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tokio::sync::mpsc;
 
 use super::events::{Event, EventKind};
 use super::state::InstanceStatus;
-use super::worker_msg::{FromWorker, Hello, ToWorker, Welcome, WorkerKey};
+use super::worker_msg::{FromWorker, Hello, ToWorker, Welcome, WorkerKey, WorkerLink};
 use super::Engine;
 use crate::daemon::error::{Error, Result};
 
@@ -24,7 +23,7 @@ impl Engine {
         &mut self,
         hello: Hello,
         peer_pid: Option<i32>,
-        channel: mpsc::Sender<ToWorker>,
+        channel: WorkerLink,
     ) -> Result<(WorkerKey, Welcome)> {
         let refused = |why: String| Error::AttachRefused(why);
         let found = self.programs.iter().enumerate().find_map(|(index, p)| {
@@ -119,11 +118,15 @@ impl Engine {
                     self.mark_ok(index, id);
                 }
             }
-            FromWorker::Failed(text) => {
-                if status == InstanceStatus::Starting {
-                    self.start_failed(index, id, text);
+            FromWorker::Failed(text) => match status {
+                InstanceStatus::Starting => self.start_failed(index, id, text),
+                // Counted `ok` without `Ready` (it attached after the start
+                // grace), or failing after `Ready`: the text must not be lost.
+                InstanceStatus::Ok => self.worker_failed(index, id, pid, text),
+                _ => {
+                    tracing::debug!(program = %key.program, worker = id, "ignoring Failed: {text}")
                 }
-            }
+            },
             FromWorker::Heartbeat {
                 connections,
                 requests,
@@ -147,6 +150,28 @@ impl Engine {
                 tracing::debug!(program = %key.program, worker = id, "stop hook finished");
             }
         }
+    }
+
+    /// A running worker reported a failure (`Failed` after it was `ok`): it is
+    /// about to exit, and its text becomes the program's error.
+    fn worker_failed(&mut self, index: usize, id: u64, pid: Option<Pid>, text: String) {
+        let name = self.programs[index].spec.name.clone();
+        let error = format!("worker {id} failed: {text}");
+        if let Some(instance) = self.programs[index].instance_mut(id) {
+            // Not `ok` any more; its exit then keeps this error.
+            instance.status = InstanceStatus::Error;
+        }
+        self.programs[index].last_error = Some(error.clone());
+        let mut event = Event::new(&name, EventKind::Status).worker(id, pid);
+        event.instance_status = Some(InstanceStatus::Error);
+        event.reason = text;
+        self.publish(event);
+        self.publish(
+            Event::new(&name, EventKind::Error)
+                .worker(id, pid)
+                .reason(error),
+        );
+        self.settle(index);
     }
 
     /// An attached worker's stream ended. Its process may live on (it will be

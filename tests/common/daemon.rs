@@ -50,6 +50,21 @@ impl Daemon {
         .await
     }
 
+    /// Starts `WRAPPER… infantd --socket DIR/d.sock ARGS…`: infantd run by
+    /// another program (`unshare`, a shell). `pid` is then the wrapper's.
+    pub async fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Daemon {
+        let dir = short_tempdir();
+        let socket = dir.path().join("d.sock");
+        let mut command = Command::new(wrapper[0]);
+        command
+            .args(&wrapper[1..])
+            .arg(infantd_bin())
+            .arg("--socket")
+            .arg(&socket)
+            .args(args);
+        Self::launch(command, dir, socket).await
+    }
+
     /// Starts `infantd ARGS…` without `--socket`, as a user would: it takes its
     /// default socket, `$XDG_RUNTIME_DIR/infant/infantd.sock`, with
     /// `$XDG_RUNTIME_DIR` set to the daemon's private folder and `$INFANT_SOCKET`
