@@ -6,7 +6,7 @@ pub mod common;
 use std::time::Instant;
 
 use common::*;
-use infant::proto::{EventKind, ProgramKind, ProgramStatus};
+use infant::proto::{self, EventKind, ProgramKind, ProgramStatus};
 
 /// utime + stime of `pid`, in clock ticks.
 fn cpu_ticks(pid: i32) -> u64 {

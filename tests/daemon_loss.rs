@@ -13,7 +13,7 @@ pub mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use infant::proto::ProgramKind;
+use infant::proto::{self, ProgramKind};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};

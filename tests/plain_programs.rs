@@ -6,7 +6,7 @@ pub mod common;
 use std::time::Duration;
 
 use common::*;
-use infant::proto::{EventKind, InstanceStatus, ProgramKind, ProgramStatus};
+use infant::proto::{self, EventKind, InstanceStatus, ProgramKind, ProgramStatus};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 

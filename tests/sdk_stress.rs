@@ -4,7 +4,7 @@
 //! children inherit, sockets passed to a wrapper, an SDK worker that attaches
 //! after its start grace, and what the recycle event says it counted.
 
-mod common;
+pub mod common;
 
 use std::path::Path;
 use std::time::Duration;
