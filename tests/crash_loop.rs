@@ -26,7 +26,9 @@ async fn a_crash_loop_backs_off_cheaply_then_gives_up_until_started_again() {
     std::fs::write(&mark, "x").expect("mark");
     let script = format!("test ! -e {} || exit 1; exec sleep 1000", mark.display());
     let mut s = spec(ProgramKind::Child, &["sh", "-c", &script]);
-    s.start_grace_ms = Some(50);
+    // Long enough that `sh` exits within it even on a loaded machine: every
+    // run must count as a failed start, never as a brief success.
+    s.start_grace_ms = Some(1_000);
     s.respawn_delay_ms = Some(400);
     s.max_restarts = Some(6);
     s.restart_window_ms = Some(60_000);

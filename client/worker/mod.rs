@@ -168,9 +168,9 @@ impl Worker {
     /// Calls `handler` with every message the daemon sends (`infantctl send`),
     /// and awaits it before handing over the next one (in order, one at a time).
     ///
-    /// The handler runs on the worker's task, between the daemon's other
-    /// messages: a `Stop` is seen once the current call returns. Spawn a task for
-    /// anything long. Heartbeats do not depend on it. A panic in the handler fails
+    /// The handler runs on the worker's task. A `Stop` is seen even while a call
+    /// is pending: the stop hook then runs while that call goes on, so a handler
+    /// need not return for the worker to stop. Heartbeats do not depend on it. A panic in the handler fails
     /// the worker: it reports `Failed("message handler panicked: …")`, runs the
     /// stop hook and [`Worker::run`] returns [`WorkerError::Failed`].
     pub fn on_message<F, Fut>(mut self, handler: F) -> Self

@@ -9,10 +9,10 @@ use infant::worker::{Handle, Worker, WorkerError};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), WorkerError> {
     Worker::new("sdk_only")
-        .on_message(|payload, handle| {
+        .on_message(|payload, handle| async move {
             let mut reply = b"echo: ".to_vec();
             reply.extend_from_slice(&payload);
-            let _ = handle.send(reply);
+            let _ = handle.send(reply).await;
         })
         .run(start, stop)
         .await
