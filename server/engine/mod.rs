@@ -17,6 +17,7 @@ pub mod backoff;
 pub mod events;
 mod exit;
 mod handle;
+mod leftovers;
 mod order;
 mod query;
 mod recycle;
@@ -40,6 +41,7 @@ pub use handle::{Command, EngineHandle, FailedDependency};
 use self::events::{Event, EventBus, EventKind};
 use self::state::{Program, ProgramInfo, ProgramStatus, Run, Until};
 use crate::daemon::error::{Error, Result};
+use crate::daemon::process::contain::Containment;
 use crate::daemon::process::reaper::{self, Exit};
 
 /// Timers the engine sets for itself. Each names its instance by program and id
@@ -98,6 +100,8 @@ pub struct Engine {
     trim_scheduled: bool,
     /// Where the tasks watching each spawn's exec report its outcome.
     exec_tx: mpsc::UnboundedSender<ExecOutcome>,
+    /// Cgroups and the guardian: what an instance leaves behind dies with it.
+    contain: Containment,
 }
 
 /// How the exec of a spawned process went: `error` is `None` once it exec'd.
@@ -124,7 +128,10 @@ struct StopSequence {
 ///
 /// Must run inside a tokio runtime. The engine owns all child reaping of this
 /// process (see [`crate::daemon::process::reaper`]).
-pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task::JoinHandle<()>)> {
+pub fn spawn(
+    config: EngineConfig,
+    contain: Containment,
+) -> std::io::Result<(EngineHandle, tokio::task::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(1024);
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
     let (exec_tx, exec_rx) = mpsc::unbounded_channel();
@@ -145,6 +152,7 @@ pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task
         advancing: false,
         trim_scheduled: false,
         exec_tx,
+        contain,
     };
     let task = tokio::spawn(engine.run(rx, exit_rx, exec_rx));
     Ok((EngineHandle::new(tx), task))

@@ -73,6 +73,16 @@ impl Daemon {
         Self::launch(command, dir, socket).await
     }
 
+    /// Like [`Daemon::start`], with `env` added to the daemon's environment.
+    pub async fn start_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let dir = short_tempdir();
+        let socket = dir.path().join("d.sock");
+        let mut command = Command::new(infantd_bin());
+        command.arg("--socket").arg(&socket).args(args);
+        command.envs(env.iter().copied());
+        Self::launch(command, dir, socket).await
+    }
+
     /// Starts `infantd ARGS…` without `--socket`, as a user would: it takes its
     /// default socket, `$XDG_RUNTIME_DIR/infant/infantd.sock`, with
     /// `$XDG_RUNTIME_DIR` set to the daemon's private folder and `$INFANT_SOCKET`
@@ -824,3 +834,42 @@ command = ["sleep", "1000"]
 start_grace = "50ms"
 after = ["migrate"]
 "#;
+
+/// A plain worker's command that leaves grandchildren of every kind: the
+/// leader (`sleep 3000`) has a child in its process group (`sleep 3001`), one
+/// in a new session (`setsid`, `sleep 3002`), a double-forked one in its group
+/// (`sleep 3003`) and a double-forked one in a new session (`sleep 3004`).
+pub const TREE: &str = "sleep 3001 & setsid sleep 3002 & sh -c 'sleep 3003 &'; \
+                        setsid sh -c 'sleep 3004 &'; exec sleep 3000";
+
+/// The live (not zombie) processes that carry the `INFANT_SOCKET` of the daemon
+/// at `socket` — its descendants, unless one cleared its environment — with
+/// their command lines.
+pub fn descendants(socket: &Path) -> Vec<(u32, String)> {
+    let marker = format!("INFANT_SOCKET={}", socket.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| state(pid).is_some_and(|s| s != 'Z'))
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|e| e == marker.as_bytes()))
+        })
+        .map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (pid, cmdline.trim().to_string())
+        })
+        .collect()
+}
+
+/// How many of the descendants of the daemon at `socket` run exactly `command`.
+pub fn running(socket: &Path, command: &str) -> usize {
+    descendants(socket)
+        .iter()
+        .filter(|(_, c)| c == command)
+        .count()
+}
