@@ -82,7 +82,10 @@ async fn kill_9_leaves_nothing(env: &[(&str, &str)]) {
         },
     )
     .await;
-    println!("kill -9: every descendant gone {:?} after", killed.elapsed());
+    println!(
+        "kill -9: every descendant gone {:?} after",
+        killed.elapsed()
+    );
     wait_until("the guardian is gone too", DEADLINE, || {
         let left: Vec<u32> = children_of(std::process::id())
             .into_iter()
@@ -129,10 +132,14 @@ async fn a_stop_kills_what_the_instance_left(env: &[(&str, &str)]) {
             .await
             .expect("Start leaky");
         let socket = daemon.socket.clone();
-        wait_until("the grandchild runs in a session of its own", DEADLINE, || {
-            let up = running(&socket, "sleep 4001") == 1 && running(&socket, "sleep 4002") == 1;
-            async move { up }
-        })
+        wait_until(
+            "the grandchild runs in a session of its own",
+            DEADLINE,
+            || {
+                let up = running(&socket, "sleep 4001") == 1 && running(&socket, "sleep 4002") == 1;
+                async move { up }
+            },
+        )
         .await;
         client
             .stop(proto::StopRequest {

@@ -139,7 +139,10 @@ async fn a_kill_storm_under_load_leaves_the_daemon_whole() {
         },
     )
     .await;
-    assert!(trees_killed >= 30, "the storm killed {trees_killed} tree leaders");
+    assert!(
+        trees_killed >= 30,
+        "the storm killed {trees_killed} tree leaders"
+    );
     let (ok, failed, _, _) = load.finish().await;
     println!("kill storm: {} kills in {storm:?}; load {ok} ok, {failed} failed (requests on killed workers)", killed.len());
     assert!(
@@ -390,10 +393,14 @@ async fn a_soak_of_start_stop_and_respawns_leaks_nothing() {
     );
 
     let socket = daemon.socket.clone();
-    wait_until("nothing left behind by 1,000 stopped trees", DEADLINE, || {
-        let none = descendants(&socket).is_empty();
-        async move { none }
-    })
+    wait_until(
+        "nothing left behind by 1,000 stopped trees",
+        DEADLINE,
+        || {
+            let none = descendants(&socket).is_empty();
+            async move { none }
+        },
+    )
     .await;
 
     // A watcher that kept up saw every event, in order, with no gap.

@@ -41,8 +41,7 @@ impl Tree {
     /// writable and not turned off; `None` (with the reason logged at debug
     /// level) otherwise.
     pub fn create() -> Option<Tree> {
-        if std::env::var(CGROUP_ENV)
-            .is_ok_and(|v| matches!(v.trim(), "off" | "0" | "no" | "false"))
+        if std::env::var(CGROUP_ENV).is_ok_and(|v| matches!(v.trim(), "off" | "0" | "no" | "false"))
         {
             tracing::info!("cgroup containment turned off ({CGROUP_ENV})");
             return None;
@@ -66,12 +65,7 @@ impl Tree {
         // Moving a process into a child cgroup needs write access to the
         // `cgroup.procs` of the cgroup it leaves (ours): check it now, once,
         // rather than have every spawn fail to move its child.
-        if nix::unistd::access(
-            &own.join("cgroup.procs"),
-            nix::unistd::AccessFlags::W_OK,
-        )
-        .is_err()
-        {
+        if nix::unistd::access(&own.join("cgroup.procs"), nix::unistd::AccessFlags::W_OK).is_err() {
             tracing::info!(
                 "no cgroup containment: {} is not writable",
                 own.join("cgroup.procs").display()
@@ -93,7 +87,10 @@ impl Tree {
     pub fn instance(&self, seq: u64) -> std::io::Result<(PathBuf, OwnedFd)> {
         let dir = self.root.join(format!("i{seq}"));
         std::fs::create_dir(&dir)?;
-        match OpenOptions::new().write(true).open(dir.join("cgroup.procs")) {
+        match OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+        {
             Ok(file) => Ok((dir, file.into())),
             Err(e) => {
                 let _ = std::fs::remove_dir(&dir);

@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use super::cgroup;
@@ -133,7 +133,12 @@ impl Drop for Guardian {
 /// The guardian's life: record instances until the daemon is gone, then sweep.
 fn guard(pipe: OwnedFd, cgroup: Option<PathBuf>) -> ! {
     let _ = nix::unistd::setsid();
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGPIPE] {
+    for signal in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGPIPE,
+    ] {
         // SAFETY: SIG_IGN installs no handler.
         unsafe {
             let _ = nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigIgn);
@@ -152,8 +157,7 @@ fn guard(pipe: OwnedFd, cgroup: Option<PathBuf>) -> ! {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         }
-        let Some((pgid, token)) = line.trim_end().get(1..).and_then(|l| l.split_once(' '))
-        else {
+        let Some((pgid, token)) = line.trim_end().get(1..).and_then(|l| l.split_once(' ')) else {
             continue;
         };
         let Ok(pgid) = pgid.parse::<i32>() else {
