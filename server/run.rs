@@ -28,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 use super::error::{Error, Result};
 use super::grpc::{BearerToken, RemoteListener};
 use super::metrics::{self, MetricsListener, Tally};
+use super::process::contain::Containment;
+use super::process::guardian::Guardian;
 use super::spec::{ProgramDef, ProgramSpec};
 use super::supervisor::{Supervisor, SupervisorOptions};
 use super::{app, config, process, socket};
@@ -139,6 +141,7 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         .map(|index| programs[index].name.clone())
         .collect();
 
+    let containment = containment();
     process::become_subreaper().map_err(|e| Error::io("PR_SET_CHILD_SUBREAPER", e))?;
     let explicit = options.socket.is_some();
     let path = crate::paths::socket_path(options.socket);
@@ -153,7 +156,36 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the runtime", e))?;
-    runtime.block_on(serve(path, remote, metrics, programs, order, inline))
+    runtime.block_on(serve(
+        path,
+        remote,
+        metrics,
+        programs,
+        order,
+        inline,
+        containment,
+    ))
+}
+
+/// The daemon's cgroup, if it can have one, and its guardian (see
+/// [`process::guardian`]), forked while the daemon is still a single thread.
+fn containment() -> Containment {
+    let cgroups = process::cgroup::Tree::create();
+    let guardian = if process::single_threaded() {
+        // SAFETY: the process has a single thread (just checked; the runtime
+        // is started later).
+        match unsafe { Guardian::start(cgroups.as_ref().map(|tree| tree.root())) } {
+            Ok(guardian) => Some(guardian),
+            Err(e) => {
+                tracing::warn!("cannot start the guardian: {e}; a kill -9 of infantd may leave processes behind");
+                None
+            }
+        }
+    } else {
+        tracing::warn!("not started as a single thread: no guardian");
+        None
+    };
+    Containment::new(cgroups, guardian)
 }
 
 /// The remote control listener the flags ask for, checked: the address resolves,
@@ -352,10 +384,12 @@ async fn serve(
     programs: Vec<ProgramSpec>,
     order: Vec<String>,
     inline: Option<String>,
+    containment: Containment,
 ) -> Result<ExitCode> {
     let mut signals = Signals::new()?;
     let mut options = SupervisorOptions::new().trim_memory(true);
     options.remote = remote;
+    options.containment = Some(containment);
     let supervisor = Supervisor::start_with(&path, options).await?;
     let engine = supervisor.engine().clone();
     let stop_metrics = CancellationToken::new();

@@ -25,6 +25,7 @@ use super::engine::state::{ProgramInfo, WorkerInfo};
 use super::engine::{self, Command, EngineConfig, EngineHandle};
 use super::error::{Error, Result};
 use super::grpc::{RemoteListener, RpcStats};
+use super::process::contain::Containment;
 use super::spec::ProgramDef;
 use super::{grpc, process, socket};
 
@@ -47,6 +48,9 @@ pub struct SupervisorOptions {
     /// only a program that is nothing but the supervisor (as `infantd` is) should
     /// turn it on.
     pub trim_memory: bool,
+    /// `infantd`'s cgroups and guardian, set up before its runtime started;
+    /// others get cgroups (when available) and no guardian.
+    pub(crate) containment: Option<Containment>,
 }
 
 impl SupervisorOptions {
@@ -94,7 +98,10 @@ impl Supervisor {
         let SupervisorOptions {
             remote,
             trim_memory,
+            containment,
         } = options;
+        let containment =
+            containment.unwrap_or_else(|| Containment::new(process::cgroup::Tree::create(), None));
         process::become_subreaper().map_err(|e| Error::io("PR_SET_CHILD_SUBREAPER", e))?;
         // TCP first: if its port is taken, nothing else has been set up yet.
         let remote = match remote {
@@ -111,10 +118,13 @@ impl Supervisor {
             None => None,
         };
         let listener = socket::bind(socket)?;
-        let (engine, engine_task) = engine::spawn(EngineConfig {
-            socket: socket.to_path_buf(),
-            trim_memory,
-        })
+        let (engine, engine_task) = engine::spawn(
+            EngineConfig {
+                socket: socket.to_path_buf(),
+                trim_memory,
+            },
+            containment,
+        )
         .map_err(|e| Error::io("installing the SIGCHLD handler", e))?;
         let stop_serving = CancellationToken::new();
         let rpc_stats = Arc::new(RpcStats::default());

@@ -1,5 +1,6 @@
 //! `kill -9` of infantd itself: every worker is gone within 2 seconds, and so are
-//! the processes an SDK worker started.
+//! the processes an SDK worker started, and (mid-operation) the grandchildren
+//! of plain workers (see also `containment`).
 //!
 //! PID 1 (in a container, say) may not reap orphans, so a worker that outlived its
 //! daemon would linger as a zombie and be indistinguishable (in `/proc`) from one
@@ -131,6 +132,17 @@ async fn kill_daemon_during(
         .start("web", Some(s), false)
         .await
         .expect("start web");
+    // Plain workers with grandchildren of every kind: they are reparented to
+    // this process too if they survive.
+    let mut tree = spec(ProgramKind::Cluster, &["sh", "-c", TREE]);
+    tree.count = Some(2);
+    control.start_spec("tree", tree).await;
+    let socket = daemon.socket.clone();
+    wait_until("both trees fully grown", DEADLINE, || {
+        let grown = (3000..=3004).all(|n| running(&socket, &format!("sleep {n}")) == 2);
+        async move { grown }
+    })
+    .await;
     drop(control);
     let mut daemon = operation(daemon).await.expect("operation task");
     daemon.signal(Signal::SIGKILL);

@@ -81,12 +81,27 @@ async fn a_kill_storm_under_load_leaves_the_daemon_whole() {
         async move { control.ok_pids("storm").await.len() == 8 }
     })
     .await;
+    // Plain workers with grandchildren of every kind, killed too: what a killed
+    // leader leaves must not pile up.
+    let mut tree = spec(ProgramKind::Cluster, &["sh", "-c", TREE]);
+    tree.count = Some(2);
+    tree.respawn_delay_ms = Some(300);
+    control.start_spec("trees", tree).await;
     let before = footprint(daemon.pid());
 
     let mut rng = Lcg(0x1f2e3d4c);
     let mut killed = BTreeSet::new();
+    let mut trees_killed = 0;
     let storm = Instant::now();
-    for _ in 0..200 {
+    for round in 0..200 {
+        if round % 5 == 0 {
+            let leaders = control.ok_pids("trees").await;
+            if let Some(&victim) = leaders.get(rng.next(leaders.len())) {
+                if nix::sys::signal::kill(Pid::from_raw(victim as i32), Signal::SIGKILL).is_ok() {
+                    trees_killed += 1;
+                }
+            }
+        }
         let pids = control.ok_pids("storm").await;
         if let Some(&victim) = pids.get(rng.next(pids.len())) {
             if nix::sys::signal::kill(Pid::from_raw(victim as i32), Signal::SIGKILL).is_ok() {
@@ -106,6 +121,21 @@ async fn a_kill_storm_under_load_leaves_the_daemon_whole() {
         },
     )
     .await;
+    // Each tree is whole again, and nothing a killed one left is still there.
+    let socket = daemon.socket.clone();
+    wait_until(
+        "two trees, and nothing their killed leaders left",
+        DEADLINE,
+        || {
+            let whole = (3000..=3004).all(|n| running(&socket, &format!("sleep {n}")) == 2);
+            async move { whole }
+        },
+    )
+    .await;
+    assert!(
+        trees_killed >= 30,
+        "the storm killed {trees_killed} tree leaders"
+    );
     let (ok, failed, _, _) = load.finish().await;
     println!("kill storm: {} kills in {storm:?}; load {ok} ok, {failed} failed (requests on killed workers)", killed.len());
     assert!(
@@ -288,7 +318,8 @@ async fn a_soak_of_start_stop_and_respawns_leaks_nothing() {
     let daemon = Daemon::start(&[]).await;
     let watcher = Recorder::new(&daemon).await;
     let control = daemon.control().await;
-    let mut s = spec(ProgramKind::Child, &["sleep", "1000"]);
+    // A plain program with grandchildren of every kind: none may outlive its stop.
+    let mut s = spec(ProgramKind::Child, &["sh", "-c", TREE]);
     s.start_grace_ms = Some(0);
     let cycle = |s: &proto::ProgramSpec| {
         let control = &control;
@@ -326,6 +357,17 @@ async fn a_soak_of_start_stop_and_respawns_leaks_nothing() {
         before.2,
         after.2
     );
+
+    let socket = daemon.socket.clone();
+    wait_until(
+        "nothing left behind by 1,000 stopped trees",
+        DEADLINE,
+        || {
+            let none = descendants(&socket).is_empty();
+            async move { none }
+        },
+    )
+    .await;
 
     // A watcher that kept up saw every event, in order, with no gap.
     let seen = watcher.all();

@@ -60,6 +60,8 @@ impl Engine {
         };
         // Whatever the leader left in its group dies with it: no orphans.
         let _ = self.os.signal_group(exit.pid, Signal::SIGKILL);
+        // And whatever it left elsewhere (a new session, its cgroup).
+        let leftovers = self.contain.instance_exited(exit.pid);
         let Ok(index) = self.find(&name) else { return };
         let program = &mut self.programs[index];
         let Some(instance) = program.instance_mut(id) else {
@@ -103,6 +105,7 @@ impl Engine {
         event.exit = Some(exit.status);
         event.reason = reason.clone();
         self.publish(event);
+        self.report_leftovers(&name, id, exit.pid, leftovers);
 
         let program = &self.programs[index];
         let crash = stopping.is_none();

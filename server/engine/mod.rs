@@ -20,6 +20,7 @@ pub mod events;
 mod exit;
 mod handle;
 mod jobs;
+mod leftovers;
 mod order;
 pub mod os;
 mod query;
@@ -49,6 +50,7 @@ use self::events::{Event, EventBus, EventKind};
 use self::os::Os;
 use self::state::{Program, ProgramInfo, ProgramStatus, Run, Until};
 use crate::daemon::error::{Error, Result};
+use crate::daemon::process::contain::Containment;
 use crate::daemon::process::reaper::{self, Exit};
 
 /// Timers the engine sets for itself. Each names its instance by program and id
@@ -110,6 +112,8 @@ pub struct Engine {
     /// Spawning, signalling, binding and memory reads: the operating system, or
     /// a fake in unit tests.
     os: Box<dyn Os>,
+    /// Cgroups and the guardian: what an instance leaves behind dies with it.
+    contain: Containment,
 }
 
 /// How the exec of a spawned process went: `error` is `None` once it exec'd.
@@ -136,10 +140,13 @@ struct StopSequence {
 ///
 /// Must run inside a tokio runtime. The engine owns all child reaping of this
 /// process (see [`crate::daemon::process::reaper`]).
-pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task::JoinHandle<()>)> {
+pub fn spawn(
+    config: EngineConfig,
+    contain: Containment,
+) -> std::io::Result<(EngineHandle, tokio::task::JoinHandle<()>)> {
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
     reaper::start(exit_tx)?;
-    Ok(spawn_with(config, Box::new(os::RealOs), exit_rx))
+    Ok(spawn_with(config, Box::new(os::RealOs), contain, exit_rx))
 }
 
 /// Starts the engine task on `os`, taking the exits of its processes from
@@ -147,6 +154,7 @@ pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task
 pub(crate) fn spawn_with(
     config: EngineConfig,
     os: Box<dyn Os>,
+    contain: Containment,
     exits: mpsc::UnboundedReceiver<Exit>,
 ) -> (EngineHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(1024);
@@ -168,6 +176,7 @@ pub(crate) fn spawn_with(
         trim_scheduled: false,
         exec_tx,
         os,
+        contain,
     };
     let task = tokio::spawn(engine.run(rx, exits, exec_rx));
     (EngineHandle::new(tx), task)

@@ -230,25 +230,34 @@ impl Engine {
         env.push(("INFANT_TITLE".into(), spec.title.clone().into()));
         let fds: Vec<_> = program.sockets.iter().map(|s| s.raw_fd()).collect();
         let names: Vec<String> = fds.iter().map(|_| spec.name.clone()).collect();
+        let prepared = self.contain.prepare();
         let request = spawn::SpawnRequest {
             argv: &spec.command,
             cwd: spec.cwd.as_deref(),
             env,
             listen_fds: &fds,
             listen_names: &names,
+            cgroup_procs: prepared.cgroup_procs(),
         };
-        let spawned = self.os.spawn(&request).map_err(|e| match e {
-            spawn::SpawnError::Executable { command, reason } => Error::Spawn {
-                program: spec.name.clone(),
-                command,
-                reason,
-            },
-            spawn::SpawnError::Os(reason) => Error::Spawn {
-                program: spec.name.clone(),
-                command: spec.command[0].clone(),
-                reason,
-            },
-        })?;
+        let spawned = match self.os.spawn(&request) {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                self.contain.abandon(prepared);
+                return Err(match e {
+                    spawn::SpawnError::Executable { command, reason } => Error::Spawn {
+                        program: spec.name.clone(),
+                        command,
+                        reason,
+                    },
+                    spawn::SpawnError::Os(reason) => Error::Spawn {
+                        program: spec.name.clone(),
+                        command: spec.command[0].clone(),
+                        reason,
+                    },
+                });
+            }
+        };
+        self.contain.spawned(spawned.pid, &token, prepared);
         let pid = spawned.pid;
         // The exec finishes on its own; its outcome comes back as an engine input.
         let exec_tx = self.exec_tx.clone();

@@ -1,8 +1,13 @@
-//! Everything that touches processes: spawning into a process group with a
-//! parent-death signal and handed-over sockets, signalling groups, reaping, RSS,
-//! and the daemon's own subreaper and leftover-process duties.
+//! Everything that touches processes: spawning into a process group (and a
+//! cgroup) with a parent-death signal and handed-over sockets, signalling
+//! groups, reaping, RSS, containment of what instances leave behind, the
+//! guardian that outlives the daemon, and the daemon's own subreaper and
+//! leftover-process duties.
 
+pub mod cgroup;
+pub mod contain;
 pub mod cpu;
+pub mod guardian;
 pub mod reaper;
 pub mod rss;
 pub mod signal;
@@ -17,6 +22,16 @@ use nix::unistd::Pid;
 /// machines does not reap.
 pub fn become_subreaper() -> std::io::Result<()> {
     nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)
+}
+
+/// Whether this process has a single thread (`/proc/self/status`), as it must
+/// to fork anything but an exec.
+pub fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|l| l.strip_prefix("Threads:").is_some_and(|n| n.trim() == "1"))
+    })
 }
 
 /// Drops the daemon's cold code, read-only data and free heap pages from its

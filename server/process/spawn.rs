@@ -44,6 +44,9 @@ pub struct SpawnRequest<'a> {
     pub listen_fds: &'a [RawFd],
     /// `LISTEN_FDNAMES` entries, one per socket.
     pub listen_names: &'a [String],
+    /// The `cgroup.procs` of the cgroup the child joins before its exec, if any:
+    /// everything it starts is then in that cgroup (see [`super::cgroup`]).
+    pub cgroup_procs: Option<RawFd>,
 }
 
 /// Why an instance could not be started.
@@ -128,6 +131,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     env_ptrs.push(std::ptr::null());
     let cwd = req.cwd.map(|c| cstring(c.as_os_str())).transpose()?;
     let fds: Vec<RawFd> = req.listen_fds.to_vec();
+    let cgroup_procs = req.cgroup_procs.unwrap_or(-1);
 
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| SpawnError::Os(format!("pipe: {e}")))?;
@@ -171,6 +175,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
                     slot_ptr,
                     cwd.as_ref(),
                     &fds,
+                    cgroup_procs,
                     write_end.as_raw_fd(),
                 );
                 let bytes = errno.to_ne_bytes();
@@ -239,6 +244,7 @@ unsafe fn child_setup_and_exec(
     pid_slot: *mut u8,
     cwd: Option<&CString>,
     fds: &[RawFd],
+    cgroup_procs: RawFd,
     status_fd: RawFd,
 ) -> i32 {
     let errno = || *libc::__errno_location();
@@ -246,6 +252,12 @@ unsafe fn child_setup_and_exec(
     // Own process group: stopping the instance signals everything it started.
     if libc::setpgid(0, 0) != 0 {
         return errno();
+    }
+    // Into the instance's cgroup before anything can fork. Best effort: the
+    // daemon checked it may move processes there; if this fails anyway, the
+    // instance runs uncontained, as it would on a machine without cgroups.
+    if cgroup_procs >= 0 {
+        libc::write(cgroup_procs, b"0".as_ptr().cast(), 1);
     }
     // The instance dies with the daemon; if the daemon already died (we were
     // reparented before prctl took effect), stop here.

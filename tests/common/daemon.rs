@@ -50,6 +50,16 @@ impl Daemon {
         .await
     }
 
+    /// Like [`Daemon::start`], with `env` added to the daemon's environment.
+    pub async fn start_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let dir = short_tempdir();
+        let socket = dir.path().join("d.sock");
+        let mut command = Command::new(infantd_bin());
+        command.arg("--socket").arg(&socket).args(args);
+        command.envs(env.iter().copied());
+        Self::launch(command, dir, socket).await
+    }
+
     /// Starts `WRAPPER… infantd --socket DIR/d.sock ARGS…`: infantd run by
     /// another program (`unshare`, a shell). `pid` is then the wrapper's.
     pub async fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Daemon {

@@ -65,3 +65,35 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 fn field(fields: &[String], index: usize) -> Option<u32> {
     fields.get(index)?.parse().ok()
 }
+
+/// The live (not zombie) processes that carry the `INFANT_SOCKET` of the daemon
+/// at `socket` — its descendants, unless one cleared its environment — with
+/// their command lines.
+pub fn descendants(socket: &Path) -> Vec<(u32, String)> {
+    let marker = format!("INFANT_SOCKET={}", socket.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| state(pid).is_some_and(|s| s != 'Z'))
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|e| e == marker.as_bytes()))
+        })
+        .map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (pid, cmdline.trim().to_string())
+        })
+        .collect()
+}
+
+/// How many of the descendants of the daemon at `socket` run exactly `command`.
+pub fn running(socket: &Path, command: &str) -> usize {
+    descendants(socket)
+        .iter()
+        .filter(|(_, c)| c == command)
+        .count()
+}

@@ -43,3 +43,10 @@ command = ["sleep", "1000"]
 start_grace = "50ms"
 after = ["migrate"]
 "#;
+
+/// A plain worker's command that leaves grandchildren of every kind: the
+/// leader (`sleep 3000`) has a child in its process group (`sleep 3001`), one
+/// in a new session (`setsid`, `sleep 3002`), a double-forked one in its group
+/// (`sleep 3003`) and a double-forked one in a new session (`sleep 3004`).
+pub const TREE: &str = "sleep 3001 & setsid sleep 3002 & sh -c 'sleep 3003 &'; \
+                        setsid sh -c 'sleep 3004 &'; exec sleep 3000";

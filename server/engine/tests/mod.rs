@@ -21,6 +21,7 @@ use self::fake::{Fake, Proc};
 use super::state::ProgramInfo;
 use super::{EngineConfig, EngineHandle};
 use crate::daemon::error::Result;
+use crate::daemon::process::contain::Containment;
 use crate::daemon::process::reaper::ExitStatus;
 use crate::daemon::spec::{Kind, ProgramDef};
 
@@ -42,7 +43,7 @@ impl Harness {
             socket: "/nonexistent/infant.sock".into(),
             trim_memory: false,
         };
-        let (engine, task) = super::spawn_with(config, os, exits);
+        let (engine, task) = super::spawn_with(config, os, Containment::new(None, None), exits);
         Harness {
             engine,
             fake,
