@@ -3,7 +3,9 @@
 //! down in order on SIGINT/SIGTERM.
 //!
 //! Start-up: the configured programs start one after another, each after what
-//! it names in `after` (see [`super::app`]).
+//! it names in `after` (see [`super::app`]); then a service manager is told
+//! `READY=1` (see [`super::systemd`], which also supplies a control socket
+//! passed by socket activation).
 //!
 //! Shutdown: the first SIGINT/SIGTERM stops every program gracefully: the
 //! configured ones in reverse start-up order, then any started over the API; a
@@ -25,7 +27,7 @@ use super::error::{Error, Result};
 use super::grpc::{BearerToken, RemoteListener};
 use super::spec::{ProgramDef, ProgramSpec};
 use super::supervisor::{Supervisor, SupervisorOptions};
-use super::{app, config, process, socket};
+use super::{app, config, process, socket, systemd};
 
 /// How `infantd` was asked to run.
 #[derive(Debug, Default)]
@@ -46,6 +48,9 @@ pub struct Options {
     pub tls_key: Option<PathBuf>,
     /// `--insecure-plaintext`: serve the remote listener without TLS (loopback only).
     pub insecure_plaintext: bool,
+    /// `--health-listen HOST:PORT`: serve the standard health service alone over
+    /// plain TCP.
+    pub health_listen: Option<String>,
 }
 
 /// The longest token file read; a token is a few dozen bytes.
@@ -102,6 +107,11 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         None => Vec::new(),
     };
     let remote = remote_listener(&options)?;
+    let health_listen = options
+        .health_listen
+        .as_deref()
+        .map(|listen| resolve("--health-listen", listen))
+        .transpose()?;
     let inline = match options.inline {
         Some((name, def)) => {
             let spec = def.validate(&name)?;
@@ -130,11 +140,19 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         .collect();
 
     process::become_subreaper().map_err(|e| Error::io("PR_SET_CHILD_SUBREAPER", e))?;
-    let explicit = options.socket.is_some();
-    let path = crate::paths::socket_path(options.socket);
-    if !explicit && std::env::var_os(crate::paths::SOCKET_ENV).is_none() {
-        socket::secure_default_dir(&path)?;
-    }
+    // A control socket passed by the service manager wins over every default.
+    let activated = systemd::activated_listener()?;
+    let path = match &activated {
+        Some(listener) => activated_path(listener, options.socket.as_deref())?,
+        None => {
+            let explicit = options.socket.is_some();
+            let path = crate::paths::socket_path(options.socket);
+            if !explicit && std::env::var_os(crate::paths::SOCKET_ENV).is_none() {
+                socket::secure_default_dir(&path)?;
+            }
+            path
+        }
+    };
 
     // One thread is plenty for a supervisor and keeps it small; it is also the
     // thread every instance is forked from, which matters for the parent-death
@@ -143,7 +161,39 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the runtime", e))?;
-    runtime.block_on(serve(path, remote, programs, order, inline))
+    let listeners = Listeners {
+        activated,
+        remote,
+        health: health_listen,
+    };
+    runtime.block_on(serve(path, listeners, programs, order, inline))
+}
+
+/// The path of the control socket the service manager passed: workers find the
+/// daemon by it (`INFANT_SOCKET`), so an abstract or unnamed socket will not do.
+fn activated_path(
+    listener: &std::os::unix::net::UnixListener,
+    flag: Option<&Path>,
+) -> Result<PathBuf> {
+    let address = listener
+        .local_addr()
+        .map_err(|e| Error::io("the socket passed by the service manager", e))?;
+    let Some(path) = address.as_pathname() else {
+        return Err(Error::InvalidArgument {
+            field: "LISTEN_FDS",
+            reason: "the socket passed by the service manager has no path (an abstract \
+                     or unnamed socket); workers find the daemon by its path"
+                .into(),
+        });
+    };
+    if let Some(flag) = flag.filter(|flag| *flag != path) {
+        tracing::warn!(
+            "--socket {} ignored: serving the socket passed by the service manager, {}",
+            flag.display(),
+            path.display()
+        );
+    }
+    Ok(path.to_path_buf())
 }
 
 /// The remote control listener the flags ask for, checked: the address resolves,
@@ -166,7 +216,7 @@ fn remote_listener(options: &Options) -> Result<Option<RemoteListener>> {
         }
         return Ok(None);
     };
-    let address = resolve(listen)?;
+    let address = resolve("--control-listen", listen)?;
     let Some(token_file) = &options.token_file else {
         return Err(flag_error(
             "--control-listen",
@@ -232,10 +282,10 @@ fn remote_listener(options: &Options) -> Result<Option<RemoteListener>> {
 }
 
 /// `HOST:PORT` to the first address it resolves to.
-fn resolve(listen: &str) -> Result<SocketAddr> {
+fn resolve(flag: &'static str, listen: &str) -> Result<SocketAddr> {
     let expected = |why: String| {
         flag_error(
-            "--control-listen",
+            flag,
             format!("`{listen}`: {why} (expected HOST:PORT, such as 127.0.0.1:7000)"),
         )
     };
@@ -314,18 +364,32 @@ fn reason(error: Error) -> String {
 /// Serves until told to stop: binds the sockets, brings the configured programs
 /// up in order, waits for SIGINT/SIGTERM, then stops everything in order (a
 /// second signal kills what is left).
+/// What the daemon listens on besides the control socket's path.
+struct Listeners {
+    /// The control socket passed by socket activation.
+    activated: Option<std::os::unix::net::UnixListener>,
+    /// The remote control listener.
+    remote: Option<RemoteListener>,
+    /// `--health-listen`.
+    health: Option<SocketAddr>,
+}
+
 async fn serve(
     path: PathBuf,
-    remote: Option<RemoteListener>,
+    listeners: Listeners,
     programs: Vec<ProgramSpec>,
     order: Vec<String>,
     inline: Option<String>,
 ) -> Result<ExitCode> {
     let mut signals = Signals::new()?;
     let mut options = SupervisorOptions::new().trim_memory(true);
-    options.remote = remote;
+    options.remote = listeners.remote;
+    options.control_listener = listeners.activated;
+    options.health_listen = listeners.health;
     let supervisor = Supervisor::start_with(&path, options).await?;
     let engine = supervisor.engine().clone();
+    let notifier = systemd::Notifier::from_env();
+    let informing = tokio::spawn(systemd::keep_informed(notifier.clone(), engine.clone()));
     engine.define(programs).await?;
     tracing::info!(socket = %path.display(), "infantd ready");
     // Start-up code is done with: let it leave the resident set.
@@ -344,10 +408,16 @@ async fn serve(
         () = signals.stop() => true,
     };
     if !told_to_stop && !failed {
+        // The start-up Lifecycle is done: what could start has started.
+        let status = systemd::summary(&engine)
+            .await
+            .unwrap_or_else(|e| e.to_string());
+        notifier.ready(&status);
         signals.stop().await;
     }
 
     tracing::info!("stopping every program (signal again to force)");
+    notifier.stopping();
     let stop_all = async {
         // No program starts from now on; the configured ones stop in reverse
         // order; then whatever was started over the API.
@@ -366,6 +436,7 @@ async fn serve(
     } else {
         supervisor.shutdown().await;
     }
+    informing.abort();
     if let Some(name) = inline {
         println!("{name} stopped");
     }

@@ -25,7 +25,7 @@ use super::engine::{self, Command, EngineConfig, EngineHandle};
 use super::error::{Error, Result};
 use super::grpc::RemoteListener;
 use super::spec::ProgramDef;
-use super::{grpc, process, socket};
+use super::{grpc, process, socket, systemd};
 
 /// How long open streams get to close at shutdown before the server is dropped.
 const SERVE_DEADLINE: Duration = Duration::from_secs(2);
@@ -46,6 +46,14 @@ pub struct SupervisorOptions {
     /// only a program that is nothing but the supervisor (as `infantd` is) should
     /// turn it on.
     pub trim_memory: bool,
+    /// A control socket already bound and listening (socket activation): served
+    /// instead of binding one at the path given to [`Supervisor::start_with`],
+    /// which must be its path. Its file is left in place at shutdown: it belongs
+    /// to whoever bound it.
+    pub control_listener: Option<std::os::unix::net::UnixListener>,
+    /// Also serve the standard health service alone (no control API, no token)
+    /// over plain TCP on this address, for probes such as kubelet's.
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl SupervisorOptions {
@@ -76,6 +84,10 @@ pub struct Supervisor {
     /// The control API over TCP, if asked for: its bound address and server.
     remote: Option<(SocketAddr, ServerTask)>,
     stop_serving: CancellationToken,
+    /// Whether the socket file is ours to remove at shutdown (not an activated one).
+    owns_socket: bool,
+    /// The health service over TCP, if asked for: its bound address and server.
+    health: Option<(SocketAddr, ServerTask)>,
 }
 
 impl Supervisor {
@@ -92,6 +104,8 @@ impl Supervisor {
         let SupervisorOptions {
             remote,
             trim_memory,
+            control_listener,
+            health_listen,
         } = options;
         process::become_subreaper().map_err(|e| Error::io("PR_SET_CHILD_SUBREAPER", e))?;
         // TCP first: if its port is taken, nothing else has been set up yet.
@@ -108,18 +122,53 @@ impl Supervisor {
             }
             None => None,
         };
-        let listener = socket::bind(socket)?;
+        let health_listener = match health_listen {
+            Some(address) => {
+                let listener = TcpListener::bind(address).await.map_err(|e| {
+                    Error::io(format!("binding the health address {address}"), e)
+                })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|e| Error::io(format!("the health address {address}"), e))?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
+        let owns_socket = control_listener.is_none();
+        let listener = match control_listener {
+            Some(listener) => tokio::net::UnixListener::from_std(listener).map_err(|e| {
+                Error::Socket {
+                    path: socket.to_path_buf(),
+                    reason: format!("the socket passed by the service manager: {e}"),
+                }
+            })?,
+            None => socket::bind(socket)?,
+        };
+        let notify = systemd::NotifyListener::bind()?;
         let (engine, engine_task) = engine::spawn(EngineConfig {
             socket: socket.to_path_buf(),
             trim_memory,
+            notify_socket: Some(notify.address().to_owned()),
         })
         .map_err(|e| Error::io("installing the SIGCHLD handler", e))?;
+        tokio::spawn(notify.forward(engine.clone()));
         let stop_serving = CancellationToken::new();
+        let health = grpc::health::track(engine.clone());
         let server = tokio::spawn(grpc::serve(
             engine.clone(),
             listener,
+            health.clone(),
             stop_serving.clone().cancelled_owned(),
         ));
+        let health = health_listener.map(|(listener, bound)| {
+            tracing::info!(address = %bound, "health service listening (plain TCP, health only)");
+            let server = tokio::spawn(grpc::health::serve_health(
+                health,
+                listener,
+                stop_serving.clone().cancelled_owned(),
+            ));
+            (bound, server)
+        });
         let remote = remote.map(|(listener, bound, remote)| {
             let security = if remote.is_tls() {
                 "TLS"
@@ -142,6 +191,8 @@ impl Supervisor {
             server,
             remote,
             stop_serving,
+            owns_socket,
+            health,
         })
     }
 
@@ -189,6 +240,11 @@ impl Supervisor {
         self.remote.as_ref().map(|(address, _)| *address)
     }
 
+    /// The address the health service is served on over TCP, if it is.
+    pub fn health_address(&self) -> Option<SocketAddr> {
+        self.health.as_ref().map(|(address, _)| *address)
+    }
+
     /// Stops every program gracefully in reverse start order, then closes the
     /// socket and kills and reaps anything the workers left behind.
     pub async fn shutdown(self) {
@@ -213,7 +269,12 @@ impl Supervisor {
         if let Some((_, server)) = self.remote {
             close_server("remote control server", server, deadline).await;
         }
-        let _ = std::fs::remove_file(&self.socket);
+        if let Some((_, server)) = self.health {
+            close_server("health server", server, deadline).await;
+        }
+        if self.owns_socket {
+            let _ = std::fs::remove_file(&self.socket);
+        }
         let leftovers = process::kill_leftovers();
         if leftovers > 0 {
             tracing::info!(leftovers, "killed processes left behind by workers");

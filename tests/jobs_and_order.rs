@@ -196,7 +196,8 @@ async fn history(client: &mut SupervisorClient<Channel>) -> Vec<proto::Event> {
         .events(proto::EventsRequest {
             name: String::new(),
             replay: true,
-            follow: false,
+            follow: Some(false),
+            last: None,
         })
         .await
         .expect("Events")

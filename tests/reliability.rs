@@ -404,7 +404,8 @@ async fn a_watcher_that_never_reads_costs_nothing_and_learns_what_it_missed() {
         .events(proto::EventsRequest {
             name: String::new(),
             replay: false,
-            follow: true,
+            follow: Some(true),
+            last: None,
         })
         .await
         .expect("Events")

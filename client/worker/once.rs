@@ -14,7 +14,7 @@ use std::future::Future;
 use super::signals::Signals;
 use super::supervised::{Ending, Session};
 use super::{env, process, Handle, Worker, WorkerError};
-use crate::proto::worker_message;
+use crate::proto::{worker_message, Failed};
 
 impl Worker {
     /// Runs the worker as a job: `exec` once, then returns its outcome. See
@@ -50,8 +50,16 @@ impl Worker {
         let exec = exec(session.handle.clone());
         match session.drive(exec, &mut signals).await {
             Ok(outcome) => {
-                // The exit status carries the outcome; the stream only needs to
-                // deliver what `exec` sent before the process exits.
+                // The exit status carries the outcome; the error's text goes
+                // ahead of it, so that the daemon can report it (to `Start` with
+                // `wait`, in the `error` event). The stream only needs to deliver
+                // it and what `exec` sent before the process exits.
+                if let Err(error) = &outcome {
+                    let error = error.to_string();
+                    session
+                        .handle
+                        .post(worker_message::Msg::Failed(Failed { error }));
+                }
                 session.finish().await;
                 outcome.map_err(failed)
             }

@@ -17,7 +17,7 @@ use super::env::Supervision;
 use super::process;
 use super::signals::{Received, Signals};
 use super::{Handle, Identity, MessageHandler, StopReason, Worker, WorkerError};
-use crate::proto::{daemon_message, worker_message, DaemonMessage, Failed, Heartbeat};
+use crate::proto::{daemon_message, worker_message, DaemonMessage, Failed, Heartbeat, Stopped};
 
 /// The heartbeat interval when the daemon did not give one.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
@@ -216,8 +216,12 @@ impl Session {
             process::kill_rest_of_group();
             return Err(WorkerError::MasterLost(why));
         }
-        self.handle
-            .post(worker_message::Msg::Stopped(Default::default()));
+        // The hook's error goes to the daemon too: whoever asked for the stop
+        // hears why it was not clean.
+        let stopped = Stopped {
+            error: outcome.as_ref().err().cloned().unwrap_or_default(),
+        };
+        self.handle.post(worker_message::Msg::Stopped(stopped));
         self.handle.close();
         if let Some(why) = channel::wait_flushed(&mut self.inbound).await {
             // The same race, lost later: the SIGHUP came from a dying daemon.

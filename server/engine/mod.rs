@@ -17,6 +17,7 @@ pub mod backoff;
 pub mod events;
 mod exit;
 mod handle;
+mod notify;
 mod order;
 mod query;
 mod recycle;
@@ -72,6 +73,9 @@ pub struct EngineConfig {
     pub socket: PathBuf,
     /// Trim the process's resident memory after bursts (see [`Engine::trim_memory`]).
     pub trim_memory: bool,
+    /// The `NOTIFY_SOCKET` given to `ready = "notify"` instances, if the daemon
+    /// listens on one (see [`notify`]).
+    pub notify_socket: Option<String>,
 }
 
 /// The engine task's state.
@@ -132,7 +136,7 @@ pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task
     let engine = Engine {
         config,
         inherited_env: std::env::vars_os()
-            .filter(|(k, _)| !k.to_string_lossy().starts_with("INFANT_"))
+            .filter(|(k, _)| passed_on(&k.to_string_lossy()))
             .collect(),
         programs: Vec::new(),
         pids: HashMap::new(),
@@ -148,6 +152,18 @@ pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task
     };
     let task = tokio::spawn(engine.run(rx, exit_rx, exec_rx));
     Ok((EngineHandle::new(tx), task))
+}
+
+/// Whether a variable of the daemon's own environment is passed on to its
+/// programs. Not the daemon's `INFANT_*`, and not what its service manager told
+/// the daemon alone: `NOTIFY_SOCKET` (a program would speak for the daemon),
+/// `WATCHDOG_USEC`/`WATCHDOG_PID` (the daemon's watchdog), `LISTEN_*` (the
+/// daemon's activated sockets; a program's own are set per spawn).
+fn passed_on(key: &str) -> bool {
+    !(key.starts_with("INFANT_")
+        || key.starts_with("LISTEN_")
+        || key.starts_with("WATCHDOG_")
+        || key == "NOTIFY_SOCKET")
 }
 
 impl Engine {
@@ -241,6 +257,7 @@ impl Engine {
                 let _ = done.send(());
             }
             Command::ForceShutdown => self.force_shutdown(),
+            Command::Notify { pid, text } => self.on_notify(pid, &text),
         }
     }
 

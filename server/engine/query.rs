@@ -48,6 +48,7 @@ impl Engine {
                     rss_bytes: instance.pid.and_then(rss_bytes).unwrap_or(0),
                     uptime: instance.spawned_at.elapsed(),
                     attached: instance.channel.is_some(),
+                    notify_status: instance.notify_status.clone(),
                 });
             }
         }

@@ -73,4 +73,6 @@ pub enum FromWorker {
     Message(Vec<u8>),
     /// The stop hook finished.
     Stopped,
+    /// The stop hook finished with this error.
+    StopFailed(String),
 }

@@ -116,13 +116,21 @@ impl Engine {
         };
         match message {
             FromWorker::Ready => {
-                if status == InstanceStatus::Starting {
+                // `grace`, `spawn` and `notify` have readiness of their own.
+                let by_sdk = matches!(
+                    self.programs[index].spec.ready,
+                    crate::daemon::spec::Ready::Auto | crate::daemon::spec::Ready::Sdk
+                );
+                if status == InstanceStatus::Starting && by_sdk {
                     self.mark_ok(index, id);
                 }
             }
             FromWorker::Failed(text) => {
                 if status == InstanceStatus::Starting {
                     self.start_failed(index, id, text);
+                } else if let Some(instance) = self.programs[index].instance_mut(id) {
+                    // A running job's run failed: its exit reports the text.
+                    instance.reported_error = Some(text);
                 }
             }
             FromWorker::Heartbeat {
@@ -146,6 +154,31 @@ impl Engine {
             }
             FromWorker::Stopped => {
                 tracing::debug!(program = %key.program, worker = id, "stop hook finished");
+                self.stopped_itself(index, id);
+            }
+            FromWorker::StopFailed(text) => {
+                self.stopped_itself(index, id);
+                let reason = format!("worker {id}: the stop hook failed: {text}");
+                if let Some(instance) = self.programs[index].instance_mut(id) {
+                    instance.reported_error = Some(text);
+                }
+                // The caller of `Stop` reads it in the program's error.
+                self.programs[index].last_error = Some(reason.clone());
+                self.publish(
+                    Event::new(&key.program, EventKind::Error)
+                        .worker(id, pid)
+                        .reason(reason),
+                );
+            }
+        }
+    }
+
+    /// Notes a `Stopped` the daemon did not ask for: the worker is leaving by
+    /// itself, gracefully.
+    fn stopped_itself(&mut self, index: usize, id: u64) {
+        if let Some(instance) = self.programs[index].instance_mut(id) {
+            if instance.stopping.is_none() {
+                instance.stopped_itself = true;
             }
         }
     }
