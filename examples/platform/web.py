@@ -46,6 +46,8 @@ def listen_socket():
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
     def do_GET(self):
         # A little work, so that a drain has requests in flight to finish.
         time.sleep(float(os.environ.get("WEB_DELAY", "0.01")))
@@ -53,6 +55,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
+        # One request per connection: a draining worker holds no idle ones.
+        self.send_header("Connection", "close")
+        self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
 
