@@ -88,9 +88,15 @@ impl Ready {
 
     /// Parses a name as [`Ready::as_str`] spells it.
     pub fn parse(name: &str) -> Option<Ready> {
-        [Ready::Auto, Ready::Spawn, Ready::Grace, Ready::Sdk, Ready::Notify]
-            .into_iter()
-            .find(|ready| ready.as_str() == name)
+        [
+            Ready::Auto,
+            Ready::Spawn,
+            Ready::Grace,
+            Ready::Sdk,
+            Ready::Notify,
+        ]
+        .into_iter()
+        .find(|ready| ready.as_str() == name)
     }
 }
 

@@ -124,9 +124,9 @@ impl Supervisor {
         };
         let health_listener = match health_listen {
             Some(address) => {
-                let listener = TcpListener::bind(address).await.map_err(|e| {
-                    Error::io(format!("binding the health address {address}"), e)
-                })?;
+                let listener = TcpListener::bind(address)
+                    .await
+                    .map_err(|e| Error::io(format!("binding the health address {address}"), e))?;
                 let bound = listener
                     .local_addr()
                     .map_err(|e| Error::io(format!("the health address {address}"), e))?;
@@ -136,12 +136,12 @@ impl Supervisor {
         };
         let owns_socket = control_listener.is_none();
         let listener = match control_listener {
-            Some(listener) => tokio::net::UnixListener::from_std(listener).map_err(|e| {
-                Error::Socket {
+            Some(listener) => {
+                tokio::net::UnixListener::from_std(listener).map_err(|e| Error::Socket {
                     path: socket.to_path_buf(),
                     reason: format!("the socket passed by the service manager: {e}"),
-                }
-            })?,
+                })?
+            }
             None => socket::bind(socket)?,
         };
         let notify = systemd::NotifyListener::bind()?;

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-use super::engine::EngineHandle;
 use super::engine::state::ProgramStatus;
+use super::engine::EngineHandle;
 use super::error::{Error, Result};
 
 /// Talks to the service manager, if there is one.
@@ -207,13 +207,10 @@ fn check_unix_listener(fd: RawFd) -> std::result::Result<(), String> {
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     let kind = getsockopt(&borrowed, sockopt::SockType)
         .map_err(|e| format!("fd {fd} is not a socket ({e})"))?;
-    let listening = getsockopt(&borrowed, sockopt::AcceptConn)
-        .map_err(|e| format!("fd {fd}: {e}"))?;
-    let address: SockaddrStorage =
-        getsockname(fd).map_err(|e| format!("fd {fd}: {e}"))?;
-    if address.as_unix_addr().is_none()
-        || kind != nix::sys::socket::SockType::Stream
-        || !listening
+    let listening =
+        getsockopt(&borrowed, sockopt::AcceptConn).map_err(|e| format!("fd {fd}: {e}"))?;
+    let address: SockaddrStorage = getsockname(fd).map_err(|e| format!("fd {fd}: {e}"))?;
+    if address.as_unix_addr().is_none() || kind != nix::sys::socket::SockType::Stream || !listening
     {
         return Err(format!(
             "fd {fd} must be a listening Unix stream socket (ListenStream=/path in the \
@@ -237,7 +234,9 @@ pub struct NotifyListener {
 impl NotifyListener {
     /// Binds a fresh abstract socket.
     pub fn bind() -> Result<NotifyListener> {
-        use nix::sys::socket::{bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+        use nix::sys::socket::{
+            bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, UnixAddr,
+        };
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let fail = |e: nix::Error| Error::io("the notify socket", std::io::Error::from(e));

@@ -54,7 +54,12 @@ async fn events_replays_only_the_last_n_when_asked() {
     while let Some(event) = stream.message().await.expect("Events stream") {
         seen.push(event);
     }
-    assert_eq!(seen.len(), 2, "{:?}", seen.iter().map(describe).collect::<Vec<_>>());
+    assert_eq!(
+        seen.len(),
+        2,
+        "{:?}",
+        seen.iter().map(describe).collect::<Vec<_>>()
+    );
     assert_eq!(seen[1].seq, seen[0].seq + 1);
 
     let (status, out, err) = daemon.ctl(&["events", "-n", "3"]);
@@ -151,7 +156,10 @@ async fn assert_respawned_without_error(
         })
         .map(describe)
         .collect();
-    assert!(errors.is_empty(), "a planned exit flashed error: {errors:#?}");
+    assert!(
+        errors.is_empty(),
+        "a planned exit flashed error: {errors:#?}"
+    );
     let info = client
         .list(proto::ListRequest {
             name: program.into(),
@@ -198,7 +206,9 @@ async fn an_sdk_worker_exiting_0_after_sighup_respawns_without_error() {
     .expect("SIGHUP the worker");
     assert_respawned_without_error(&recorder, &mut client, "echo").await;
     let exit = recorder
-        .wait_for("the exit", |e| is(e, EventKind::Exit) && e.program == "echo")
+        .wait_for("the exit", |e| {
+            is(e, EventKind::Exit) && e.program == "echo"
+        })
         .await;
     assert_eq!(exit.code, Some(0), "{}", describe(&exit));
     daemon.stop().await;

@@ -70,7 +70,10 @@ async fn the_python_grpcio_client_drives_start_each_worker_and_events() {
         "the Python client failed:\n{out}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(out.contains("started py-demo: PROGRAM_STATUS_OK, 2/2"), "{out}");
+    assert!(
+        out.contains("started py-demo: PROGRAM_STATUS_OK, 2/2"),
+        "{out}"
+    );
     assert_eq!(out.matches("INSTANCE_STATUS_OK").count(), 2, "{out}");
     assert!(out.contains("EVENT_KIND_STOPPED py-demo"), "{out}");
     daemon.stop().await;

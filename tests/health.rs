@@ -10,7 +10,10 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-async fn check(client: &mut HealthClient<Channel>, service: &str) -> Result<ServingStatus, tonic::Status> {
+async fn check(
+    client: &mut HealthClient<Channel>,
+    service: &str,
+) -> Result<ServingStatus, tonic::Status> {
     let reply = client
         .check(HealthCheckRequest {
             service: service.into(),
@@ -50,8 +53,13 @@ async fn health_listen_serves_per_program_statuses_and_nothing_else() {
         .expect("connect to --health-listen");
     let mut health = HealthClient::new(channel.clone());
     wait_status(&health, "web", ServingStatus::Serving).await;
-    assert_eq!(check(&mut health, "").await.ok(), Some(ServingStatus::Serving));
-    let unknown = check(&mut health, "nope").await.expect_err("unknown program");
+    assert_eq!(
+        check(&mut health, "").await.ok(),
+        Some(ServingStatus::Serving)
+    );
+    let unknown = check(&mut health, "nope")
+        .await
+        .expect_err("unknown program");
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 
     // Only health: the control API is not reachable there.
@@ -69,7 +77,11 @@ async fn health_listen_serves_per_program_statuses_and_nothing_else() {
         .await
         .expect("Watch")
         .into_inner();
-    let first = watch.message().await.expect("Watch").expect("a first status");
+    let first = watch
+        .message()
+        .await
+        .expect("Watch")
+        .expect("a first status");
     assert_eq!(first.status(), ServingStatus::Serving);
     let mut control = daemon.client().await;
     control
@@ -97,8 +109,9 @@ async fn health_listen_serves_per_program_statuses_and_nothing_else() {
         .await
         .expect("Start web");
     let mut serving_again = false;
-    while let Ok(Some(Ok(Some(status)))) =
-        tokio::time::timeout(DEADLINE, watch.message()).await.map(Some)
+    while let Ok(Some(Ok(Some(status)))) = tokio::time::timeout(DEADLINE, watch.message())
+        .await
+        .map(Some)
     {
         if status.status() == ServingStatus::Serving {
             serving_again = true;

@@ -35,7 +35,11 @@ async fn ready_spawn_is_ok_at_exec_without_waiting_out_the_grace() {
     let started = Instant::now();
     let info = start_program(&mut client, "quick", s).await;
     assert_eq!(info.status(), ProgramStatus::Ok);
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     daemon.stop().await;
 }
 
@@ -49,7 +53,9 @@ async fn ready_sdk_never_takes_a_plain_program_for_ready() {
     let start = start_program_result(&mut client, "sdk-only", s);
     // Many start graces later it still waits for an SDK `Ready` that never comes.
     assert!(
-        tokio::time::timeout(Duration::from_secs(2), start).await.is_err(),
+        tokio::time::timeout(Duration::from_secs(2), start)
+            .await
+            .is_err(),
         "Start replied for a program that never reported Ready"
     );
     let list = client
@@ -144,7 +150,10 @@ async fn python_notify_workers_are_ok_on_ready_and_roll_without_a_failed_request
         .into_inner();
     assert_eq!(restarted.status(), ProgramStatus::Ok);
     let after = ok_pids(&mut client, "py").await;
-    assert!(after.iter().all(|p| !before.contains(p)), "every worker replaced");
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "every worker replaced"
+    );
     load.wait_answered(40).await;
     let (ok, failed, errors, _) = load.finish().await;
     println!("Python workers, rolling restart under load: {ok} ok, {failed} failed");
@@ -180,7 +189,9 @@ time.sleep(1000)
         })
         .await;
     recorder
-        .wait_for("respawned", |e| is(e, EventKind::Respawn) && e.program == "quiet")
+        .wait_for("respawned", |e| {
+            is(e, EventKind::Respawn) && e.program == "quiet"
+        })
         .await;
     println!("{}", describe(&hung));
     daemon.stop().await;
@@ -216,7 +227,10 @@ async fn node_workers_share_the_socket_and_roll_without_a_failed_request() {
         .await
         .expect("rolling restart");
     let after = ok_pids(&mut client, "node").await;
-    assert!(after.iter().all(|p| !before.contains(p)), "every worker replaced");
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "every worker replaced"
+    );
     load.wait_answered(40).await;
     let (ok, failed, errors, _) = load.finish().await;
     println!("Node.js workers, rolling restart under load: {ok} ok, {failed} failed");

@@ -63,9 +63,14 @@ fn environment_of(pid: u32) -> Vec<String> {
 fn leaked(env: &[String]) -> Vec<&String> {
     env.iter()
         .filter(|entry| {
-            ["NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=", "LISTEN_"]
-                .iter()
-                .any(|prefix| entry.starts_with(prefix))
+            [
+                "NOTIFY_SOCKET=",
+                "WATCHDOG_USEC=",
+                "WATCHDOG_PID=",
+                "LISTEN_",
+            ]
+            .iter()
+            .any(|prefix| entry.starts_with(prefix))
         })
         .collect()
 }
@@ -103,7 +108,9 @@ async fn infantd_sends_ready_status_watchdog_and_stopping() {
 
     let ready = manager.wait_for("READY=1", |line| line == "READY=1");
     assert!(
-        ready.lines().any(|l| l == "STATUS=2 programs, 3 instances ok"),
+        ready
+            .lines()
+            .any(|l| l == "STATUS=2 programs, 3 instances ok"),
         "READY=1 comes after the start-up, with the summary: {ready:?}"
     );
     // The programs are up by then.
@@ -208,13 +215,19 @@ async fn infantd_serves_a_socket_passed_by_socket_activation() {
     assert!(leaked(&env).is_empty(), "leaked: {:?}", leaked(&env));
 
     let (status, out, err) = daemon.ctl(&["status"]);
-    assert!(status.success(), "infantctl over the activated socket: {err}");
+    assert!(
+        status.success(),
+        "infantctl over the activated socket: {err}"
+    );
     assert!(out.contains("main"), "{out}");
     let mut daemon = daemon;
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(daemon.wait_exit(DEADLINE).await.success());
     // The socket belongs to the service manager: it stays for the next start.
-    assert!(daemon.socket.exists(), "the activated socket file was removed");
+    assert!(
+        daemon.socket.exists(),
+        "the activated socket file was removed"
+    );
 }
 
 #[tokio::test]

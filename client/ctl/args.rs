@@ -194,7 +194,12 @@ pub struct EventsArgs {
     #[arg(long)]
     pub no_replay: bool,
     /// Print only the last N retained events.
-    #[arg(short = 'n', long = "lines", value_name = "N", conflicts_with = "no_replay")]
+    #[arg(
+        short = 'n',
+        long = "lines",
+        value_name = "N",
+        conflicts_with = "no_replay"
+    )]
     pub last: Option<u32>,
 }
 

@@ -26,7 +26,10 @@ impl Engine {
     /// A datagram `text` from process `pid`.
     pub(super) fn on_notify(&mut self, pid: i32, text: &str) {
         let Some((name, id, index)) = self.notifying_instance(pid) else {
-            tracing::debug!(pid, "notify message from a process that is no notify instance: dropped");
+            tracing::debug!(
+                pid,
+                "notify message from a process that is no notify instance: dropped"
+            );
             return;
         };
         for line in text.lines() {

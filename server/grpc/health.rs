@@ -60,7 +60,9 @@ pub async fn serve_health(
 }
 
 async fn follow(engine: EngineHandle, reporter: HealthReporter) {
-    reporter.set_service_status(DAEMON, ServingStatus::Serving).await;
+    reporter
+        .set_service_status(DAEMON, ServingStatus::Serving)
+        .await;
     // Subscribe first, then list: nothing falls between the two.
     let Ok(subscription) = engine.subscribe().await else {
         return stopped(&reporter, &BTreeMap::new()).await;

@@ -90,7 +90,11 @@ impl Daemon {
 
     /// Spawns `command`, an infantd set up by the caller (its environment, its
     /// fds), in `dir`, and waits until it answers on `socket`.
-    pub async fn start_command(command: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {
+    pub async fn start_command(
+        command: Command,
+        dir: tempfile::TempDir,
+        socket: PathBuf,
+    ) -> Daemon {
         Self::launch(command, dir, socket).await
     }
 
