@@ -7,7 +7,7 @@ side by side in one run. Prints one table and writes BENCHMARKS.md at the repo r
     INFANT_PEERS_COUNTS=8,64 INFANT_PEERS_IDLE_SECS=5 INFANT_PEERS_WRK_SECS=4 \
         INFANT_PEERS_MANY=256 python3 benches/peers.py        # quicker
 
-Not part of `cargo test`. See README.md section 10 for the knobs and scenarios.
+Not part of `cargo test`. See docs/benchmarks.md for the knobs and scenarios.
 Every process it starts runs in a process group of its own under the temporary
 folder (PM2_HOME, supervisord's socket and logs, infantd's socket); all are
 stopped on the way out, on error and on Ctrl-C too.
@@ -870,7 +870,7 @@ def write_md(t, env, started, load0, load1, elapsed):
     knobs = {k: v for k, v in os.environ.items() if k.startswith("INFANT_PEERS_")}
     md = f"""# Benchmarks against the peers
 
-Written by `python3 benches/peers.py` (README.md section 10); rerun it to refresh.
+Written by `python3 benches/peers.py` (docs/benchmarks.md); rerun it to refresh.
 
 - date: {started.strftime('%Y-%m-%d %H:%M UTC')}, run took {elapsed:.0f} s
 - machine: {machine()}; shared with other jobs

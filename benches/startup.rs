@@ -448,7 +448,7 @@ fn print_table(rows: &[Row], idle: Duration, long_run: Option<(Duration, Memory)
             );
         }
     }
-    println!("Reference, 64 tiny workers on this 2-core machine (issue 2):");
+    println!("Reference, 64 tiny workers, measured on 2 cores:");
     println!("  supervisord     ~580 ms to up, ~25 MiB daemon");
     println!("  PM2             ~1.1 s to up,  ~70 MiB daemon");
 }

@@ -1,6 +1,6 @@
 //! The lowercase names users see for the proto's enums.
 //!
-//! The proto spells its enums `PROGRAM_STATUS_OK`, `EVENT_KIND_RESPAWN`, …; `DESIGN.md`,
+//! The proto spells its enums `PROGRAM_STATUS_OK`, `EVENT_KIND_RESPAWN`, …; the docs,
 //! the config file, `infantctl` and its `--json` output say `ok`, `respawn`. These
 //! functions are the one mapping between the two, shared by the CLI and the tests.
 //!

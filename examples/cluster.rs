@@ -1,4 +1,4 @@
-//! The seed's Cluster example: plain workers (no SDK at all) sharing port 3000
+//! Node infant's Cluster example: plain workers (no SDK at all) sharing port 3000
 //! (or `$PORT`), each answering `foo`. Like Node's cluster workers calling
 //! `server.listen(3000)`, they serve on the socket the master holds — here passed
 //! systemd-style as fd 3 (`LISTEN_FDS`).

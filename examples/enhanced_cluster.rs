@@ -1,7 +1,8 @@
-//! The seed's enhanced Cluster example: 4 SDK workers (`worker(server)`) sharing
+//! Node infant's enhanced Cluster example: 4 SDK workers (`worker(server)`) sharing
 //! port 3000 (or `$PORT`), answering `foo`, counting connections and requests so
 //! the master recycles a worker after `max_connections` (here `$MAX_CONNECTIONS`,
-//! default 1000000) or when its memory grows past `max_memory_gain`.
+//! default 1000000; a count per worker, not for the cluster) or when its memory
+//! grows past `max_memory_gain`.
 //!
 //! ```text
 //! cargo run --example enhanced_cluster

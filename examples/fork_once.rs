@@ -1,4 +1,4 @@
-//! The seed's fork/childOnce example: a parent runs a child job once and
+//! Node infant's fork/childOnce example: a parent runs a child job once and
 //! learns how it ended; the child does its work and exits, 0 when it succeeded.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! The seed's quick example: a cluster of two workers serving `Hello!` on one
+//! Node infant's quick example: a cluster of two workers serving `Hello!` on one
 //! port (3000, or `$PORT`), with graceful startup and shutdown.
 //!
 //! ```text
@@ -7,7 +7,7 @@
 //! # Ctrl-C stops it: each worker prints "Stopped", then "Cluster stopped!"
 //! ```
 //!
-//! Like the seed's `index.js` + `worker.js` — and Node's cluster module, whose
+//! Like Node infant's `index.js` + `worker.js` — and Node's cluster module, whose
 //! workers default to the master's own script — this one program is both: run by
 //! you it is the master (an embedded infant supervisor); run by infant, it is a
 //! worker.

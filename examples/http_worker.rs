@@ -14,8 +14,9 @@
 //! - `HTTP_FAIL_IF_EXISTS=<path>`: the start hook fails while that file exists
 //!   (a bad deploy during a rolling restart);
 //! - `HTTP_STOP_MARKER=<path>`: the stop hook appends `stopped <pid> <reason>`;
-//! - the message `hang` blocks the worker's only thread for good, so it stops
-//!   heartbeating while staying alive (hung-worker tests).
+//! - the message `hang` freezes the whole process (SIGSTOP to itself), so it
+//!   stops heartbeating while staying alive (hung-worker tests). Blocking the
+//!   runtime would not do: the SDK heartbeats from a thread of its own.
 
 #[path = "support/http.rs"]
 mod http;
@@ -69,10 +70,11 @@ async fn main() -> ExitCode {
     let server: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
     let (stop_in_start, server_in_start) = (stop.clone(), Arc::clone(&server));
     let result = Worker::new("http-worker")
-        .on_message(|payload, _handle| {
+        .on_message(|payload, _handle| async move {
             if payload == b"hang" {
-                // Block the runtime's only thread: no more heartbeats.
-                std::thread::sleep(Duration::from_secs(3600));
+                // Freeze the whole process: heartbeats come from a thread of the
+                // SDK's own, which a blocked runtime would not stop.
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
             }
         })
         .run(

@@ -1,4 +1,4 @@
-//! The seed's Lifecycle example: one step with a start and a stop hook, event
+//! Node infant's Lifecycle example: one step with a start and a stop hook, event
 //! handlers that log the sequence, then start and stop.
 //!
 //! ```text
@@ -9,7 +9,7 @@
 //! Shutdown complete
 //! ```
 //!
-//! The seed's `lifecycle.on(...)` handlers become a task reading
+//! Node infant's `lifecycle.on(...)` handlers become a task reading
 //! `Lifecycle::subscribe`; its `done(err)` callbacks become `Result`s.
 
 use infant::lifecycle::{BoxError, Event, Lifecycle};

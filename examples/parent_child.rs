@@ -1,8 +1,8 @@
-//! The seed's Parent/Child example: a parent starts one supervised child with
+//! Node infant's Parent/Child example: a parent starts one supervised child with
 //! graceful startup and shutdown, then stops it.
 //!
 //! ```text
-//! cargo run --example parent_child          # start, then stop at once (like the seed)
+//! cargo run --example parent_child          # start, then stop at once (like the original)
 //! STAY=1 cargo run --example parent_child   # keep the child until Ctrl-C
 //! ```
 

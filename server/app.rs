@@ -89,7 +89,7 @@ async fn start_step(engine: EngineHandle, name: String, inline: bool) -> Result<
         Ok(info) => {
             tracing::info!(program = %name, workers = info.running, "started");
             if inline {
-                // The seed's `node index` prints this; scripts wait for it.
+                // Node infant's `node index` prints this; scripts wait for it.
                 let plural = if info.running == 1 { "" } else { "s" };
                 println!("{name} started ({} worker{plural})", info.running);
             }

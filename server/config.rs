@@ -59,9 +59,11 @@ fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
     let reason = error.message().trim();
     // A bad value's message comes from its deserializer, which does not know the
     // field it is reading: name it from the error's key path.
-    let reason = match error_key(error) {
-        Some(key) => format!("`{key}`: {reason}"),
-        None => reason.to_string(),
+    let key = error_key(error);
+    let hint = hint(key.as_deref(), reason);
+    let reason = match key {
+        Some(key) => format!("`{key}`: {reason}{hint}"),
+        None => format!("{reason}{hint}"),
     };
     match error.span() {
         Some(span) => {
@@ -70,6 +72,61 @@ fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
         }
         None => reason,
     }
+}
+
+/// Keys that people bring from other supervisors (supervisord, PM2, systemd),
+/// and what to write instead.
+const FOREIGN_KEYS: &[(&str, &str)] = &[
+    ("environment", "`env`, a table: env = { KEY = \"value\" }"),
+    ("numprocs", "`count`, with kind = \"cluster\""),
+    ("instances", "`count`, with kind = \"cluster\""),
+    ("exec_mode", "kind = \"cluster\""),
+    ("autorestart", "`respawn` (true or false)"),
+    (
+        "autostart",
+        "nothing: every configured program starts with the daemon",
+    ),
+    ("startretries", "`max_retries`"),
+    ("startsecs", "`start_grace`, a duration such as \"1s\""),
+    ("stopwaitsecs", "`stop_timeout`, a duration such as \"10s\""),
+    ("kill_timeout", "`stop_timeout`, a duration such as \"10s\""),
+    (
+        "restart_delay",
+        "`respawn_delay`, a duration such as \"1s\"",
+    ),
+    ("directory", "`cwd`"),
+    ("working_directory", "`cwd`"),
+    (
+        "script",
+        "`command`, an array: command = [\"node\", \"app.js\"]",
+    ),
+    (
+        "args",
+        "`command`, an array holding the program and its arguments",
+    ),
+    ("exec", "`command`, an array: command = [\"prog\", \"arg\"]"),
+    ("cmd", "`command`, an array: command = [\"prog\", \"arg\"]"),
+    ("requires", "`after`, a list of program names"),
+    ("depends_on", "`after`, a list of program names"),
+    ("name", "the table's name: [program.NAME]"),
+];
+
+/// A hint for a mistake people make: a key from another supervisor, or a
+/// command written as one string.
+fn hint(key: Option<&str>, reason: &str) -> String {
+    if let Some(rest) = reason.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        if let Some((_, instead)) = FOREIGN_KEYS.iter().find(|(k, _)| *k == field) {
+            return format!(" (infant's key for this is {instead})");
+        }
+    }
+    let is_command = key.is_some_and(|k| k.ends_with(".command"));
+    if is_command && reason.contains("invalid type: string") {
+        return " (write an array of the program and its arguments: \
+                 command = [\"sleep\", \"100\"])"
+            .to_string();
+    }
+    String::new()
 }
 
 /// The dotted key an error is about (`program.web.stop_timeout`), if toml knows it.
@@ -163,6 +220,28 @@ pub fn check_order(specs: &[ProgramSpec]) -> std::result::Result<Vec<usize>, (us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_from_other_supervisors_get_a_hint() {
+        let err = parse("[program.web]\ncommand = [\"a\"]\nenvironment = \"A=1\"\n").unwrap_err();
+        assert!(err.contains("line 3") && err.contains("`env`"), "{err}");
+        let err = parse("[program.web]\ncommand = [\"a\"]\nnumprocs = 4\n").unwrap_err();
+        assert!(err.contains("`count`") && err.contains("cluster"), "{err}");
+        let err = parse("[program.web]\ncommand = [\"a\"]\nautorestart = true\n").unwrap_err();
+        assert!(err.contains("`respawn`"), "{err}");
+        // An unknown key nobody else uses gets no hint.
+        let err = parse("[program.web]\ncommand = [\"a\"]\nbogus = 1\n").unwrap_err();
+        assert!(!err.contains("infant's key"), "{err}");
+    }
+
+    #[test]
+    fn a_command_written_as_one_string_gets_a_hint() {
+        let err = parse("[program.web]\ncommand = \"sleep 100\"\n").unwrap_err();
+        assert!(
+            err.contains("line 2") && err.contains("write an array"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn programs_keep_file_order() {

@@ -9,7 +9,7 @@ use infant::daemon::{Kind, ProgramDef};
 /// The infant supervisor daemon, in the foreground.
 ///
 /// With `--config`, supervises the programs of a TOML file. With a command after
-/// `--`, supervises that one program (the inline form), like the seed's `node index`.
+/// `--`, supervises that one program (the inline form), like Node infant's `node index`.
 /// The control API is served on a Unix socket, and with `--control-listen`, over
 /// TCP too (TLS and a bearer token).
 #[derive(Parser, Debug)]
@@ -61,6 +61,14 @@ struct Args {
     /// TCP, on this address: per-program statuses for probes; no control API.
     #[arg(long, value_name = "HOST:PORT")]
     health_listen: Option<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (a loopback address
+    /// unless --metrics-behind-proxy).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
+    /// Allow a non-loopback --metrics-listen address: the page has no
+    /// authentication, so a proxy in front of it must control access.
+    #[arg(long, requires = "metrics_listen")]
+    metrics_behind_proxy: bool,
 }
 
 fn parse_kind(text: &str) -> Result<Kind, String> {
@@ -96,5 +104,7 @@ fn main() -> ExitCode {
         tls_key: args.tls_key,
         insecure_plaintext: args.insecure_plaintext,
         health_listen: args.health_listen,
+        metrics_listen: args.metrics_listen,
+        metrics_behind_proxy: args.metrics_behind_proxy,
     })
 }

@@ -15,6 +15,7 @@
 //! - `process`: everything that touches processes — spawn, signals, reaping,
 //!   sockets handed to workers, RSS.
 //! - `grpc`: the thin gRPC facade over the engine, plus health and reflection.
+//! - `metrics`: `GET /metrics` for Prometheus (`--metrics-listen`).
 //! - `socket`: the control socket's location, permissions and single-daemon check.
 //! - `supervisor`: the engine and its gRPC server, embeddable in a Rust program.
 //! - `app`: the configured programs as one `Lifecycle`, started in `after`
@@ -30,6 +31,7 @@ pub mod config;
 mod engine;
 mod error;
 mod grpc;
+mod metrics;
 mod process;
 mod run;
 mod socket;

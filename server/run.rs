@@ -21,10 +21,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio_util::sync::CancellationToken;
 
 use super::error::{Error, Result};
 use super::grpc::{BearerToken, RemoteListener};
+use super::metrics::{self, MetricsListener, Tally};
 use super::spec::{ProgramDef, ProgramSpec};
 use super::supervisor::{Supervisor, SupervisorOptions};
 use super::{app, config, process, socket, systemd};
@@ -51,12 +56,16 @@ pub struct Options {
     /// `--health-listen HOST:PORT`: serve the standard health service alone over
     /// plain TCP.
     pub health_listen: Option<String>,
+    /// `--metrics-listen HOST:PORT`: serve `GET /metrics` there.
+    pub metrics_listen: Option<String>,
+    /// `--metrics-behind-proxy`: allow a non-loopback metrics address.
+    pub metrics_behind_proxy: bool,
 }
 
 /// The longest token file read; a token is a few dozen bytes.
 const MAX_TOKEN_FILE: u64 = 4096;
 
-/// Sets up logging: `INFANT_LOG` in `RUST_LOG` syntax; the seed's `DEBUG=infant*`
+/// Sets up logging: `INFANT_LOG` in `RUST_LOG` syntax; Node infant's `DEBUG=infant*`
 /// turns on debug output too; `info` otherwise.
 pub fn init_logging() {
     // `Targets` understands the `target=level,level` subset of RUST_LOG syntax
@@ -110,8 +119,9 @@ fn run_inner(options: Options) -> Result<ExitCode> {
     let health_listen = options
         .health_listen
         .as_deref()
-        .map(|listen| resolve("--health-listen", listen))
+        .map(|listen| resolve_flag("--health-listen", listen))
         .transpose()?;
+    let metrics = metrics_listener(&options)?;
     let inline = match options.inline {
         Some((name, def)) => {
             let spec = def.validate(&name)?;
@@ -165,6 +175,7 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         activated,
         remote,
         health: health_listen,
+        metrics,
     };
     runtime.block_on(serve(path, listeners, programs, order, inline))
 }
@@ -216,7 +227,7 @@ fn remote_listener(options: &Options) -> Result<Option<RemoteListener>> {
         }
         return Ok(None);
     };
-    let address = resolve("--control-listen", listen)?;
+    let address = resolve(listen)?;
     let Some(token_file) = &options.token_file else {
         return Err(flag_error(
             "--control-listen",
@@ -281,8 +292,29 @@ fn remote_listener(options: &Options) -> Result<Option<RemoteListener>> {
     Ok(Some(remote))
 }
 
+/// The metrics address the flags ask for, checked (loopback unless
+/// `--metrics-behind-proxy`).
+fn metrics_listener(options: &Options) -> Result<Option<MetricsListener>> {
+    let Some(listen) = &options.metrics_listen else {
+        if options.metrics_behind_proxy {
+            return Err(flag_error(
+                "--metrics-behind-proxy",
+                "only means something with --metrics-listen",
+            ));
+        }
+        return Ok(None);
+    };
+    let address = resolve_flag("--metrics-listen", listen)?;
+    MetricsListener::new(address, options.metrics_behind_proxy).map(Some)
+}
+
 /// `HOST:PORT` to the first address it resolves to.
-fn resolve(flag: &'static str, listen: &str) -> Result<SocketAddr> {
+fn resolve(listen: &str) -> Result<SocketAddr> {
+    resolve_flag("--control-listen", listen)
+}
+
+/// `HOST:PORT`, the value of `flag`, to the first address it resolves to.
+fn resolve_flag(flag: &'static str, listen: &str) -> Result<SocketAddr> {
     let expected = |why: String| {
         flag_error(
             flag,
@@ -361,9 +393,6 @@ fn reason(error: Error) -> String {
     }
 }
 
-/// Serves until told to stop: binds the sockets, brings the configured programs
-/// up in order, waits for SIGINT/SIGTERM, then stops everything in order (a
-/// second signal kills what is left).
 /// What the daemon listens on besides the control socket's path.
 struct Listeners {
     /// The control socket passed by socket activation.
@@ -372,8 +401,13 @@ struct Listeners {
     remote: Option<RemoteListener>,
     /// `--health-listen`.
     health: Option<SocketAddr>,
+    /// `--metrics-listen`.
+    metrics: Option<MetricsListener>,
 }
 
+/// Serves until told to stop: binds the sockets, brings the configured programs
+/// up in order, waits for SIGINT/SIGTERM, then stops everything in order (a
+/// second signal kills what is left).
 async fn serve(
     path: PathBuf,
     listeners: Listeners,
@@ -390,6 +424,30 @@ async fn serve(
     let engine = supervisor.engine().clone();
     let notifier = systemd::Notifier::from_env();
     let informing = tokio::spawn(systemd::keep_informed(notifier.clone(), engine.clone()));
+    let stop_metrics = CancellationToken::new();
+    if let Some(metrics) = listeners.metrics {
+        let address = metrics.address();
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|e| Error::io(format!("binding the metrics address {address}"), e))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Error::io(format!("the metrics address {address}"), e))?;
+        let tally = Arc::new(Tally::default());
+        tokio::spawn(metrics::tally::watch(
+            engine.clone(),
+            Arc::clone(&tally),
+            stop_metrics.clone(),
+        ));
+        tokio::spawn(metrics::serve(
+            engine.clone(),
+            listener,
+            tally,
+            Arc::clone(supervisor.rpc_stats()),
+            stop_metrics.clone(),
+        ));
+        tracing::info!(address = %bound, "serving metrics on http://{bound}/metrics");
+    }
     engine.define(programs).await?;
     tracing::info!(socket = %path.display(), "infantd ready");
     // Start-up code is done with: let it leave the resident set.
@@ -431,6 +489,7 @@ async fn serve(
         () = stop_all => false,
         () = signals.stop() => true,
     };
+    stop_metrics.cancel();
     if forced {
         supervisor.kill().await;
     } else {

@@ -3,7 +3,7 @@
 //!
 //! A [`ProgramDef`] comes from a `[program.NAME]` table of the config file or from a
 //! `Start` request; every field is optional. [`ProgramDef::validate`] applies the
-//! defaults of DESIGN.md and checks every field, so the engine only ever sees a
+//! documented defaults (docs/configuration.md) and checks every field, so the engine only ever sees a
 //! [`ProgramSpec`] it can run. Errors name the program and the field.
 
 use std::collections::BTreeMap;
@@ -122,7 +122,11 @@ pub struct ProgramDef {
     pub listen: Option<Vec<String>>,
     /// Restart an instance that exits unexpectedly.
     pub respawn: Option<bool>,
-    /// Longest hold-down between respawns.
+    /// Longest hold-down between respawns (default 15s). A first crash, and the
+    /// first after 5 s of `ok`, respawns at once; crashes in a row wait 100 ms,
+    /// 200 ms, 400 ms … up to this, and never less than 10 ms, even when this is
+    /// `"0s"`: a program that dies at once is respawned at most 100 times a
+    /// second.
     #[serde(default, deserialize_with = "humane::option")]
     pub respawn_delay: Option<Duration>,
     /// Graceful stop window.
@@ -182,7 +186,8 @@ pub struct ProgramSpec {
     pub listen: Vec<ListenAddr>,
     /// Respawn unexpected exits.
     pub respawn: bool,
-    /// Longest hold-down between respawns.
+    /// Longest hold-down between respawns; crashes in a row still wait at
+    /// least 10 ms (see [`ProgramDef::respawn_delay`]).
     pub respawn_delay: Duration,
     /// Graceful stop window.
     pub stop_timeout: Duration,

@@ -1,7 +1,7 @@
 //! [`Supervisor`]: the daemon embedded in a Rust program — the engine plus its
 //! gRPC front end on a Unix socket (and, if asked, the control API over TCP too),
 //! without `infantd`'s config file and signal handling. `infantd` itself is built
-//! on it (`run.rs`), and so is the `hello` example, which like the seed's
+//! on it (`run.rs`), and so is the `hello` example, which like Node infant's
 //! `index.js` is both the master and its workers.
 //!
 //! Embedding makes the program a child subreaper and gives the engine all child
@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::engine::state::{ProgramInfo, WorkerInfo};
 use super::engine::{self, Command, EngineConfig, EngineHandle};
 use super::error::{Error, Result};
-use super::grpc::RemoteListener;
+use super::grpc::{RemoteListener, RpcStats};
 use super::spec::ProgramDef;
 use super::{grpc, process, socket, systemd};
 
@@ -88,6 +89,7 @@ pub struct Supervisor {
     owns_socket: bool,
     /// The health service over TCP, if asked for: its bound address and server.
     health: Option<(SocketAddr, ServerTask)>,
+    rpc_stats: Arc<RpcStats>,
 }
 
 impl Supervisor {
@@ -154,10 +156,12 @@ impl Supervisor {
         tokio::spawn(notify.forward(engine.clone()));
         let stop_serving = CancellationToken::new();
         let health = grpc::health::track(engine.clone());
+        let rpc_stats = Arc::new(RpcStats::default());
         let server = tokio::spawn(grpc::serve(
             engine.clone(),
             listener,
             health.clone(),
+            Arc::clone(&rpc_stats),
             stop_serving.clone().cancelled_owned(),
         ));
         let health = health_listener.map(|(listener, bound)| {
@@ -180,6 +184,7 @@ impl Supervisor {
                 engine.clone(),
                 listener,
                 remote,
+                Arc::clone(&rpc_stats),
                 stop_serving.clone().cancelled_owned(),
             ));
             (bound, server)
@@ -193,12 +198,18 @@ impl Supervisor {
             stop_serving,
             owns_socket,
             health,
+            rpc_stats,
         })
     }
 
     /// The engine, for the daemon's own start-up and shutdown.
     pub(crate) fn engine(&self) -> &EngineHandle {
         &self.engine
+    }
+
+    /// What the gRPC servers counted, for the metrics page.
+    pub(crate) fn rpc_stats(&self) -> &Arc<RpcStats> {
+        &self.rpc_stats
     }
 
     /// Starts program `name`: as `def` (validated) if given, else as defined

@@ -3,7 +3,7 @@
 //! their callers, and a planned exit (a `Kill` through the API, a SIGHUP'd SDK
 //! worker exiting 0) respawns without the program turning `error`.
 
-mod common;
+pub mod common;
 
 use common::*;
 use infant::proto::{self, EventKind, ProgramStatus};

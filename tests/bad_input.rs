@@ -3,12 +3,12 @@
 //! Startup mistakes (config files, a second daemon) end `infantd` with a non-zero
 //! status and one clear line. The control socket is private.
 
-mod common;
+pub mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use infant::proto::supervisor_client::SupervisorClient;
@@ -367,15 +367,7 @@ fn run_infantd(args: &[&std::ffi::OsStr], deadline: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn infantd");
-    let started = Instant::now();
-    while child.try_wait().expect("try_wait").is_none() {
-        if started.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("infantd {args:?} did not exit within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_child_blocking(&mut child, deadline);
     child.wait_with_output().expect("infantd output")
 }
 

@@ -2,7 +2,7 @@
 //! messages, scaling, kill, restart and stop; and its failures, each a non-zero
 //! exit with one line on stderr.
 
-mod common;
+pub mod common;
 
 use std::process::{Command, Stdio};
 
@@ -119,7 +119,7 @@ async fn a_child_started_inline_is_listed_messaged_killed_restarted_and_stopped(
         (&1.into(), &1.into())
     );
 
-    // `workers`: the keys DESIGN.md names, and the pid the daemon reports.
+    // `workers`: the keys docs/cli.md names, and the pid the daemon reports.
     let listed = workers_json(&daemon, "echo");
     assert_eq!(listed.len(), 1, "{listed:?}");
     let w = &listed[0];
@@ -141,8 +141,8 @@ async fn a_child_started_inline_is_listed_messaged_killed_restarted_and_stopped(
         (&"echo".into(), &1.into(), &"ok".into())
     );
     let first = w["pid"].as_u64().expect("pid") as u32;
-    let mut client = daemon.client().await;
-    assert_eq!(ok_pids(&mut client, "echo").await, [first]);
+    let control = daemon.control().await;
+    assert_eq!(control.ok_pids("echo").await, [first]);
     assert!(w["rss_bytes"].as_u64() > Some(0), "rss is read: {w}");
     let table = ctl_ok(&daemon, &["workers"]);
     assert!(
@@ -197,7 +197,13 @@ async fn a_child_started_inline_is_listed_messaged_killed_restarted_and_stopped(
     // `stop`: nothing left running.
     let stopped = ctl_ok(&daemon, &["stop", "echo", "--json"]);
     let stopped = json_lines(&stopped);
-    assert_eq!(stopped[0]["status"], "ready", "{stopped:?}");
+    // With --json, the steps come first (objects with a `step` key), the program last.
+    let program = stopped.last().expect("the program");
+    assert_eq!(program["status"], "ready", "{stopped:?}");
+    assert!(
+        stopped.iter().any(|s| s["step"] == "stopped"),
+        "{stopped:?}"
+    );
     assert!(workers_json(&daemon, "echo").is_empty());
     wait_gone(&[first, second, third[0]], DEADLINE).await;
     assert!(daemon.stop().await.success(), "infantd exits 0");
@@ -232,7 +238,15 @@ async fn a_cluster_started_inline_scales_and_restarts() {
     );
 
     let shrunk = ctl_ok(&daemon, &["scale", "pool", "1", "--json"]);
-    assert_eq!(json_lines(&shrunk)[0]["count"], 1, "{shrunk}");
+    let shrunk = json_lines(&shrunk);
+    assert_eq!(
+        shrunk.last().expect("the program")["count"],
+        1,
+        "{shrunk:?}"
+    );
+    let stopped = shrunk.iter().filter(|s| s["step"] == "stopped").count();
+    assert_eq!(stopped, 3, "one step per worker stopped: {shrunk:?}");
+    assert_eq!(shrunk[shrunk.len() - 2]["step"], "done", "{shrunk:?}");
     let one = ok_pids_json(&daemon, "pool");
     assert_eq!(one, [two[0]], "shrinking stops the newest workers");
     let dropped: Vec<u32> = four.iter().copied().filter(|p| *p != two[0]).collect();
@@ -298,6 +312,14 @@ async fn failures_exit_non_zero_with_one_line_naming_the_problem() {
         ),
         "none.sock",
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "infantd is not running at",
+        "infantd --config",
+        "INFANT_SOCKET",
+    ] {
+        assert!(stderr.contains(needle), "`{needle}` missing: {stderr}");
+    }
     assert!(daemon.stop().await.success(), "infantd exits 0");
 }
 
@@ -325,20 +347,18 @@ command = ["sh", "-c", "exit 3"]
     )
     .await;
     let runs = daemon.dir.path().join("runs");
-    let client = daemon.client().await;
+    let control = daemon.control().await;
     // Both jobs also ran once when the daemon started.
-    wait_program(
-        &client,
-        "migrate",
-        "the boot run completed",
-        DEADLINE,
-        |p| p.exit_code == Some(0) && p.running == 0,
-    )
-    .await;
-    wait_program(&client, "broken", "the boot run failed", DEADLINE, |p| {
-        p.exit_code == Some(3)
-    })
-    .await;
+    control
+        .wait_program("migrate", "the boot run completed", DEADLINE, |p| {
+            p.exit_code == Some(0) && p.running == 0
+        })
+        .await;
+    control
+        .wait_program("broken", "the boot run failed", DEADLINE, |p| {
+            p.exit_code == Some(3)
+        })
+        .await;
     assert_eq!(line_count(&runs), 1);
 
     // By name only: the definition is the config's.
@@ -370,11 +390,12 @@ command = ["sh", "-c", "exit 3"]
 #[tokio::test]
 async fn status_shows_every_configured_program_and_why_web_is_down() {
     let daemon = daemon_with_config(&APP.replace("${MIGRATE_EXIT:-0}", "4")).await;
-    let mut client = daemon.client().await;
-    wait_program(&client, "web", "web gave up", DEADLINE, |p| {
-        p.status == infant::proto::ProgramStatus::Error as i32
-    })
-    .await;
+    let control = daemon.control().await;
+    control
+        .wait_program("web", "web gave up", DEADLINE, |p| {
+            p.status == infant::proto::ProgramStatus::Error as i32
+        })
+        .await;
 
     let table = ctl_ok(&daemon, &["status"]);
     let rows: Vec<Vec<&str>> = table
@@ -403,7 +424,7 @@ async fn status_shows_every_configured_program_and_why_web_is_down() {
         error.contains("migrate") && error.contains("code 4"),
         "{error}"
     );
-    let db = ok_pids(&mut client, "db").await;
+    let db = control.ok_pids("db").await;
     assert!(daemon.stop().await.success(), "infantd exits 0");
     wait_gone(&db, DEADLINE).await;
 }
@@ -419,11 +440,12 @@ command = ["sh", "-c", "echo run >> runs; [ $(wc -l < runs) -eq 1 ] || sleep 5"]
 "#,
     )
     .await;
-    let client = daemon.client().await;
-    wait_program(&client, "slow", "the boot run completed", DEADLINE, |p| {
-        p.exit_code == Some(0) && p.running == 0
-    })
-    .await;
+    let control = daemon.control().await;
+    control
+        .wait_program("slow", "the boot run completed", DEADLINE, |p| {
+            p.exit_code == Some(0) && p.running == 0
+        })
+        .await;
     let events = Recorder::new(&daemon).await;
 
     let asked = std::time::Instant::now();

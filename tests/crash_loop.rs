@@ -1,7 +1,7 @@
 //! A program that crashes at once: respawns back off, the daemon stays cheap, and
 //! with `max_restarts` the program ends `fatal` until started again.
 
-mod common;
+pub mod common;
 
 use std::time::Instant;
 
@@ -21,7 +21,7 @@ fn cpu_ticks(pid: i32) -> u64 {
 async fn a_crash_loop_backs_off_cheaply_then_gives_up_until_started_again() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let mark = daemon.dir.path().join("broken");
     std::fs::write(&mark, "x").expect("mark");
     let script = format!("test ! -e {} || exit 1; exec sleep 1000", mark.display());
@@ -33,19 +33,11 @@ async fn a_crash_loop_backs_off_cheaply_then_gives_up_until_started_again() {
 
     let ticks_before = cpu_ticks(daemon.pid());
     let started = Instant::now();
-    let err = client
-        .start(proto::StartRequest {
-            name: "loop".into(),
-            spec: Some(s),
-            wait: false,
-        })
+    let err = control
+        .start("loop", Some(s), false)
         .await
         .expect_err("it cannot start");
-    assert!(
-        err.message().contains("exited while starting"),
-        "{}",
-        err.message()
-    );
+    assert!(err.to_string().contains("exited while starting"), "{err}");
 
     let gave_up = events
         .wait_for("gave up", |e| {
@@ -86,19 +78,12 @@ async fn a_crash_loop_backs_off_cheaply_then_gives_up_until_started_again() {
         ticks * 10
     );
 
-    wait_program(&client, "loop", "status fatal", DEADLINE, |p| {
-        p.status == ProgramStatus::Fatal as i32
-    })
-    .await;
-    let info = client
-        .list(proto::ListRequest {
-            name: "loop".into(),
+    control
+        .wait_program("loop", "status fatal", DEADLINE, |p| {
+            p.status == ProgramStatus::Fatal as i32
         })
-        .await
-        .expect("List")
-        .into_inner()
-        .programs
-        .remove(0);
+        .await;
+    let info = control.program("loop").await;
     assert!(info.error.contains("gave up"), "{}", info.error);
     let (_, status, _) = daemon.ctl(&["status"]);
     assert!(
@@ -108,18 +93,59 @@ async fn a_crash_loop_backs_off_cheaply_then_gives_up_until_started_again() {
 
     // Fixed, and started again: the fatal state is cleared.
     std::fs::remove_file(&mark).expect("unmark");
-    let info = client
-        .start(proto::StartRequest {
-            name: "loop".into(),
-            spec: None,
-            wait: false,
-        })
+    let info = control
+        .start("loop", None, false)
         .await
-        .expect("a later start works")
-        .into_inner();
+        .expect("a later start works");
     assert_eq!(info.status, ProgramStatus::Ok as i32);
     assert!(info.error.is_empty());
-    let pid = ok_pids(&mut client, "loop").await;
+    let pid = control.ok_pids("loop").await;
     assert!(daemon.stop().await.success());
     wait_gone(&pid, DEADLINE).await;
+}
+
+#[tokio::test]
+async fn a_zero_respawn_delay_still_holds_a_crash_loop_to_100_respawns_a_second() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let mut client = daemon.client().await;
+    let mut s = spec(ProgramKind::Child, &["false"]);
+    s.respawn_delay_ms = Some(0);
+    let _ = start_program_result(&mut client, "dies", s).await;
+    let respawns = |events: &Recorder| -> Vec<proto::Event> {
+        events
+            .all()
+            .into_iter()
+            .filter(|e| is(e, EventKind::Respawn) && e.program == "dies")
+            .collect()
+    };
+    events
+        .wait_for_n("a crash loop", 20, |e| {
+            is(e, EventKind::Respawn) && e.program == "dies"
+        })
+        .await;
+    let before = respawns(&events).len();
+    let window = Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let in_one_second = respawns(&events).len() - before;
+    let elapsed = window.elapsed();
+    client
+        .stop(proto::StopRequest {
+            name: "dies".into(),
+            timeout_ms: None,
+        })
+        .await
+        .expect("Stop");
+    let all = respawns(&events);
+    assert!(
+        all[1..].iter().all(|e| e.delay_ms >= 10),
+        "crashes in a row wait at least 10 ms: {:?}",
+        all.iter().map(|e| e.delay_ms).collect::<Vec<_>>()
+    );
+    eprintln!("{in_one_second} respawns in {elapsed:?}");
+    assert!(
+        in_one_second as f64 <= 105.0 * elapsed.as_secs_f64(),
+        "{in_one_second} respawns in {elapsed:?}"
+    );
+    assert!(daemon.stop().await.success());
 }

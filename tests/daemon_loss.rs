@@ -1,14 +1,14 @@
 //! `kill -9` of infantd itself: every worker is gone within 2 seconds, and so are
 //! the processes an SDK worker started.
 //!
-//! PID 1 on these machines does not reap orphans, so a worker that outlived its
+//! PID 1 (in a container, say) may not reap orphans, so a worker that outlived its
 //! daemon would linger as a zombie and be indistinguishable (in `/proc`) from one
 //! that did not die. This test process therefore makes itself a child subreaper:
 //! the workers orphaned by the killed daemon are reparented to it, and it reaps
 //! exactly those pids. That setting is process-wide, which is why this test has a
 //! binary of its own.
 
-mod common;
+pub mod common;
 
 use std::time::{Duration, Instant};
 
@@ -41,18 +41,14 @@ async fn kill_9_of_infantd_takes_every_worker_down_within_2_seconds() {
     nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
 
     let mut daemon = Daemon::start(&[]).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let mut pool = spec(ProgramKind::Cluster, &["sleep", "1000"]);
     pool.count = Some(3);
     pool.start_grace_ms = Some(50);
-    client
-        .start(proto::StartRequest {
-            name: "pool".into(),
-            spec: Some(pool),
-            wait: false,
-        })
+    control
+        .start("pool", Some(pool), false)
         .await
-        .expect("Start pool");
+        .expect("start pool");
     // The SDK worker starts a grandchild: a lost daemon cannot kill its process
     // group, so the SDK must take the grandchild down itself.
     let worker = example_bin("echo_worker");
@@ -65,17 +61,13 @@ async fn kill_9_of_infantd_takes_every_worker_down_within_2_seconds() {
     );
     echo.env.insert("ECHO_SPAWN_CHILD".into(), "1".into());
     echo.start_grace_ms = Some(10_000);
-    client
-        .start(proto::StartRequest {
-            name: "echo".into(),
-            spec: Some(echo),
-            wait: false,
-        })
+    control
+        .start("echo", Some(echo), false)
         .await
-        .expect("Start echo");
-    let mut pids = ok_pids(&mut client, "pool").await;
+        .expect("start echo");
+    let mut pids = control.ok_pids("pool").await;
     assert_eq!(pids.len(), 3, "three plain workers");
-    let sdk = workers(&mut client, "echo").await;
+    let sdk = control.workers_of("echo").await;
     assert!(
         sdk.len() == 1 && sdk[0].attached,
         "one attached SDK worker: {sdk:?}"
@@ -87,7 +79,7 @@ async fn kill_9_of_infantd_takes_every_worker_down_within_2_seconds() {
         .find_map(|l| l.strip_prefix("grandchild ")?.trim().parse().ok())
         .expect("the worker reported its grandchild");
     pids.push(grandchild);
-    drop(client);
+    drop(control);
 
     daemon.signal(Signal::SIGKILL);
     let killed = Instant::now();
@@ -130,20 +122,16 @@ async fn kill_daemon_during(
     operation: impl FnOnce(Daemon) -> tokio::task::JoinHandle<Daemon>,
 ) {
     let daemon = Daemon::start(&[]).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let http = example_bin("http_worker");
     let mut s = spec(ProgramKind::Cluster, &[&http.to_string_lossy()]);
     s.count = Some(4);
     s.listen = vec!["tcp://127.0.0.1:0".into()];
-    client
-        .start(proto::StartRequest {
-            name: "web".into(),
-            spec: Some(s),
-            wait: false,
-        })
+    control
+        .start("web", Some(s), false)
         .await
-        .expect("Start web");
-    drop(client);
+        .expect("start web");
+    drop(control);
     let mut daemon = operation(daemon).await.expect("operation task");
     daemon.signal(Signal::SIGKILL);
     daemon.wait_exit(DEADLINE).await;
@@ -166,14 +154,9 @@ async fn kill_9_during_a_rolling_restart_or_a_scale_up_leaves_nothing() {
     kill_daemon_during("a rolling restart", |daemon| {
         tokio::spawn(async move {
             let events = Recorder::new(&daemon).await;
-            let mut client = daemon.client().await;
+            let control = daemon.control().await;
             tokio::spawn(async move {
-                let _ = client
-                    .restart(proto::RestartRequest {
-                        name: "web".into(),
-                        full: false,
-                    })
-                    .await;
+                let _ = control.restart("web", false).await;
             });
             events
                 .wait_for("a replacement spawned", |e| e.worker > 4 && e.pid != 0)
@@ -186,14 +169,9 @@ async fn kill_9_during_a_rolling_restart_or_a_scale_up_leaves_nothing() {
     kill_daemon_during("a scale-up", |daemon| {
         tokio::spawn(async move {
             let events = Recorder::new(&daemon).await;
-            let mut client = daemon.client().await;
+            let control = daemon.control().await;
             tokio::spawn(async move {
-                let _ = client
-                    .scale(proto::ScaleRequest {
-                        name: "web".into(),
-                        count: 16,
-                    })
-                    .await;
+                let _ = control.scale("web", 16).await;
             });
             events
                 .wait_for("new workers spawned", |e| e.worker > 8 && e.pid != 0)
@@ -202,4 +180,80 @@ async fn kill_9_during_a_rolling_restart_or_a_scale_up_leaves_nothing() {
         })
     })
     .await;
+}
+
+/// A worker whose runtime is wedged (its message handler blocks the thread) still
+/// dies within 2 seconds of `kill -9` of the daemon; and a send from a stop hook
+/// that runs because the daemon is gone says `Closed`.
+#[tokio::test]
+async fn a_wedged_worker_dies_within_2_seconds_and_sends_after_loss_are_closed() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+
+    let mut daemon = Daemon::start(&[]).await;
+    let mut client = daemon.client().await;
+    let worker = example_bin("echo_worker");
+    let worker = worker.to_string_lossy();
+    let marker = daemon.dir.path().join("marker");
+    let mut pids = Vec::new();
+    for name in ["wedged", "polite"] {
+        let mut echo = spec(ProgramKind::Child, &[&worker]);
+        echo.start_grace_ms = Some(10_000);
+        echo.env
+            .insert("ECHO_STOP_MARKER".into(), marker.to_string_lossy().into());
+        echo.env.insert("ECHO_SEND_IN_STOP".into(), "1".into());
+        client
+            .start(proto::StartRequest {
+                name: name.into(),
+                spec: Some(echo),
+                wait: false,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("Start {name}: {e}"));
+        pids.extend(ok_pids(&mut client, name).await);
+    }
+    client
+        .send(proto::SendRequest {
+            name: "wedged".into(),
+            worker: None,
+            payload: b"block 600000".to_vec(),
+        })
+        .await
+        .expect("Send block");
+    // Give the handler a moment to be inside its block.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(client);
+
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait_exit(DEADLINE).await;
+    let killed = Instant::now();
+    // Polled by hand rather than with `wait_until`, so that a worker that
+    // outlives the daemon is killed (not left behind) before the test fails.
+    while killed.elapsed() < Duration::from_secs(5) && !pids.iter().all(|&pid| reaped(pid)) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = killed.elapsed();
+    let left: Vec<u32> = pids.iter().copied().filter(|&pid| !reaped(pid)).collect();
+    for &pid in &left {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    wait_until("the leftovers reaped", DEADLINE, || {
+        let gone = left.iter().all(|&pid| reaped(pid));
+        async move { gone }
+    })
+    .await;
+    assert!(left.is_empty(), "workers {left:?} outlived the daemon");
+    assert!(
+        took <= Duration::from_secs(2),
+        "every worker was gone {took:?} after the daemon died"
+    );
+    let sends: Vec<String> = std::fs::read_to_string(&marker)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| Some(l.strip_prefix("send: ")?.to_string()))
+        .collect();
+    assert!(
+        !sends.is_empty() && sends.iter().all(|s| s.contains("closed")),
+        "a send after the daemon is lost fails as closed: {sends:?}"
+    );
 }

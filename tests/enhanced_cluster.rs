@@ -1,7 +1,7 @@
 //! Enhanced clusters: daemon-owned sockets shared by every worker, counting and
 //! recycling, hung workers, rolling restarts with zero failed requests.
 
-mod common;
+pub mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use infant::proto::supervisor_client::SupervisorClient;
+use infant::control::Control;
 use infant::proto::{self, EventKind, InstanceStatus, ProgramKind, ProgramStatus};
-use tonic::transport::Channel;
 
 /// An enhanced cluster of `count` http_workers.
 fn enhanced(count: u32) -> proto::ProgramSpec {
@@ -24,8 +23,8 @@ fn enhanced(count: u32) -> proto::ProgramSpec {
 #[tokio::test]
 async fn two_workers_share_one_port() {
     let daemon = Daemon::start(&[]).await;
-    let mut client = daemon.client().await;
-    let info = start_program(&mut client, "web", enhanced(2)).await;
+    let control = daemon.control().await;
+    let info = control.start_spec("web", enhanced(2)).await;
     assert_eq!(info.listen.len(), 1);
     assert!(
         info.listen[0].starts_with("tcp://127.0.0.1:"),
@@ -34,7 +33,7 @@ async fn two_workers_share_one_port() {
     );
     assert!(!info.listen[0].ends_with(":0"), "port 0 is resolved");
     let addr = info.listen[0].clone();
-    let pids = ok_pids(&mut client, "web").await;
+    let pids = control.ok_pids("web").await;
 
     let mut split: BTreeMap<String, u32> = BTreeMap::new();
     for _ in 0..200 {
@@ -49,7 +48,8 @@ async fn two_workers_share_one_port() {
             "{pid} served: {split:?}"
         );
     }
-    let counted: u64 = workers(&mut client, "web")
+    let counted: u64 = control
+        .workers_of("web")
         .await
         .iter()
         .map(|w| w.requests)
@@ -63,18 +63,18 @@ async fn two_workers_share_one_port() {
 #[tokio::test]
 async fn a_plain_socket_activated_program_serves_on_the_daemon_socket() {
     let daemon = Daemon::start(&[]).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let plain = example_bin("plain_listen");
     let mut s = spec(ProgramKind::Cluster, &[plain.to_str().expect("utf-8")]);
     s.count = Some(2);
     s.listen = vec!["tcp://127.0.0.1:0".into()];
     s.start_grace_ms = Some(50);
-    let info = start_program(&mut client, "plain", s).await;
+    let info = control.start_spec("plain", s).await;
     let body = http_get(&info.listen[0])
         .await
         .expect("plain program serves");
     assert!(body.starts_with("plain "), "{body}");
-    let pids = ok_pids(&mut client, "plain").await;
+    let pids = control.ok_pids("plain").await;
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
 }
@@ -82,7 +82,7 @@ async fn a_plain_socket_activated_program_serves_on_the_daemon_socket() {
 #[tokio::test]
 async fn no_daemon_fd_leaks_into_a_worker() {
     let daemon = Daemon::start(&[]).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let unix = daemon.dir.path().join("fd.sock");
     let mut s = spec(ProgramKind::Child, &["sleep", "1000"]);
     s.listen = vec![
@@ -90,8 +90,8 @@ async fn no_daemon_fd_leaks_into_a_worker() {
         format!("unix://{}", unix.display()),
     ];
     s.start_grace_ms = Some(50);
-    start_program(&mut client, "fds", s).await;
-    let pid = ok_pids(&mut client, "fds").await[0];
+    control.start_spec("fds", s).await;
+    let pid = control.ok_pids("fds").await[0];
     let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fd dir")
         .flatten()
@@ -128,15 +128,15 @@ async fn no_daemon_fd_leaks_into_a_worker() {
 async fn the_tenth_request_recycles_the_worker_and_no_request_fails() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let marker = daemon.dir.path().join("stops");
     let mut s = enhanced(1);
     s.max_connections = Some(10);
     s.env
         .insert("HTTP_STOP_MARKER".into(), marker.display().to_string());
-    let info = start_program(&mut client, "rec", s).await;
-    let old = ok_pids(&mut client, "rec").await[0];
-    // A worker is recycled when it reaches max_connections (the seed's
+    let info = control.start_spec("rec", s).await;
+    let old = control.ok_pids("rec").await[0];
+    // A worker is recycled when it reaches max_connections (Node infant's
     // "achieves"): the 10th connection, reported at once, not at a heartbeat.
     for i in 1..=10 {
         http_get(&info.listen[0])
@@ -160,7 +160,7 @@ async fn the_tenth_request_recycles_the_worker_and_no_request_fails() {
         async move { text.contains(&format!("stopped {old} ")) && text.contains("Recycle") }
     })
     .await;
-    let now = ok_pids(&mut client, "rec").await;
+    let now = control.ok_pids("rec").await;
     assert_eq!(now.len(), 1);
     assert_ne!(now[0], old);
     let pids = events.pids();
@@ -172,13 +172,13 @@ async fn the_tenth_request_recycles_the_worker_and_no_request_fails() {
 async fn a_worker_that_grows_in_memory_is_recycled() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let mut s = enhanced(1);
     s.max_memory_gain = Some(50);
     s.heartbeat_ms = Some(100);
     s.env.insert("HTTP_LEAK_KB".into(), "4096".into());
-    let info = start_program(&mut client, "fat", s).await;
-    let old = ok_pids(&mut client, "fat").await[0];
+    let info = control.start_spec("fat", s).await;
+    let old = control.ok_pids("fat").await[0];
     for _ in 0..4 {
         http_get(&info.listen[0]).await.expect("request");
     }
@@ -197,9 +197,9 @@ async fn a_worker_that_grows_in_memory_is_recycled() {
 async fn rolling_restart_and_sighup_under_load_fail_no_request() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
-    let info = start_program(&mut client, "roll", enhanced(4)).await;
-    let before = ok_pids(&mut client, "roll").await;
+    let control = daemon.control().await;
+    let info = control.start_spec("roll", enhanced(4)).await;
+    let before = control.ok_pids("roll").await;
     assert_eq!(before.len(), 4);
 
     // New connections and keep-alive ones: a worker that stops must neither refuse
@@ -209,16 +209,12 @@ async fn rolling_restart_and_sighup_under_load_fail_no_request() {
     // Some traffic before, during and after.
     load.wait_answered(20).await;
     kept.wait_answered(20).await;
-    let restarted = client
-        .restart(proto::RestartRequest {
-            name: "roll".into(),
-            full: false,
-        })
+    let restarted = control
+        .restart("roll", false)
         .await
-        .expect("rolling restart")
-        .into_inner();
+        .expect("rolling restart");
     assert_eq!(restarted.status, ProgramStatus::Ok as i32);
-    let after = ok_pids(&mut client, "roll").await;
+    let after = control.ok_pids("roll").await;
     assert_eq!(after.len(), 4);
     assert!(
         after.iter().all(|p| !before.contains(p)),
@@ -235,8 +231,8 @@ async fn rolling_restart_and_sighup_under_load_fail_no_request() {
         .wait_for("respawn after SIGHUP", |e| is(e, EventKind::Respawn))
         .await;
     wait_until("four ok again", DEADLINE, || {
-        let mut c = client.clone();
-        async move { ok_pids(&mut c, "roll").await.len() == 4 }
+        let control = &control;
+        async move { control.ok_pids("roll").await.len() == 4 }
     })
     .await;
     let (ok, failed, errors, _) = load.finish().await;
@@ -256,32 +252,22 @@ async fn rolling_restart_and_sighup_under_load_fail_no_request() {
 async fn a_failed_rollout_stops_and_keeps_the_old_workers() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let poison = daemon.dir.path().join("bad-deploy");
     let mut s = enhanced(2);
     s.env
         .insert("HTTP_FAIL_IF_EXISTS".into(), poison.display().to_string());
-    let info = start_program(&mut client, "deploy", s).await;
-    let before = ok_pids(&mut client, "deploy").await;
+    let info = control.start_spec("deploy", s).await;
+    let before = control.ok_pids("deploy").await;
     std::fs::write(&poison, "x").expect("poison");
-    let err = client
-        .restart(proto::RestartRequest {
-            name: "deploy".into(),
-            full: false,
-        })
+    let err = control
+        .restart("deploy", false)
         .await
-        .expect_err("the rollout fails");
-    assert!(
-        err.message().contains("refusing to start"),
-        "{}",
-        err.message()
-    );
-    assert!(
-        err.message().contains("old workers keep serving"),
-        "{}",
-        err.message()
-    );
-    let still = ok_pids(&mut client, "deploy").await;
+        .expect_err("the rollout fails")
+        .to_string();
+    assert!(err.contains("refusing to start"), "{err}");
+    assert!(err.contains("old workers keep serving"), "{err}");
+    let still = control.ok_pids("deploy").await;
     assert_eq!(still, before, "the old workers are untouched");
     http_get(&info.listen[0]).await.expect("still serving");
     let pids = events.pids();
@@ -295,20 +281,13 @@ async fn a_hung_worker_is_killed_and_respawned() {
     const HEARTBEAT_MS: i64 = 250;
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let mut s = enhanced(1);
     s.enhanced = false;
     s.heartbeat_ms = Some(HEARTBEAT_MS);
-    start_program(&mut client, "hang", s).await;
-    let old = ok_pids(&mut client, "hang").await[0];
-    client
-        .send(proto::SendRequest {
-            name: "hang".into(),
-            worker: None,
-            payload: b"hang".to_vec(),
-        })
-        .await
-        .expect("Send");
+    control.start_spec("hang", s).await;
+    let old = control.ok_pids("hang").await[0];
+    control.send("hang", None, "hang").await.expect("send hang");
     let error = events
         .wait_for("hung worker detected", |e| {
             is(e, EventKind::Error) && e.reason.contains("hung")
@@ -343,12 +322,12 @@ async fn a_hung_worker_is_killed_and_respawned() {
 async fn port_0_is_reported_and_the_sockets_close_when_the_program_stops() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let unix = daemon.dir.path().join("x.sock");
     let unix_url = format!("unix://{}", unix.display());
     let mut s = enhanced(2);
     s.listen.push(unix_url.clone());
-    let info = start_program(&mut client, "sock", s).await;
+    let info = control.start_spec("sock", s).await;
     assert_eq!(info.listen.len(), 2, "{:?}", info.listen);
     let tcp = info.listen[0].clone();
     assert!(
@@ -358,15 +337,8 @@ async fn port_0_is_reported_and_the_sockets_close_when_the_program_stops() {
     assert_eq!(info.listen[1], unix_url);
 
     // The bound addresses in `List` and in an event.
-    assert_eq!(listen_addr(&mut client, "sock").await, tcp);
-    let listed = client
-        .list(proto::ListRequest {
-            name: "sock".into(),
-        })
-        .await
-        .expect("List")
-        .into_inner();
-    assert_eq!(listed.programs[0].listen, info.listen);
+    assert_eq!(control.listen_addr("sock").await, tcp);
+    assert_eq!(control.program("sock").await.listen, info.listen);
     let listening = events
         .wait_for("the listening event", |e| {
             e.program == "sock" && e.reason.starts_with("listening on")
@@ -384,18 +356,11 @@ async fn port_0_is_reported_and_the_sockets_close_when_the_program_stops() {
         .await
         .expect("serves on the reported address");
     drop(std::os::unix::net::UnixStream::connect(&unix).expect("the unix socket listens"));
-    let pids = ok_pids(&mut client, "sock").await;
+    let pids = control.ok_pids("sock").await;
 
     // Stopping the program (not the daemon) closes both: Stop answers once the
     // program is idle, and it holds no socket then.
-    let stopped = client
-        .stop(proto::StopRequest {
-            name: "sock".into(),
-            timeout_ms: None,
-        })
-        .await
-        .expect("Stop")
-        .into_inner();
+    let stopped = control.stop("sock", None).await.expect("Stop");
     assert_eq!(stopped.status, ProgramStatus::Ready as i32);
     assert!(stopped.listen.is_empty(), "{:?}", stopped.listen);
     wait_gone(&pids, DEADLINE).await;
@@ -406,15 +371,10 @@ async fn port_0_is_reported_and_the_sockets_close_when_the_program_stops() {
     assert!(!unix.exists(), "the unix socket file is removed at a stop");
 
     // The daemon runs on; starting the program again binds afresh.
-    let again = client
-        .start(proto::StartRequest {
-            name: "sock".into(),
-            spec: None,
-            wait: false,
-        })
+    let again = control
+        .start("sock", None, false)
         .await
-        .expect("Start again")
-        .into_inner();
+        .expect("Start again");
     assert_eq!(again.listen.len(), 2, "{:?}", again.listen);
     assert!(unix.exists(), "the unix socket is bound again");
     http_get(&again.listen[0]).await.expect("serves again");
@@ -427,14 +387,14 @@ async fn port_0_is_reported_and_the_sockets_close_when_the_program_stops() {
 async fn crossing_max_connections_is_reported_at_once_not_at_the_next_heartbeat() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let mut s = enhanced(1);
     s.max_connections = Some(10);
     // No heartbeat and no health check tick within the test: only the SDK's
     // report at the crossing can trigger the recycle.
     s.heartbeat_ms = Some(60_000);
-    let info = start_program(&mut client, "eager", s).await;
-    let old = ok_pids(&mut client, "eager").await[0];
+    let info = control.start_spec("eager", s).await;
+    let old = control.ok_pids("eager").await[0];
     for i in 0..10 {
         http_get(&info.listen[0])
             .await
@@ -450,9 +410,9 @@ async fn crossing_max_connections_is_reported_at_once_not_at_the_next_heartbeat(
     assert_eq!(recycle.pid, old);
     assert!(recycle.connections >= 10, "{}", recycle.connections);
     wait_until("the replacement serves alone", DEADLINE, || {
-        let mut c = client.clone();
+        let control = &control;
         async move {
-            let pids = ok_pids(&mut c, "eager").await;
+            let pids = control.ok_pids("eager").await;
             pids.len() == 1 && pids[0] != old
         }
     })
@@ -509,8 +469,9 @@ fn most_recycles_in_flight(events: &[proto::Event], program: &str) -> usize {
 
 /// How many `ok` workers of `program` have served past [`LIMIT`]: due for
 /// recycling, or being recycled.
-async fn due(client: &mut SupervisorClient<Channel>, program: &str) -> usize {
-    workers(client, program)
+async fn due(control: &Control, program: &str) -> usize {
+    control
+        .workers_of(program)
         .await
         .iter()
         .filter(|w| w.status == InstanceStatus::Ok as i32 && w.connections.max(w.requests) >= LIMIT)
@@ -527,8 +488,8 @@ async fn recycle_under_load(
     slow: &Path,
     enough: impl Fn(usize, &[proto::Event]) -> bool,
 ) -> Vec<proto::Event> {
-    let mut client = daemon.client().await;
-    let addr = listen_addr(&mut client, program).await;
+    let control = daemon.control().await;
+    let addr = control.listen_addr(program).await;
     std::fs::write(slow, "").expect("slow marker");
     let load = Load::start(&addr, 2, 1_000_000);
     let most_due = Arc::new(AtomicUsize::new(0));
@@ -537,10 +498,10 @@ async fn recycle_under_load(
         "workers past the limit together, and recycles",
         Duration::from_secs(120),
         || {
-            let (mut client, most_due) = (client.clone(), Arc::clone(&most_due));
+            let (control, most_due) = (&control, Arc::clone(&most_due));
             let events = events.all();
             async move {
-                let now = due(&mut client, program).await;
+                let now = due(control, program).await;
                 let most = most_due.fetch_max(now, Ordering::Relaxed).max(now);
                 enough(most, &events)
             }
@@ -560,9 +521,9 @@ async fn recycle_under_load(
         "the cluster whole again, no worker due",
         Duration::from_secs(60),
         || {
-            let mut client = client.clone();
+            let control = &control;
             async move {
-                let all = workers(&mut client, program).await;
+                let all = control.workers_of(program).await;
                 all.len() == 3
                     && all.iter().all(|w| {
                         w.status == InstanceStatus::Ok as i32
@@ -584,9 +545,9 @@ async fn recycle_under_load(
 async fn one_recycle_at_a_time_by_default() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let slow = daemon.dir.path().join("slow");
-    start_program(&mut client, "one", slow_replacements(3, &slow)).await;
+    control.start_spec("one", slow_replacements(3, &slow)).await;
     // Two workers past the limit at once while three recycles went by: the
     // second had to wait for the first.
     let seen = recycle_under_load(&daemon, &events, "one", &slow, |most_due, events| {
@@ -610,11 +571,11 @@ async fn one_recycle_at_a_time_by_default() {
 async fn max_recycling_two_recycles_two_at_a_time() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let slow = daemon.dir.path().join("slow");
     let mut s = slow_replacements(3, &slow);
     s.max_recycling = Some(2);
-    start_program(&mut client, "two", s).await;
+    control.start_spec("two", s).await;
     let seen = recycle_under_load(&daemon, &events, "two", &slow, |_, events| {
         most_recycles_in_flight(events, "two") >= 2
     })

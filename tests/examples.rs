@@ -1,8 +1,8 @@
-//! The seed's examples, rebuilt in Rust under examples/, run as a user would run
-//! them: each prints what the seed prints, serves what it serves, and leaves no
+//! Node infant's examples, rebuilt in Rust under examples/, run as a user would run
+//! them: each prints what the original prints, serves what it serves, and leaves no
 //! process behind.
 
-mod common;
+pub mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use nix::sys::signal::Signal;
 
 /// A running example with its stdout lines collected.
 struct Example {
@@ -73,46 +74,25 @@ impl Example {
     fn interrupt(&self) {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
+            Signal::SIGINT,
         )
         .expect("SIGINT");
     }
 
-    fn wait_success(&mut self) {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                assert!(
-                    status.success(),
-                    "exit status {status}; output {:?}",
-                    self.seen
-                );
-                return;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "example did not exit; output {:?}",
-                self.seen
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    async fn wait_success(&mut self) {
+        let status = wait_child(&mut self.child, DEADLINE).await;
+        assert!(
+            status.success(),
+            "exit status {status}; output {:?}",
+            self.seen
+        );
     }
 }
 
 impl Drop for Example {
+    /// Ctrl-C, as a user would end it; SIGKILL past the deadline.
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.interrupt();
-            let start = Instant::now();
-            while start.elapsed() < DEADLINE {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        stop_child(&mut self.child, Signal::SIGINT, DEADLINE);
     }
 }
 
@@ -129,7 +109,7 @@ async fn hello_serves_hello_from_two_workers_and_stops_on_ctrl_c() {
     }
     hello.interrupt();
     hello.expect_line("Cluster stopped!");
-    hello.wait_success();
+    hello.wait_success().await;
     assert_eq!(hello.count("Stopped"), 2, "each worker's stop hook ran");
     wait_gone(&workers, DEADLINE).await;
 }
@@ -139,7 +119,7 @@ async fn parent_child_starts_and_stops_the_child() {
     let mut example = Example::start("parent_child", &[]);
     example.expect_line("Child started successfully");
     example.expect_line("Child stopped successfully");
-    example.wait_success();
+    example.wait_success().await;
 }
 
 #[tokio::test]
@@ -155,7 +135,7 @@ async fn the_plain_cluster_serves_foo_without_the_sdk() {
     );
     cluster.interrupt();
     cluster.expect_line("cluster stopped");
-    cluster.wait_success();
+    cluster.wait_success().await;
     wait_gone(&workers, DEADLINE).await;
 }
 
@@ -185,7 +165,7 @@ async fn the_enhanced_cluster_serves_foo_and_recycles() {
     let all: Vec<u32> = first.into_iter().chain(cluster.workers()).collect();
     cluster.interrupt();
     cluster.expect_line("cluster stopped");
-    cluster.wait_success();
+    cluster.wait_success().await;
     wait_gone(&all, DEADLINE).await;
 }
 
@@ -193,7 +173,7 @@ async fn the_enhanced_cluster_serves_foo_and_recycles() {
 async fn fork_once_runs_the_child_job_and_reports_its_outcome() {
     let mut ok = Example::start("fork_once", &[]);
     ok.expect_line("Child completed successfully");
-    ok.wait_success();
+    ok.wait_success().await;
 
     let failed = Command::new(example_bin("fork_once"))
         .env("ONCE_FAIL", "1")

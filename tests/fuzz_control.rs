@@ -3,7 +3,7 @@
 //! (never INTERNAL or UNKNOWN), the daemon must never fall over, and what `List`
 //! and `EachWorker` say afterwards must be consistent.
 
-mod common;
+pub mod common;
 
 use common::*;
 use infant::proto::{self, ProgramKind};

@@ -3,7 +3,7 @@
 //! `examples/grpc_clients/infant_client.py`, and a grpcurl session. Each runs when
 //! its tools are on the machine and says so in the test output when skipped.
 
-mod common;
+pub mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! The standard gRPC health service, per program, with a real tonic health
 //! client: on the control socket, and alone over TCP with `--health-listen`.
 
-mod common;
+pub mod common;
 
 use common::*;
 use infant::proto::{self, supervisor_client::SupervisorClient};

@@ -1,27 +1,20 @@
 //! `once` jobs (exit codes, timeouts, retries) and multi-program configs whose
 //! `after` orders start-up and shutdown.
 
-mod common;
+pub mod common;
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::*;
-use infant::proto::supervisor_client::SupervisorClient;
+use infant::control::Control;
 use infant::proto::{self, EventKind, ProgramKind, ProgramStatus};
-use tonic::transport::Channel;
 
 async fn run_job(daemon: &Daemon, name: &str, s: proto::ProgramSpec) -> proto::ProgramInfo {
-    let mut client = daemon.client().await;
-    client
-        .start(proto::StartRequest {
-            name: name.into(),
-            spec: Some(s),
-            wait: true,
-        })
+    let control = daemon.control().await;
+    control
+        .start(name, Some(s), true)
         .await
-        .unwrap_or_else(|e| panic!("Start {name}: {e}"))
-        .into_inner()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The `exit` and `error` events of job `name`'s failed run.
@@ -191,17 +184,11 @@ async fn start_web_recording(daemon: &Daemon) -> Vec<proto::Event> {
 }
 
 /// Every event the daemon still holds, oldest first (a replay, not a follow).
-async fn history(client: &mut SupervisorClient<Channel>) -> Vec<proto::Event> {
-    let mut stream = client
-        .events(proto::EventsRequest {
-            name: String::new(),
-            replay: true,
-            follow: Some(false),
-            last: None,
-        })
+async fn history(control: &Control) -> Vec<proto::Event> {
+    let mut stream = control
+        .events(None, true, false)
         .await
-        .expect("Events")
-        .into_inner();
+        .expect("watch events");
     let mut events = Vec::new();
     while let Some(e) = stream.message().await.expect("history") {
         events.push(e);
@@ -215,12 +202,13 @@ async fn after_orders_start_and_shutdown() {
         std::fs::write(dir.join("app.toml"), APP).expect("config");
     })
     .await;
-    let mut client = daemon.client().await;
-    wait_program(&client, "web", "web is ok", DEADLINE, |p| {
-        p.status == ProgramStatus::Ok as i32
-    })
-    .await;
-    let events = history(&mut client).await;
+    let control = daemon.control().await;
+    control
+        .wait_program("web", "web is ok", DEADLINE, |p| {
+            p.status == ProgramStatus::Ok as i32
+        })
+        .await;
+    let events = history(&control).await;
     // Compare first spawns, not completions: a migrate spawned before db was ok
     // would still complete after it.
     let db_ok = position(&events, |e| is(e, EventKind::Started) && e.program == "db");
@@ -239,8 +227,8 @@ async fn after_orders_start_and_shutdown() {
         "web spawned only once migrate completed:\n{order}"
     );
 
-    let mut pids = ok_pids(&mut client, "db").await;
-    pids.extend(ok_pids(&mut client, "web").await);
+    let mut pids = control.ok_pids("db").await;
+    pids.extend(control.ok_pids("web").await);
     let recorder = Recorder::new(&daemon).await;
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(daemon.wait_exit(DEADLINE).await.success());
@@ -258,30 +246,25 @@ async fn a_failed_migration_leaves_web_down_with_the_error_visible() {
             .expect("config");
     })
     .await;
-    let mut client = daemon.client().await;
-    wait_program(&client, "web", "web gave up", DEADLINE, |p| {
-        p.status == ProgramStatus::Error as i32
-    })
-    .await;
-    let web = client
-        .list(proto::ListRequest { name: "web".into() })
-        .await
-        .expect("List")
-        .into_inner()
-        .programs
-        .remove(0);
+    let control = daemon.control().await;
+    control
+        .wait_program("web", "web gave up", DEADLINE, |p| {
+            p.status == ProgramStatus::Error as i32
+        })
+        .await;
+    let web = control.program("web").await;
     assert!(
         web.error.contains("migrate") && web.error.contains("code 4"),
         "{}",
         web.error
     );
     assert!(
-        workers(&mut client, "web").await.is_empty(),
+        control.workers_of("web").await.is_empty(),
         "web never started"
     );
     // The failure is an event too: an `error` for web naming migrate's failure,
     // and no web process was ever spawned.
-    let events = history(&mut client).await;
+    let events = history(&control).await;
     let error = events
         .iter()
         .find(|e| is(e, EventKind::Error) && e.program == "web")
@@ -300,7 +283,7 @@ async fn a_failed_migration_leaves_web_down_with_the_error_visible() {
         status.contains("migrate") && status.contains("error"),
         "{status}"
     );
-    let db = ok_pids(&mut client, "db").await;
+    let db = control.ok_pids("db").await;
     assert!(daemon.stop().await.success());
     wait_gone(&db, DEADLINE).await;
 }
@@ -325,15 +308,8 @@ fn refused_in(dir: &tempfile::TempDir, text: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn infantd");
-    let start = std::time::Instant::now();
-    while child.try_wait().expect("try_wait").is_none() {
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("infantd started with a bad config:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // A bad config never gets as far as serving: infantd exits on its own.
+    wait_child_blocking(&mut child, DEADLINE);
     let out = child.wait_with_output().expect("output");
     assert!(!out.status.success());
     assert!(!socket.exists(), "it did not start half-configured");
@@ -367,13 +343,14 @@ async fn stopping_a_dependency_stops_its_dependents_first() {
         std::fs::write(dir.join("app.toml"), APP).expect("config");
     })
     .await;
-    let mut client = daemon.client().await;
-    wait_program(&client, "web", "web is ok", DEADLINE, |p| {
-        p.status == ProgramStatus::Ok as i32
-    })
-    .await;
-    let mut pids = ok_pids(&mut client, "db").await;
-    pids.extend(ok_pids(&mut client, "web").await);
+    let control = daemon.control().await;
+    control
+        .wait_program("web", "web is ok", DEADLINE, |p| {
+            p.status == ProgramStatus::Ok as i32
+        })
+        .await;
+    let mut pids = control.ok_pids("db").await;
+    pids.extend(control.ok_pids("web").await);
     let recorder = Recorder::new(&daemon).await;
     // web needs db through migrate, a job that has completed and is not running.
     let (status, _, stderr) = daemon.ctl(&["stop", "db"]);
@@ -413,25 +390,23 @@ fn a_bad_config_spawns_nothing_at_all() {
 #[tokio::test]
 async fn starting_a_program_brings_up_what_it_needs_in_order() {
     let daemon = daemon_with_config(APP).await;
-    let mut client = daemon.client().await;
-    wait_program(&client, "web", "web is ok", DEADLINE, |p| {
-        p.status == ProgramStatus::Ok as i32
-    })
-    .await;
-    let mut pids = ok_pids(&mut client, "db").await;
-    pids.extend(ok_pids(&mut client, "web").await);
+    let control = daemon.control().await;
+    control
+        .wait_program("web", "web is ok", DEADLINE, |p| {
+            p.status == ProgramStatus::Ok as i32
+        })
+        .await;
+    let mut pids = control.ok_pids("db").await;
+    pids.extend(control.ok_pids("web").await);
     // Stopping db stops web first; migrate, a completed job, is not running.
     let (status, _, stderr) = daemon.ctl(&["stop", "db"]);
     assert!(status.success(), "{stderr}");
     for name in ["db", "web"] {
-        wait_program(
-            &client,
-            name,
-            &format!("{name} is stopped"),
-            DEADLINE,
-            |p| p.status == ProgramStatus::Ready as i32 && p.running == 0,
-        )
-        .await;
+        control
+            .wait_program(name, &format!("{name} is stopped"), DEADLINE, |p| {
+                p.status == ProgramStatus::Ready as i32 && p.running == 0
+            })
+            .await;
     }
     wait_gone(&pids, DEADLINE).await;
 
@@ -447,9 +422,9 @@ async fn starting_a_program_brings_up_what_it_needs_in_order() {
         db_ok < migrate_spawned && migrate_spawned < migrated && migrated < web_spawned,
         "db ok → migrate rerun and completed → web started:\n{order}"
     );
-    let mut pids = ok_pids(&mut client, "db").await;
+    let mut pids = control.ok_pids("db").await;
     assert_eq!(pids.len(), 1, "db is up again");
-    pids.extend(ok_pids(&mut client, "web").await);
+    pids.extend(control.ok_pids("web").await);
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
 }
@@ -508,12 +483,13 @@ async fn an_sdk_job_exits_0_or_1_and_the_daemon_sees_the_code() {
 #[tokio::test]
 async fn a_job_runs_again_once_what_it_ran_after_was_started_again() {
     let daemon = daemon_with_config(APP).await;
-    let mut client = daemon.client().await;
-    wait_program(&client, "web", "web is ok", DEADLINE, |p| {
-        p.status == ProgramStatus::Ok as i32
-    })
-    .await;
-    let old = ok_pids(&mut client, "db").await;
+    let control = daemon.control().await;
+    control
+        .wait_program("web", "web is ok", DEADLINE, |p| {
+            p.status == ProgramStatus::Ok as i32
+        })
+        .await;
+    let old = control.ok_pids("db").await;
     let (status, _, stderr) = daemon.ctl(&["stop", "db"]);
     assert!(status.success(), "{stderr}");
     let (status, _, stderr) = daemon.ctl(&["start", "db"]);
@@ -530,8 +506,8 @@ async fn a_job_runs_again_once_what_it_ran_after_was_started_again() {
         migrated < web_spawned,
         "migrate ran again before web:\n{order}"
     );
-    let mut pids = ok_pids(&mut client, "db").await;
-    pids.extend(ok_pids(&mut client, "web").await);
+    let mut pids = control.ok_pids("db").await;
+    pids.extend(control.ok_pids("web").await);
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
 }
@@ -557,26 +533,19 @@ start_grace = "50ms"
 "#,
     )
     .await;
-    let mut client = daemon.client().await;
-    wait_program(&client, "web", "web is ok", DEADLINE, |p| {
-        p.status == ProgramStatus::Ok as i32
-    })
-    .await;
-    let backfill = ok_pids(&mut client, "backfill").await;
-    assert_eq!(backfill.len(), 1, "backfill still runs");
-    let report = client
-        .list(proto::ListRequest {
-            name: "report".into(),
+    let control = daemon.control().await;
+    control
+        .wait_program("web", "web is ok", DEADLINE, |p| {
+            p.status == ProgramStatus::Ok as i32
         })
-        .await
-        .expect("List")
-        .into_inner()
-        .programs
-        .remove(0);
+        .await;
+    let backfill = control.ok_pids("backfill").await;
+    assert_eq!(backfill.len(), 1, "backfill still runs");
+    let report = control.program("report").await;
     assert_eq!(report.status, ProgramStatus::Starting as i32, "{report:?}");
     assert_eq!(report.running, 0, "report waits for backfill");
     let mut pids = backfill;
-    pids.extend(ok_pids(&mut client, "web").await);
+    pids.extend(control.ok_pids("web").await);
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
 }
@@ -586,17 +555,18 @@ start_grace = "50ms"
 #[tokio::test]
 async fn shutdown_stops_what_the_api_started_first() {
     let mut daemon = daemon_with_config(APP).await;
-    let mut client = daemon.client().await;
-    wait_program(&client, "web", "web is ok", DEADLINE, |p| {
-        p.status == ProgramStatus::Ok as i32
-    })
-    .await;
+    let control = daemon.control().await;
+    control
+        .wait_program("web", "web is ok", DEADLINE, |p| {
+            p.status == ProgramStatus::Ok as i32
+        })
+        .await;
     let mut s = spec(ProgramKind::Child, &["sleep", "1000"]);
     s.start_grace_ms = Some(50);
-    start_program(&mut client, "extra", s).await;
-    let mut pids = ok_pids(&mut client, "extra").await;
-    pids.extend(ok_pids(&mut client, "db").await);
-    pids.extend(ok_pids(&mut client, "web").await);
+    control.start_spec("extra", s).await;
+    let mut pids = control.ok_pids("extra").await;
+    pids.extend(control.ok_pids("db").await);
+    pids.extend(control.ok_pids("web").await);
     let recorder = Recorder::new(&daemon).await;
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(daemon.wait_exit(DEADLINE).await.success());

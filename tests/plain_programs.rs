@@ -1,7 +1,7 @@
 //! Programs that link nothing: start, respawn with backoff, stop with SIGTERM then
 //! SIGKILL to the whole process group, orphan reaping, clusters and scaling.
 
-mod common;
+pub mod common;
 
 use std::time::Duration;
 
@@ -18,22 +18,17 @@ fn kill(pid: u32, signal: Signal) {
 async fn a_plain_child_starts_respawns_with_backoff_and_stops() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
 
     let mut s = spec(ProgramKind::Child, &["sleep", "1000"]);
     s.start_grace_ms = Some(50);
-    let info = client
-        .start(proto::StartRequest {
-            name: "nap".into(),
-            spec: Some(s),
-            wait: false,
-        })
+    let info = control
+        .start("nap", Some(s), false)
         .await
-        .expect("Start")
-        .into_inner();
+        .expect("start nap");
     assert_eq!(info.status, ProgramStatus::Ok as i32);
     assert_eq!(info.running, 1);
-    let first = ok_pids(&mut client, "nap").await;
+    let first = control.ok_pids("nap").await;
     assert_eq!(first.len(), 1);
     assert_eq!(state(first[0]), Some('S'), "the worker runs");
 
@@ -53,8 +48,8 @@ async fn a_plain_child_starts_respawns_with_backoff_and_stops() {
         .await;
     assert_eq!(exit.signal, Some(9));
     wait_until("back to ok", DEADLINE, || {
-        let mut c = client.clone();
-        async move { ok_pids(&mut c, "nap").await.len() == 1 }
+        let control = &control;
+        async move { control.ok_pids("nap").await.len() == 1 }
     })
     .await;
 
@@ -74,14 +69,7 @@ async fn a_plain_child_starts_respawns_with_backoff_and_stops() {
     let second = respawns[1].pid;
     assert!(!first.contains(&second));
 
-    let info = client
-        .stop(proto::StopRequest {
-            name: "nap".into(),
-            timeout_ms: None,
-        })
-        .await
-        .expect("Stop")
-        .into_inner();
+    let info = control.stop("nap", None).await.expect("stop nap");
     assert_eq!(info.status, ProgramStatus::Ready as i32);
     wait_gone(&[first[0], r1.pid, second], DEADLINE).await;
     events
@@ -95,7 +83,7 @@ async fn a_plain_child_starts_respawns_with_backoff_and_stops() {
 #[tokio::test]
 async fn stop_kills_a_tree_that_ignores_sigterm_and_reaps_everything() {
     let daemon = Daemon::start(&[]).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let marker = daemon.dir.path().join("grandchild");
     let orphan = daemon.dir.path().join("orphan");
     // The shell and its grandchild ignore SIGTERM; a second grandchild is orphaned
@@ -109,15 +97,11 @@ async fn stop_kills_a_tree_that_ignores_sigterm_and_reaps_everything() {
     let mut s = spec(ProgramKind::Child, &["sh", "-c", &script]);
     s.stop_timeout_ms = Some(500);
     s.start_grace_ms = Some(50);
-    client
-        .start(proto::StartRequest {
-            name: "tree".into(),
-            spec: Some(s),
-            wait: false,
-        })
+    control
+        .start("tree", Some(s), false)
         .await
-        .expect("Start");
-    let shell = ok_pids(&mut client, "tree").await[0];
+        .expect("start tree");
+    let shell = control.ok_pids("tree").await[0];
     let read_pid = |path: std::path::PathBuf| async move {
         let mut pid = 0;
         wait_until("pid file", DEADLINE, || {
@@ -139,13 +123,7 @@ async fn stop_kills_a_tree_that_ignores_sigterm_and_reaps_everything() {
     wait_gone(&[orphan], DEADLINE).await;
 
     let started = std::time::Instant::now();
-    client
-        .stop(proto::StopRequest {
-            name: "tree".into(),
-            timeout_ms: None,
-        })
-        .await
-        .expect("Stop");
+    control.stop("tree", None).await.expect("stop tree");
     assert!(
         started.elapsed() >= Duration::from_millis(400),
         "SIGTERM was ignored, so only the stop window's SIGKILL ended it"
@@ -159,48 +137,31 @@ async fn stop_kills_a_tree_that_ignores_sigterm_and_reaps_everything() {
 async fn a_cluster_lists_scales_and_respawns() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let mut s = spec(ProgramKind::Cluster, &["sleep", "1000"]);
     s.count = Some(4);
     s.start_grace_ms = Some(50);
-    client
-        .start(proto::StartRequest {
-            name: "pool".into(),
-            spec: Some(s),
-            wait: false,
-        })
+    control
+        .start("pool", Some(s), false)
         .await
-        .expect("Start");
-    let listed = workers(&mut client, "pool").await;
+        .expect("start pool");
+    let listed = control.workers_of("pool").await;
     assert_eq!(listed.len(), 4);
     assert!(listed
         .iter()
         .all(|w| w.status == InstanceStatus::Ok as i32 && w.pid > 0));
     let all_pids: Vec<u32> = listed.iter().map(|w| w.pid).collect();
 
-    let info = client
-        .scale(proto::ScaleRequest {
-            name: "pool".into(),
-            count: 2,
-        })
-        .await
-        .expect("Scale to 2")
-        .into_inner();
+    let info = control.scale("pool", 2).await.expect("Scale to 2");
     assert_eq!(info.count, 2);
-    let after_down = workers(&mut client, "pool").await;
+    let after_down = control.workers_of("pool").await;
     assert_eq!(after_down.len(), 2);
     let mut kept: Vec<u64> = after_down.iter().map(|w| w.id).collect();
     kept.sort_unstable();
     assert_eq!(kept, [1, 2], "the newest workers were the ones stopped");
 
-    client
-        .scale(proto::ScaleRequest {
-            name: "pool".into(),
-            count: 6,
-        })
-        .await
-        .expect("Scale to 6");
-    let six = ok_pids(&mut client, "pool").await;
+    control.scale("pool", 6).await.expect("Scale to 6");
+    let six = control.ok_pids("pool").await;
     assert_eq!(six.len(), 6);
     events
         .wait_for_n("two scale events", 2, |e| is(e, EventKind::Scale))
@@ -214,25 +175,18 @@ async fn a_cluster_lists_scales_and_respawns() {
         .await;
     assert!(!six.contains(&respawn.pid));
     wait_until("six ok again", DEADLINE, || {
-        let mut c = client.clone();
-        async move { ok_pids(&mut c, "pool").await.len() == 6 }
+        let control = &control;
+        async move { control.ok_pids("pool").await.len() == 6 }
     })
     .await;
     // A full restart keeps the size the cluster was scaled to.
-    let restarted = client
-        .restart(proto::RestartRequest {
-            name: "pool".into(),
-            full: true,
-        })
-        .await
-        .expect("full restart")
-        .into_inner();
+    let restarted = control.restart("pool", true).await.expect("full restart");
     assert_eq!(restarted.count, 6);
     assert_eq!(restarted.running, 6);
     let everyone: Vec<u32> = all_pids
         .into_iter()
         .chain(six)
-        .chain(ok_pids(&mut client, "pool").await)
+        .chain(control.ok_pids("pool").await)
         .collect();
     assert!(daemon.stop().await.success());
     wait_gone(&everyone, DEADLINE).await;
@@ -242,28 +196,13 @@ async fn a_cluster_lists_scales_and_respawns() {
 async fn kill_sends_a_signal_without_stopping_the_program() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let mut s = spec(ProgramKind::Child, &["sleep", "1000"]);
     s.start_grace_ms = Some(50);
-    client
-        .start(proto::StartRequest {
-            name: "k".into(),
-            spec: Some(s),
-            wait: false,
-        })
-        .await
-        .expect("Start");
-    let pid = ok_pids(&mut client, "k").await[0];
-    let reply = client
-        .kill(proto::KillRequest {
-            name: "k".into(),
-            worker: None,
-            signal: "term".into(),
-        })
-        .await
-        .expect("Kill")
-        .into_inner();
-    assert_eq!(reply.signalled, 1);
+    control.start("k", Some(s), false).await.expect("start k");
+    let pid = control.ok_pids("k").await[0];
+    let signalled = control.kill("k", None, Some("term")).await.expect("kill k");
+    assert_eq!(signalled, 1);
     let respawn = events
         .wait_for("respawn after kill", |e| is(e, EventKind::Respawn))
         .await;
@@ -273,16 +212,12 @@ async fn kill_sends_a_signal_without_stopping_the_program() {
         "a kill is not a crash of the worker's own"
     );
 
-    let bad = client
-        .kill(proto::KillRequest {
-            name: "k".into(),
-            worker: None,
-            signal: "SIGNOPE".into(),
-        })
+    let bad = control
+        .kill("k", None, Some("SIGNOPE"))
         .await
         .expect_err("bad signal");
-    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
-    assert!(bad.message().contains("signal"), "{}", bad.message());
+    assert_eq!(bad.code(), Some(tonic::Code::InvalidArgument));
+    assert!(bad.to_string().contains("signal"), "{bad}");
     assert!(daemon.stop().await.success());
     wait_gone(&[pid, respawn.pid], DEADLINE).await;
 }
@@ -291,24 +226,17 @@ async fn kill_sends_a_signal_without_stopping_the_program() {
 async fn a_full_restart_stops_every_worker_before_starting_new_ones() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let mut s = spec(ProgramKind::Cluster, &["sleep", "1000"]);
     s.count = Some(3);
     s.start_grace_ms = Some(50);
-    start_program(&mut client, "full", s).await;
-    let old = ok_pids(&mut client, "full").await;
+    control.start("full", Some(s), false).await.expect("start");
+    let old = control.ok_pids("full").await;
     assert_eq!(old.len(), 3);
-    let restarted = client
-        .restart(proto::RestartRequest {
-            name: "full".into(),
-            full: true,
-        })
-        .await
-        .expect("full restart")
-        .into_inner();
+    let restarted = control.restart("full", true).await.expect("full restart");
     assert_eq!(restarted.status, ProgramStatus::Ok as i32);
     assert_eq!(restarted.running, 3);
-    let new = ok_pids(&mut client, "full").await;
+    let new = control.ok_pids("full").await;
     assert_eq!(new.len(), 3);
     assert!(
         new.iter().all(|p| !old.contains(p)),
@@ -340,17 +268,18 @@ start_grace = "50ms"
         std::fs::write(dir.join("site.toml"), config).expect("config");
     })
     .await;
-    let mut client = daemon.client().await;
-    wait_program(&client, "site", "site is ok", DEADLINE, |p| {
-        p.status == ProgramStatus::Ok as i32
-    })
-    .await;
-    let addr = listen_addr(&mut client, "site").await;
+    let control = daemon.control().await;
+    control
+        .wait_program("site", "site is ok", DEADLINE, |p| {
+            p.status == ProgramStatus::Ok as i32
+        })
+        .await;
+    let addr = control.listen_addr("site").await;
     assert!(
         addr.starts_with("tcp://127.0.0.1:") && !addr.ends_with(":0"),
         "port 0 is resolved: {addr}"
     );
-    let pids = ok_pids(&mut client, "site").await;
+    let pids = control.ok_pids("site").await;
     assert_eq!(pids.len(), 2);
     let body = http_get(&addr).await.expect("the plain cluster serves");
     assert!(
@@ -362,4 +291,59 @@ start_grace = "50ms"
     assert!(stdout.contains(&addr), "`status` shows {addr}: {stdout}");
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
+}
+
+#[tokio::test]
+async fn a_stop_during_a_full_restart_answers_both_calls() {
+    let daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
+    let mut client = daemon.client().await;
+    // Ignores SIGTERM, so the restart's stop phase lasts its whole window.
+    let mut s = spec(
+        ProgramKind::Child,
+        &["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"],
+    );
+    s.start_grace_ms = Some(50);
+    s.stop_timeout_ms = Some(1500);
+    start_program(&mut client, "slow", s).await;
+    let old = ok_pids(&mut client, "slow").await;
+
+    let mut restarting = client.clone();
+    let restart = tokio::spawn(async move {
+        restarting
+            .restart(proto::RestartRequest {
+                name: "slow".into(),
+                full: true,
+            })
+            .await
+    });
+    events
+        .wait_for("the restart's stop phase", |e| {
+            is(e, EventKind::Stopping) && e.program == "slow"
+        })
+        .await;
+    let stopped = client
+        .stop(proto::StopRequest {
+            name: "slow".into(),
+            timeout_ms: None,
+        })
+        .await
+        .expect("Stop")
+        .into_inner();
+    assert_eq!(stopped.status, ProgramStatus::Ready as i32);
+
+    // The stop won: the restart is over too, and says it did not complete.
+    let restarted = tokio::time::timeout(DEADLINE, restart)
+        .await
+        .expect("the restart answers once the stop has taken over")
+        .expect("restart task");
+    let status = restarted.expect_err("a restart cut short by a stop is an error");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("stop"), "{}", status.message());
+    assert!(
+        ok_pids(&mut client, "slow").await.is_empty(),
+        "nothing started again"
+    );
+    wait_gone(&old, DEADLINE).await;
+    assert!(daemon.stop().await.success());
 }

@@ -4,7 +4,7 @@
 //! languages run when their interpreter is on the machine; the test output says
 //! when they were skipped.
 
-mod common;
+pub mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

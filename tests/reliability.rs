@@ -2,12 +2,13 @@
 //! start/stop and respawns, slow-request drains, and watchers that do not read.
 //! Each is bounded in count and time so CI stays quick.
 
-mod common;
+pub mod common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::*;
+use infant::control::Control;
 use infant::proto::{self, EventKind, ProgramKind, ProgramStatus};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -42,50 +43,42 @@ impl Lcg {
 /// Runs `count` instances that exit at once with no hold-down until they were
 /// respawned `restarts` times in all, then stops them: a fast source of events
 /// and of process churn.
-async fn crash_loop(
-    client: &mut proto::supervisor_client::SupervisorClient<tonic::transport::Channel>,
-    name: &str,
-    count: u32,
-    restarts: u64,
-) {
+async fn crash_loop(control: &Control, name: &str, count: u32, restarts: u64) {
     let mut crash = spec(ProgramKind::Cluster, &["sh", "-c", "exit 1"]);
     crash.count = Some(count);
     crash.start_grace_ms = Some(0);
     crash.respawn_delay_ms = Some(0);
     // Start fails (the workers exit while starting); the respawns go on.
-    let _ = start_program_result(client, name, crash).await;
-    wait_program(
-        client,
-        name,
-        &format!("{restarts} respawns"),
-        Duration::from_secs(120),
-        |p| p.restarts >= restarts,
-    )
-    .await;
-    client
-        .stop(proto::StopRequest {
-            name: name.into(),
-            timeout_ms: None,
-        })
+    let _ = control.start(name, Some(crash), false).await;
+    control
+        .wait_program(
+            name,
+            &format!("{restarts} respawns"),
+            Duration::from_secs(120),
+            |p| p.restarts >= restarts,
+        )
+        .await;
+    control
+        .stop(name, None)
         .await
-        .unwrap_or_else(|e| panic!("Stop {name}: {e}"));
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
 async fn a_kill_storm_under_load_leaves_the_daemon_whole() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let mut s = http_cluster(8);
     s.respawn_delay_ms = Some(300);
-    let info = start_program(&mut client, "storm", s).await;
+    let info = control.start_spec("storm", s).await;
     let load = Load::start(&info.listen[0], 2, 1_000_000);
     // Warm up: every code path the storm uses has run once before we measure.
-    let first = ok_pids(&mut client, "storm").await;
+    let first = control.ok_pids("storm").await;
     nix::sys::signal::kill(Pid::from_raw(first[0] as i32), Signal::SIGKILL).expect("kill");
     wait_until("eight ok after the warm-up kill", DEADLINE, || {
-        let mut c = client.clone();
-        async move { ok_pids(&mut c, "storm").await.len() == 8 }
+        let control = &control;
+        async move { control.ok_pids("storm").await.len() == 8 }
     })
     .await;
     let before = footprint(daemon.pid());
@@ -94,7 +87,7 @@ async fn a_kill_storm_under_load_leaves_the_daemon_whole() {
     let mut killed = BTreeSet::new();
     let storm = Instant::now();
     for _ in 0..200 {
-        let pids = ok_pids(&mut client, "storm").await;
+        let pids = control.ok_pids("storm").await;
         if let Some(&victim) = pids.get(rng.next(pids.len())) {
             if nix::sys::signal::kill(Pid::from_raw(victim as i32), Signal::SIGKILL).is_ok() {
                 killed.insert(victim);
@@ -108,8 +101,8 @@ async fn a_kill_storm_under_load_leaves_the_daemon_whole() {
         "the cluster is whole again",
         Duration::from_secs(60),
         || {
-            let mut c = client.clone();
-            async move { ok_pids(&mut c, "storm").await.len() == 8 }
+            let control = &control;
+            async move { control.ok_pids("storm").await.len() == 8 }
         },
     )
     .await;
@@ -150,7 +143,7 @@ async fn a_kill_storm_under_load_leaves_the_daemon_whole() {
         before.2,
         after.2
     );
-    let pids = ok_pids(&mut client, "storm").await;
+    let pids = control.ok_pids("storm").await;
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
 }
@@ -159,23 +152,24 @@ async fn a_kill_storm_under_load_leaves_the_daemon_whole() {
 async fn slow_requests_drain_on_stop_restart_and_recycle() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let mut s = http_cluster(2);
     s.enhanced = true;
     s.heartbeat_ms = Some(100);
     s.max_connections = Some(1_000);
     s.env.insert("HTTP_DELAY_MS".into(), "2000".into());
-    let info = start_program(&mut client, "slow", s).await;
+    let info = control.start_spec("slow", s).await;
     let addr = info.listen[0].clone();
 
     // Four slow requests in flight, then `op`; all four must complete. Counts
     // are compared per pid: a worker still draining from the previous step may
     // leave the list meanwhile, so a plain sum could fall back.
     async fn in_flight(
-        client: &mut proto::supervisor_client::SupervisorClient<tonic::transport::Channel>,
+        control: &Control,
         addr: &str,
     ) -> Vec<tokio::task::JoinHandle<std::io::Result<String>>> {
-        let before: std::collections::HashMap<u32, u64> = workers(client, "slow")
+        let before: std::collections::HashMap<u32, u64> = control
+            .workers_of("slow")
             .await
             .iter()
             .map(|w| (w.pid, w.requests))
@@ -187,10 +181,11 @@ async fn slow_requests_drain_on_stop_restart_and_recycle() {
             })
             .collect();
         wait_until("four requests in flight", DEADLINE, || {
-            let mut c = client.clone();
+            let control = &control;
             let before = before.clone();
             async move {
-                workers(&mut c, "slow")
+                control
+                    .workers_of("slow")
                     .await
                     .iter()
                     .map(|w| {
@@ -218,26 +213,19 @@ async fn slow_requests_drain_on_stop_restart_and_recycle() {
     }
 
     // A rolling restart.
-    let requests = in_flight(&mut client, &addr).await;
-    client
-        .restart(proto::RestartRequest {
-            name: "slow".into(),
-            full: false,
-        })
+    let requests = in_flight(&control, &addr).await;
+    control
+        .restart("slow", false)
         .await
         .expect("rolling restart");
     all_complete(requests, "a rolling restart").await;
 
     // A SIGHUP to every worker: each drains and is respawned (the recycle case
     // is `a_recycle_drains_slow_requests` below).
-    let requests = in_flight(&mut client, &addr).await;
-    let pid = ok_pids(&mut client, "slow").await[0];
-    client
-        .kill(proto::KillRequest {
-            name: "slow".into(),
-            worker: None,
-            signal: "HUP".into(),
-        })
+    let requests = in_flight(&control, &addr).await;
+    let pid = control.ok_pids("slow").await[0];
+    control
+        .kill("slow", None, Some("HUP"))
         .await
         .expect("SIGHUP: graceful stop of each worker");
     all_complete(requests, "a SIGHUP").await;
@@ -248,19 +236,12 @@ async fn slow_requests_drain_on_stop_restart_and_recycle() {
 
     // A stop.
     wait_until("two ok", DEADLINE, || {
-        let mut c = client.clone();
-        async move { ok_pids(&mut c, "slow").await.len() == 2 }
+        let control = &control;
+        async move { control.ok_pids("slow").await.len() == 2 }
     })
     .await;
-    let requests = in_flight(&mut client, &addr).await;
-    let stopped = client
-        .stop(proto::StopRequest {
-            name: "slow".into(),
-            timeout_ms: None,
-        })
-        .await
-        .expect("Stop")
-        .into_inner();
+    let requests = in_flight(&control, &addr).await;
+    let stopped = control.stop("slow", None).await.expect("Stop");
     assert_eq!(stopped.status, ProgramStatus::Ready as i32);
     all_complete(requests, "a stop").await;
     let pids = events.pids();
@@ -272,13 +253,13 @@ async fn slow_requests_drain_on_stop_restart_and_recycle() {
 async fn a_recycle_drains_slow_requests() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let mut s = http_cluster(1);
     s.enhanced = true;
     s.max_connections = Some(3);
     s.env.insert("HTTP_DELAY_MS".into(), "2000".into());
-    let info = start_program(&mut client, "recycled", s).await;
-    let old = ok_pids(&mut client, "recycled").await[0];
+    let info = control.start_spec("recycled", s).await;
+    let old = control.ok_pids("recycled").await[0];
     // The third connection crosses the limit while all three are in flight.
     let requests: Vec<_> = (0..3)
         .map(|_| {
@@ -306,42 +287,27 @@ async fn a_recycle_drains_slow_requests() {
 async fn a_soak_of_start_stop_and_respawns_leaks_nothing() {
     let daemon = Daemon::start(&[]).await;
     let watcher = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let mut s = spec(ProgramKind::Child, &["sleep", "1000"]);
     s.start_grace_ms = Some(0);
-    let cycle =
-        |client: &mut proto::supervisor_client::SupervisorClient<tonic::transport::Channel>,
-         s: &proto::ProgramSpec| {
-            let mut client = client.clone();
-            let s = s.clone();
-            async move {
-                client
-                    .start(proto::StartRequest {
-                        name: "soak".into(),
-                        spec: Some(s),
-                        wait: false,
-                    })
-                    .await
-                    .expect("Start");
-                client
-                    .stop(proto::StopRequest {
-                        name: "soak".into(),
-                        timeout_ms: None,
-                    })
-                    .await
-                    .expect("Stop");
-            }
-        };
+    let cycle = |s: &proto::ProgramSpec| {
+        let control = &control;
+        let s = s.clone();
+        async move {
+            control.start("soak", Some(s), false).await.expect("Start");
+            control.stop("soak", None).await.expect("Stop");
+        }
+    };
     for _ in 0..50 {
-        cycle(&mut client, &s).await;
+        cycle(&s).await;
     }
     let before = footprint(daemon.pid());
     for _ in 0..1000 {
-        cycle(&mut client, &s).await;
+        cycle(&s).await;
     }
 
     // 1,000 respawns of a program that exits at once, with no hold-down.
-    crash_loop(&mut client, "crash", 1, 1000).await;
+    crash_loop(&control, "crash", 1, 1000).await;
     let after = footprint(daemon.pid());
     println!(
         "soak: fds {} → {}, threads {} → {}, RSS {} → {} KiB",
@@ -383,7 +349,7 @@ async fn a_watcher_that_never_reads_costs_nothing_and_learns_what_it_missed() {
     for _ in 0..49 {
         watchers.push(Recorder::new(&daemon).await);
     }
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     // The stuck watcher has its own connection with small HTTP/2 windows, so the
     // transport stops taking events for it after ~64 KiB, as a real slow reader's
     // would.
@@ -400,18 +366,12 @@ async fn a_watcher_that_never_reads_costs_nothing_and_learns_what_it_missed() {
         }))
         .await
         .expect("connect");
-    let mut slow = proto::supervisor_client::SupervisorClient::new(narrow)
-        .events(proto::EventsRequest {
-            name: String::new(),
-            replay: false,
-            follow: Some(true),
-            last: None,
-        })
+    let mut slow = Control::from_channel(narrow)
+        .events(None, false, true)
         .await
-        .expect("Events")
-        .into_inner();
+        .expect("watch events");
     // Crash loops make events fast: ~10,000 of them, more than a watcher may lag.
-    crash_loop(&mut client, "noise", 4, 2000).await;
+    crash_loop(&control, "noise", 4, 2000).await;
     let rss_kib = footprint(daemon.pid()).2;
     assert!(
         rss_kib < 64 * 1024,

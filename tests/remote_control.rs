@@ -5,7 +5,7 @@
 //! Certificates are made at test time with rcgen: a CA, and a server certificate
 //! it signs for `localhost` and `127.0.0.1`.
 
-mod common;
+pub mod common;
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -333,8 +333,7 @@ async fn plaintext_is_served_on_loopback_with_the_flag() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut client = daemon.client().await;
-    let pids = ok_pids(&mut client, "nap").await;
+    let pids = daemon.control().await.ok_pids("nap").await;
     assert_eq!(pids.len(), 1);
     // Still no way in without the token.
     let channel = Endpoint::from_shared(url)

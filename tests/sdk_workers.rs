@@ -3,12 +3,13 @@
 //! stop, the stop window's SIGKILL of a whole tree, SIGHUP as a graceful restart,
 //! and the daemon's own graceful shutdown.
 
-mod common;
+pub mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
+use infant::control::{Control, ControlError};
 use infant::proto::{self, EventKind, InstanceStatus, ProgramKind, ProgramStatus};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -39,32 +40,18 @@ fn echo_spec(stdout: &Path, knobs: &[(&str, &str)]) -> proto::ProgramSpec {
 }
 
 async fn start(
-    client: &mut proto::supervisor_client::SupervisorClient<tonic::transport::Channel>,
+    control: &Control,
     name: &str,
     spec: proto::ProgramSpec,
-) -> Result<proto::ProgramInfo, tonic::Status> {
-    client
-        .start(proto::StartRequest {
-            name: name.into(),
-            spec: Some(spec),
-            wait: false,
-        })
-        .await
-        .map(tonic::Response::into_inner)
+) -> Result<proto::ProgramInfo, ControlError> {
+    control.start(name, Some(spec), false).await
 }
 
-async fn stop(
-    client: &mut proto::supervisor_client::SupervisorClient<tonic::transport::Channel>,
-    name: &str,
-) -> proto::ProgramInfo {
-    client
-        .stop(proto::StopRequest {
-            name: name.into(),
-            timeout_ms: None,
-        })
+async fn stop(control: &Control, name: &str) -> proto::ProgramInfo {
+    control
+        .stop(name, None)
         .await
-        .unwrap_or_else(|e| panic!("Stop {name}: {e}"))
-        .into_inner()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Waits until the file at `path` has a line `WORD <pid>`; returns the pid.
@@ -99,12 +86,12 @@ fn kill(pid: u32, signal: Signal) {
 async fn an_sdk_child_is_ok_only_after_its_start_hook_finished() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let out = daemon.dir.path().join("out");
 
     let called = Instant::now();
     let info = start(
-        &mut client,
+        &control,
         "echo",
         echo_spec(&out, &[("ECHO_START_DELAY_MS", "300")]),
     )
@@ -125,7 +112,7 @@ async fn an_sdk_child_is_ok_only_after_its_start_hook_finished() {
     let started = read_lines(&out, "started");
     assert_eq!(started.len(), 1, "one `started` line when Start replied");
 
-    let listed = workers(&mut client, "echo").await;
+    let listed = control.workers_of("echo").await;
     assert_eq!(listed.len(), 1, "EachWorker lists the child: {listed:?}");
     let worker = &listed[0];
     assert_eq!(worker.pid, started[0], "EachWorker has the worker's pid");
@@ -152,7 +139,7 @@ async fn an_sdk_child_is_ok_only_after_its_start_hook_finished() {
         online.time_ms
     );
 
-    stop(&mut client, "echo").await;
+    stop(&control, "echo").await;
     wait_gone(&[worker.pid], DEADLINE).await;
     assert!(daemon.stop().await.success(), "infantd exits 0");
 }
@@ -161,21 +148,28 @@ async fn an_sdk_child_is_ok_only_after_its_start_hook_finished() {
 async fn a_failing_start_hook_fails_start_and_respawns_with_backoff() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let out = daemon.dir.path().join("out");
 
     let error = start(
-        &mut client,
+        &control,
         "broken",
         echo_spec(&out, &[("ECHO_FAIL_START", "database unreachable")]),
     )
     .await
     .expect_err("Start of a worker whose start hook fails");
-    assert_eq!(error.code(), tonic::Code::FailedPrecondition, "{error:?}");
+    assert_eq!(
+        error.code(),
+        Some(tonic::Code::FailedPrecondition),
+        "{error:?}"
+    );
+    let message = match &error {
+        ControlError::Status { status, .. } => status.message(),
+        _ => panic!("the daemon answered: {error}"),
+    };
     assert!(
-        error.message().contains("database unreachable") && error.message().contains("broken"),
-        "the error carries the worker's text and the program: {}",
-        error.message()
+        message.contains("database unreachable") && message.contains("broken"),
+        "the error carries the worker's text and the program: {message}"
     );
     events
         .wait_for("an error event with the worker's text", |e| {
@@ -205,14 +199,7 @@ async fn a_failing_start_hook_fails_start_and_respawns_with_backoff() {
         .filter(|e| is(e, EventKind::Respawn) && e.time_ms <= respawns[4].time_ms)
         .collect();
     assert_eq!(within.len(), 5, "no other respawn in that time");
-    let listed = client
-        .list(proto::ListRequest {
-            name: "broken".into(),
-        })
-        .await
-        .expect("List")
-        .into_inner();
-    let program = &listed.programs[0];
+    let program = &control.program("broken").await;
     // `error` between attempts, `starting` while a respawned worker runs its hook.
     assert!(
         [ProgramStatus::Error as i32, ProgramStatus::Starting as i32].contains(&program.status),
@@ -223,7 +210,7 @@ async fn a_failing_start_hook_fails_start_and_respawns_with_backoff() {
         "List shows the worker's error: {program:?}"
     );
 
-    let info = stop(&mut client, "broken").await;
+    let info = stop(&control, "broken").await;
     assert_eq!(info.status, ProgramStatus::Ready as i32);
     let pids: Vec<u32> = all.iter().filter(|e| e.pid != 0).map(|e| e.pid).collect();
     wait_gone(&pids, DEADLINE).await;
@@ -234,23 +221,18 @@ async fn a_failing_start_hook_fails_start_and_respawns_with_backoff() {
 async fn send_reaches_the_worker_and_its_reply_is_an_event() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let out = daemon.dir.path().join("out");
-    start(&mut client, "echo", echo_spec(&out, &[]))
+    start(&control, "echo", echo_spec(&out, &[]))
         .await
         .expect("Start echo");
-    let worker = workers(&mut client, "echo").await.remove(0);
+    let worker = control.workers_of("echo").await.remove(0);
 
-    let reply = client
-        .send(proto::SendRequest {
-            name: "echo".into(),
-            worker: None,
-            payload: b"hello".to_vec(),
-        })
+    let delivered = control
+        .send("echo", None, "hello")
         .await
-        .expect("Send to every worker")
-        .into_inner();
-    assert_eq!(reply.delivered, 1);
+        .expect("send to every worker");
+    assert_eq!(delivered, 1);
     let message = events
         .wait_for("the echo of hello", |e| {
             is(e, EventKind::Message) && e.payload == b"echo: hello"
@@ -260,21 +242,17 @@ async fn send_reaches_the_worker_and_its_reply_is_an_event() {
     assert_eq!((message.worker, message.pid), (worker.id, worker.pid));
 
     // To one worker by id.
-    client
-        .send(proto::SendRequest {
-            name: "echo".into(),
-            worker: Some(worker.id),
-            payload: br#"{"n":2}"#.to_vec(),
-        })
+    control
+        .send("echo", Some(worker.id), r#"{"n":2}"#)
         .await
-        .expect("Send to one worker");
+        .expect("send to one worker");
     events
         .wait_for("the echo of the JSON message", |e| {
             is(e, EventKind::Message) && e.payload == br#"echo: {"n":2}"#
         })
         .await;
 
-    stop(&mut client, "echo").await;
+    stop(&control, "echo").await;
     wait_gone(&[worker.pid], DEADLINE).await;
     assert!(daemon.stop().await.success(), "infantd exits 0");
 }
@@ -283,20 +261,20 @@ async fn send_reaches_the_worker_and_its_reply_is_an_event() {
 async fn stop_runs_the_stop_hook() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let out = daemon.dir.path().join("out");
     let marker = daemon.dir.path().join("marker");
     start(
-        &mut client,
+        &control,
         "echo",
         echo_spec(&out, &[("ECHO_STOP_MARKER", &marker.to_string_lossy())]),
     )
     .await
     .expect("Start echo");
-    let pid = ok_pids(&mut client, "echo").await[0];
+    let pid = control.ok_pids("echo").await[0];
     assert!(read_lines(&marker, "stopped").is_empty(), "not stopped yet");
 
-    let info = stop(&mut client, "echo").await;
+    let info = stop(&control, "echo").await;
     assert_eq!(info.status, ProgramStatus::Ready as i32);
     assert_eq!(
         read_lines(&marker, "stopped"),
@@ -321,7 +299,7 @@ async fn stop_runs_the_stop_hook() {
 async fn a_worker_that_ignores_stop_is_killed_with_its_grandchild() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let out = daemon.dir.path().join("out");
     let marker = daemon.dir.path().join("marker");
     let mut s = echo_spec(
@@ -333,8 +311,8 @@ async fn a_worker_that_ignores_stop_is_killed_with_its_grandchild() {
         ],
     );
     s.stop_timeout_ms = Some(500);
-    start(&mut client, "hang", s).await.expect("Start hang");
-    let pid = ok_pids(&mut client, "hang").await[0];
+    start(&control, "hang", s).await.expect("Start hang");
+    let pid = control.ok_pids("hang").await[0];
     let grandchild = wait_for_line(&out, "grandchild").await;
     assert!(
         group_members(pid).contains(&grandchild),
@@ -342,7 +320,7 @@ async fn a_worker_that_ignores_stop_is_killed_with_its_grandchild() {
     );
 
     let called = Instant::now();
-    stop(&mut client, "hang").await;
+    stop(&control, "hang").await;
     let took = called.elapsed();
     assert!(
         took >= Duration::from_millis(450),
@@ -370,17 +348,17 @@ async fn a_worker_that_ignores_stop_is_killed_with_its_grandchild() {
 async fn sighup_stops_an_sdk_worker_gracefully_and_it_is_respawned() {
     let daemon = Daemon::start(&[]).await;
     let events = Recorder::new(&daemon).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let out = daemon.dir.path().join("out");
     let marker = daemon.dir.path().join("marker");
     start(
-        &mut client,
+        &control,
         "echo",
         echo_spec(&out, &[("ECHO_STOP_MARKER", &marker.to_string_lossy())]),
     )
     .await
     .expect("Start echo");
-    let first = ok_pids(&mut client, "echo").await[0];
+    let first = control.ok_pids("echo").await[0];
 
     kill(first, Signal::SIGHUP);
     let exit = events
@@ -402,9 +380,9 @@ async fn sighup_stops_an_sdk_worker_gracefully_and_it_is_respawned() {
         "the respawn carries the exit it replaces"
     );
     wait_until("the new worker attached and ok", DEADLINE, || {
-        let mut c = client.clone();
+        let control = &control;
         async move {
-            workers(&mut c, "echo").await.iter().any(|w| {
+            control.workers_of("echo").await.iter().any(|w| {
                 w.pid == respawn.pid && w.attached && w.status == InstanceStatus::Ok as i32
             })
         }
@@ -419,21 +397,21 @@ async fn sighup_stops_an_sdk_worker_gracefully_and_it_is_respawned() {
 #[tokio::test]
 async fn sigterm_to_infantd_runs_stop_hooks_exits_0_and_removes_its_socket() {
     let mut daemon = Daemon::start(&[]).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let out = daemon.dir.path().join("out");
     let marker: PathBuf = daemon.dir.path().join("marker");
     let knobs = [("ECHO_STOP_MARKER", marker.to_str().expect("UTF-8 path"))];
-    start(&mut client, "one", echo_spec(&out, &knobs))
+    start(&control, "one", echo_spec(&out, &knobs))
         .await
         .expect("Start one");
     let mut pool = echo_spec(&out, &knobs);
     pool.kind = ProgramKind::Cluster as i32;
     pool.count = Some(2);
-    start(&mut client, "pool", pool).await.expect("Start pool");
-    let mut pids = ok_pids(&mut client, "one").await;
-    pids.extend(ok_pids(&mut client, "pool").await);
+    start(&control, "pool", pool).await.expect("Start pool");
+    let mut pids = control.ok_pids("one").await;
+    pids.extend(control.ok_pids("pool").await);
     assert_eq!(pids.len(), 3, "three SDK workers up");
-    drop(client);
+    drop(control);
 
     daemon.signal(Signal::SIGTERM);
     let status = daemon.wait_exit(DEADLINE).await;

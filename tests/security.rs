@@ -1,7 +1,7 @@
 //! Who may talk to the daemon: only its own uid (and root) on the control socket,
 //! and on the worker channel only the process a token was made for.
 
-mod common;
+pub mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -46,22 +46,18 @@ fn token_of(pid: u32) -> String {
 }
 
 async fn start_echo(daemon: &Daemon, name: &str, extra: &[(&str, &str)]) -> u32 {
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let worker = example_bin("echo_worker");
     let mut s = spec(ProgramKind::Child, &[&worker.to_string_lossy()]);
     s.start_grace_ms = Some(10_000);
     for (k, v) in extra {
         s.env.insert(k.to_string(), v.to_string());
     }
-    client
-        .start(proto::StartRequest {
-            name: name.into(),
-            spec: Some(s),
-            wait: false,
-        })
+    control
+        .start(name, Some(s), false)
         .await
         .expect("Start echo");
-    ok_pids(&mut client, name).await[0]
+    control.ok_pids(name).await[0]
 }
 
 #[tokio::test]
@@ -103,18 +99,14 @@ async fn the_worker_channel_admits_only_the_right_process_with_the_right_token()
     assert!(dead.message().contains("wrong token"), "{}", dead.message());
 
     // The worker itself is unaffected by all of this.
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     wait_until("the respawned worker is attached", DEADLINE, || {
-        let mut c = client.clone();
-        async move { workers(&mut c, "echo").await.iter().any(|w| w.attached) }
+        let control = &control;
+        async move { control.workers_of("echo").await.iter().any(|w| w.attached) }
     })
     .await;
-    client
-        .send(proto::SendRequest {
-            name: "echo".into(),
-            worker: None,
-            payload: b"still here".to_vec(),
-        })
+    control
+        .send("echo", None, "still here")
         .await
         .expect("Send");
     events
@@ -129,7 +121,7 @@ async fn the_worker_channel_admits_only_the_right_process_with_the_right_token()
 #[tokio::test]
 async fn a_second_attach_for_the_same_worker_is_refused() {
     let daemon = Daemon::start(&[]).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
     let worker = example_bin("echo_worker");
     let errors = daemon.dir.path().join("stderr");
     let started = daemon.dir.path().join("stdout");
@@ -150,20 +142,13 @@ exec "$0" > "$2" 2>> "$1""#;
         ],
     );
     s.start_grace_ms = Some(10_000);
-    client
-        .start(proto::StartRequest {
-            name: "twice".into(),
-            spec: Some(s),
-            wait: false,
-        })
-        .await
-        .expect("Start");
+    control.start("twice", Some(s), false).await.expect("Start");
     wait_until("the second attach was refused", DEADLINE, || {
         let text = std::fs::read_to_string(&errors).unwrap_or_default();
         async move { text.contains("already attached") }
     })
     .await;
-    let pid = ok_pids(&mut client, "twice").await;
+    let pid = control.ok_pids("twice").await;
     assert!(daemon.stop().await.success());
     wait_gone(&pid, DEADLINE).await;
 }
@@ -174,25 +159,14 @@ async fn floods_and_oversized_messages_are_bounded_and_hurt_no_one_else() {
     let events = Recorder::new(&daemon).await;
     let flooder = start_echo(&daemon, "flooder", &[]).await;
     let calm = start_echo(&daemon, "calm", &[]).await;
-    let mut client = daemon.client().await;
+    let control = daemon.control().await;
 
-    client
-        .send(proto::SendRequest {
-            name: "flooder".into(),
-            worker: None,
-            payload: b"flood 100000".to_vec(),
-        })
+    control
+        .send("flooder", None, "flood 100000")
         .await
         .expect("Send flood");
     // While it floods, the other worker still answers.
-    client
-        .send(proto::SendRequest {
-            name: "calm".into(),
-            worker: None,
-            payload: b"ping".to_vec(),
-        })
-        .await
-        .expect("Send ping");
+    control.send("calm", None, "ping").await.expect("Send ping");
     events
         .wait_for("the calm worker's answer", |e| {
             e.program == "calm" && e.payload == b"echo: ping"
@@ -200,12 +174,8 @@ async fn floods_and_oversized_messages_are_bounded_and_hurt_no_one_else() {
         .await;
 
     // A worker cannot send more than 1 MiB: the SDK refuses with a clear error.
-    client
-        .send(proto::SendRequest {
-            name: "calm".into(),
-            worker: None,
-            payload: b"big 2000000".to_vec(),
-        })
+    control
+        .send("calm", None, "big 2000000")
         .await
         .expect("Send big");
     let big = events
@@ -220,39 +190,20 @@ async fn floods_and_oversized_messages_are_bounded_and_hurt_no_one_else() {
     );
 
     // Nor can a control client: a clear error, the daemon keeps serving.
-    let too_big = client
-        .send(proto::SendRequest {
-            name: "calm".into(),
-            worker: None,
-            payload: vec![b'x'; 16 * 1024 * 1024],
-        })
+    let too_big = control
+        .send("calm", None, vec![b'x'; 16 * 1024 * 1024])
         .await
         .expect_err("16 MiB");
     // tonic answers an over-limit message with OUT_OF_RANGE and says why.
-    assert_eq!(too_big.code(), tonic::Code::OutOfRange, "{too_big:?}");
-    assert!(
-        too_big.message().contains("too large"),
-        "{}",
-        too_big.message()
-    );
-    let just_over = client
-        .send(proto::SendRequest {
-            name: "calm".into(),
-            worker: None,
-            payload: vec![b'x'; 1024 * 1024 + 1],
-        })
+    assert_eq!(too_big.code(), Some(tonic::Code::OutOfRange), "{too_big:?}");
+    assert!(too_big.to_string().contains("too large"), "{too_big}");
+    let just_over = control
+        .send("calm", None, vec![b'x'; 1024 * 1024 + 1])
         .await
         .expect_err("1 MiB + 1");
-    assert_eq!(just_over.code(), tonic::Code::InvalidArgument);
-    assert!(
-        just_over.message().contains("payload"),
-        "{}",
-        just_over.message()
-    );
-    client
-        .list(proto::ListRequest::default())
-        .await
-        .expect("still serving");
+    assert_eq!(just_over.code(), Some(tonic::Code::InvalidArgument));
+    assert!(just_over.to_string().contains("payload"), "{just_over}");
+    control.list(None).await.expect("still serving");
 
     // The flood is bounded: the daemon keeps its memory.
     let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid()))

@@ -3,7 +3,7 @@
 //! test binds and passes as fd 3), what it keeps from its programs' environment,
 //! and root's default socket.
 
-mod common;
+pub mod common;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixDatagram, UnixListener};

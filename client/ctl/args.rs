@@ -1,4 +1,4 @@
-//! The command line of `infantctl`, exactly as `DESIGN.md` fixes it.
+//! The command line of `infantctl` (docs/cli.md describes it).
 //!
 //! Everything a user can get wrong without asking the daemon (a duration, a
 //! `NAME/WORKER` whose worker is not a number, `K=V`) is rejected here, as a usage
@@ -60,12 +60,43 @@ pub enum Command {
     Kill(KillArgs),
     /// Change the number of workers of a cluster.
     Scale(ScaleArgs),
-    /// List every program and its state.
-    Status,
+    /// List every program and its state, or only the programs named.
+    Status(StatusArgs),
     /// List running instances.
     Workers(WorkersArgs),
     /// Print the daemon's retained events; with --follow, keep printing new ones.
     Events(EventsArgs),
+    /// A live, full-screen view of programs, workers and events (q quits).
+    Top(TopArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print infantctl's man page (roff), for `man -l -` or a man directory.
+    Man,
+}
+
+/// `status [NAME...]`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only these programs [default: every program].
+    pub names: Vec<String>,
+}
+
+/// `top [--once] [NAME]`
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Print one frame and exit (what `top` does anyway without a terminal).
+    #[arg(long)]
+    pub once: bool,
+    /// Only this program's workers and events.
+    pub name: Option<String>,
+}
+
+/// `completions SHELL`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `start NAME [--wait] [SPEC OPTIONS] [-- CMD ARGS...]`
@@ -501,11 +532,23 @@ mod tests {
     }
 
     #[test]
+    fn status_takes_names() {
+        let Command::Status(status) = command(&["status", "web", "db"]) else {
+            panic!("not status");
+        };
+        assert_eq!(status.names, ["web", "db"]);
+        let Command::Status(status) = command(&["status"]) else {
+            panic!("not status");
+        };
+        assert!(status.names.is_empty());
+    }
+
+    #[test]
     fn missing_and_unknown_things_are_usage_errors() {
         usage_error(&[]);
         usage_error(&["start"]);
         usage_error(&["launch", "web"]);
-        usage_error(&["status", "extra"]);
+        usage_error(&["completions", "tcsh"]);
         usage_error(&["send", "web"]);
     }
 }

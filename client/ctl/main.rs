@@ -7,12 +7,18 @@
 //! - one file per command (`start`, `stop`, `restart`, `send`, `kill`, `scale`,
 //!   `status`, `workers`, `events`), each a call to [`infant::control::Control`]
 //!   and a reply printed through `output`;
+//! - `progress`: the steps of a long stop, restart or scale, from the event stream;
+//! - `top`: the live view (ratatui);
+//! - `help`: completions and the man page; `hint`: suggestions and tips;
 //! - `output`: tables and human units, or one JSON object per line with `--json`.
 
 mod args;
 mod events;
+mod help;
+mod hint;
 mod kill;
 mod output;
+mod progress;
 mod restart;
 mod run;
 mod scale;
@@ -20,6 +26,7 @@ mod send;
 mod start;
 mod status;
 mod stop;
+mod top;
 mod workers;
 
 use std::process::ExitCode;
@@ -29,7 +36,14 @@ use clap::Parser;
 // One thread is plenty for one request at a time, and starts faster.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    // A usage error exits here, with clap's message and status 2.
-    let cli = args::Cli::parse();
+    // A usage error exits here, with clap's message (and a tip where a common
+    // mistake is recognised) and status 2.
+    let argv: Vec<String> = std::env::args_os()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    let cli = match args::Cli::try_parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(error) => hint::usage(error, &argv).exit(),
+    };
     run::run(cli).await
 }

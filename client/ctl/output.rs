@@ -3,6 +3,7 @@
 //! Two forms of everything: for people, aligned tables and one-line summaries in
 //! human units; with `--json`, one JSON object per line, whose keys (`rss_bytes`,
 //! `uptime_ms`, `kind` as a lowercase name) are the stable interface for scripts.
+//! On a terminal, statuses are coloured (see [`Output::colour`]).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -16,13 +17,40 @@ use serde_json::{json, Map, Value};
 pub struct Output {
     /// `--json`: one object per line.
     pub json: bool,
+    /// Colour statuses (a terminal without `NO_COLOR`, never with `--json`).
+    pub colour: bool,
+    /// Print the steps of long operations (a terminal, or `--json`).
+    pub progress: bool,
     out: Box<dyn Write>,
 }
 
 impl Output {
     /// Prints to `out`; JSON lines if `json`.
     pub fn new(json: bool, out: Box<dyn Write>) -> Output {
-        Output { json, out }
+        Output {
+            json,
+            colour: false,
+            progress: json,
+            out,
+        }
+    }
+
+    /// Colours statuses if `on` (and not `--json`).
+    pub fn colour(mut self, on: bool) -> Output {
+        self.colour = on && !self.json;
+        self
+    }
+
+    /// Shows the steps of long operations if `on` (always with `--json`).
+    pub fn progress(mut self, on: bool) -> Output {
+        self.progress = on || self.json;
+        self
+    }
+
+    /// Bytes as they are (a completion script, a man page).
+    pub fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.out.flush()
     }
 
     /// One line of text.
@@ -42,7 +70,13 @@ impl Output {
         if self.json {
             self.object(&program_json(program))
         } else {
-            self.line(&program_line(program))
+            let line = program_line(program);
+            let line = match self.colour {
+                // The status is the word after `NAME: `.
+                true => colour_after(&line, program.name.len() + 2, status_name(program.status())),
+                false => line,
+            };
+            self.line(&line)
         }
     }
 
@@ -73,6 +107,7 @@ impl Output {
                 dash_if_empty(single_line(&program.error)),
             ]);
         }
+        table.status_column(2);
         self.table(&table)
     }
 
@@ -91,6 +126,7 @@ impl Output {
             "RESTARTS",
             "CONNECTIONS",
             "RSS",
+            "CPU",
             "UPTIME",
         ]);
         for worker in workers {
@@ -116,9 +152,11 @@ impl Output {
                     "-".to_owned()
                 },
                 bytes(worker.rss_bytes),
+                cpu_time(worker.cpu_ms),
                 uptime(worker.uptime_ms),
             ]);
         }
+        table.status_column(3);
         self.table(&table)
     }
 
@@ -132,14 +170,46 @@ impl Output {
     }
 
     fn table(&mut self, table: &Table) -> io::Result<()> {
-        self.out.write_all(table.render().as_bytes())?;
+        let text = match self.colour {
+            true => table.render_coloured(),
+            false => table.render(),
+        };
+        self.out.write_all(text.as_bytes())?;
         self.out.flush()
+    }
+}
+
+/// The colour of a status word: green when all is well, yellow while it changes,
+/// red when something failed, dim when at rest.
+pub fn status_style(status: &str) -> anstyle::Style {
+    use anstyle::{AnsiColor, Style};
+    match status {
+        "ok" => AnsiColor::Green.on_default(),
+        "starting" | "stopping" => AnsiColor::Yellow.on_default(),
+        "error" | "fatal" | "backoff" => AnsiColor::Red.on_default().bold(),
+        _ => Style::new().dimmed(),
+    }
+}
+
+/// `line` with the `status` word that starts at byte `at` coloured.
+fn colour_after(line: &str, at: usize, status: &str) -> String {
+    match line.get(at..) {
+        Some(rest) if rest.starts_with(status) => {
+            let style = status_style(status);
+            format!(
+                "{}{style}{status}{style:#}{}",
+                &line[..at],
+                &rest[status.len()..]
+            )
+        }
+        _ => line.to_owned(),
     }
 }
 
 /// A table of left-aligned columns, two spaces apart.
 pub struct Table {
     rows: Vec<Vec<String>>,
+    status: Option<usize>,
 }
 
 impl Table {
@@ -147,6 +217,7 @@ impl Table {
     pub fn new(headers: &[&str]) -> Table {
         Table {
             rows: vec![headers.iter().map(|h| (*h).to_owned()).collect()],
+            status: None,
         }
     }
 
@@ -155,8 +226,23 @@ impl Table {
         self.rows.push(cells);
     }
 
+    /// The column holding statuses, coloured by [`Table::render_coloured`].
+    pub fn status_column(&mut self, column: usize) {
+        self.status = Some(column);
+    }
+
     /// The table as text, one line per row, without trailing spaces.
     pub fn render(&self) -> String {
+        self.render_with(false)
+    }
+
+    /// Like [`Table::render`], with the status column coloured; widths are
+    /// those of the plain text, so columns still line up.
+    pub fn render_coloured(&self) -> String {
+        self.render_with(true)
+    }
+
+    fn render_with(&self, colour: bool) -> String {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let mut widths = vec![0; columns];
         for row in &self.rows {
@@ -165,10 +251,19 @@ impl Table {
             }
         }
         let mut text = String::new();
-        for row in &self.rows {
+        for (index, row) in self.rows.iter().enumerate() {
             let mut line = String::new();
-            for (cell, width) in row.iter().zip(&widths) {
-                let _ = write!(line, "{cell:<width$}  ");
+            for (column, (cell, width)) in row.iter().zip(&widths).enumerate() {
+                // Padded by hand: a format width over u16::MAX panics, and a
+                // program's error text can be that long.
+                let pad = width.saturating_sub(cell.chars().count()) + 2;
+                if colour && index > 0 && self.status == Some(column) {
+                    let style = status_style(cell);
+                    let _ = write!(line, "{style}{cell}{style:#}");
+                } else {
+                    line.push_str(cell);
+                }
+                line.extend(std::iter::repeat_n(' ', pad));
             }
             text.push_str(line.trim_end());
             text.push('\n');
@@ -212,6 +307,7 @@ pub fn worker_json(worker: &WorkerInfo) -> Value {
         "rss_bytes": worker.rss_bytes,
         "uptime_ms": worker.uptime_ms,
         "attached": worker.attached,
+        "cpu_ms": worker.cpu_ms,
     });
     if !worker.notify_status.is_empty() {
         value["notify_status"] = json!(worker.notify_status);
@@ -404,6 +500,12 @@ pub fn bytes(count: u64) -> String {
     format!("{value:.1}{}", UNITS[unit])
 }
 
+/// CPU time as `ps` shows it: `0:00.42`, `12:03.10` (minutes:seconds).
+pub fn cpu_time(ms: u64) -> String {
+    let (minutes, seconds, hundredths) = (ms / 60_000, ms / 1000 % 60, ms % 1000 / 10);
+    format!("{minutes}:{seconds:02}.{hundredths:02}")
+}
+
 /// `850ms`, `42s`, `3m12s`, `5h07m`, `2d03h`: the two largest units, like `ps`.
 pub fn uptime(ms: u64) -> String {
     let seconds = ms / 1000;
@@ -440,6 +542,18 @@ mod tests {
     use infant::proto::{ProgramKind, ProgramStatus};
 
     #[test]
+    fn a_cell_wider_than_a_format_width_does_not_panic() {
+        let mut table = Table::new(&["NAME", "ERROR"]);
+        let long = "e".repeat(100_000);
+        table.row(vec!["web".into(), long.clone()]);
+        table.row(vec![long.clone(), "x".into()]);
+        let text = table.render();
+        assert!(text.contains(&long));
+        let widths: Vec<usize> = text.lines().map(|l| l.find("x").unwrap_or(0)).collect();
+        assert_eq!(widths[2], 100_002, "the second column is aligned");
+    }
+
+    #[test]
     fn tables_align_without_trailing_spaces() {
         let mut table = Table::new(&["NAME", "STATUS"]);
         table.row(vec!["web-frontend".into(), "ok".into()]);
@@ -463,6 +577,35 @@ mod tests {
         assert_eq!(uptime(5 * 3_600_000 + 7 * 60_000), "5h07m");
         assert_eq!(uptime(2 * 86_400_000 + 3 * 3_600_000), "2d03h");
         assert_eq!(uptime(u64::MAX), "213503982334d14h");
+    }
+
+    #[test]
+    fn coloured_tables_line_up_like_plain_ones() {
+        let mut table = Table::new(&["NAME", "STATUS", "PID"]);
+        table.row(vec!["web".into(), "ok".into(), "1".into()]);
+        table.row(vec!["db".into(), "starting".into(), "2".into()]);
+        table.status_column(1);
+        let plain = table.render();
+        let coloured = table.render_coloured();
+        assert!(!plain.contains('\u{1b}'));
+        assert!(coloured.contains("\u{1b}["), "{coloured:?}");
+        // Without the escapes, the same text.
+        let mut stripped = String::new();
+        let mut in_escape = false;
+        for c in coloured.chars() {
+            match c {
+                '\u{1b}' => in_escape = true,
+                'm' if in_escape => in_escape = false,
+                _ if in_escape => {}
+                _ => stripped.push(c),
+            }
+        }
+        assert_eq!(stripped, plain);
+        let line = colour_after("web: ok (cluster)", 5, "ok");
+        assert!(
+            line.starts_with("web: \u{1b}[") && line.ends_with(" (cluster)"),
+            "{line:?}"
+        );
     }
 
     #[test]
@@ -558,6 +701,7 @@ mod tests {
             rss_bytes: 1 << 20,
             uptime_ms: 1500,
             attached: true,
+            cpu_ms: 420,
             ..WorkerInfo::default()
         };
         let value = worker_json(&worker);
@@ -575,6 +719,9 @@ mod tests {
         }
         assert_eq!(value["status"], "ok");
         assert_eq!(value["rss_bytes"], 1 << 20);
+        assert_eq!(value["cpu_ms"], 420);
+        assert_eq!(cpu_time(420), "0:00.42");
+        assert_eq!(cpu_time(723_100), "12:03.10");
     }
 
     #[test]

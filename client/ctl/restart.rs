@@ -4,6 +4,7 @@ use infant::control::Control;
 
 use crate::args::RestartArgs;
 use crate::output::Output;
+use crate::progress::{self, Expect};
 use crate::run::Failure;
 
 /// Restarts the program and prints it.
@@ -12,7 +13,8 @@ pub async fn restart(
     args: RestartArgs,
     out: &mut Output,
 ) -> Result<(), Failure> {
-    let program = control.restart(&args.name, args.full).await?;
+    let call = control.restart(&args.name, args.full);
+    let program = progress::run(control, &args.name, Expect::ReplaceAll, out, call).await?;
     out.program(&program)?;
     Ok(())
 }

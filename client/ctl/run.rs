@@ -1,8 +1,8 @@
 //! Connects to the daemon, runs one command, and turns its outcome into an exit
 //! status and, on failure, one line on stderr.
 
-use std::io;
-use std::path::Path;
+use std::io::{self, IsTerminal};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use infant::control::{Control, ControlError};
@@ -11,7 +11,7 @@ use tonic::Code;
 
 use crate::args::{Cli, Command};
 use crate::output::Output;
-use crate::{events, kill, restart, scale, send, start, status, stop, workers};
+use crate::{events, help, hint, kill, restart, scale, send, start, status, stop, top, workers};
 
 /// The daemon accepted the request and it did what was asked.
 const SUCCESS: u8 = 0;
@@ -55,6 +55,26 @@ pub enum Failure {
         /// What is wrong, starting with the value or file concerned.
         reason: String,
     },
+    /// Nothing serves the control socket: say where we looked and what to do.
+    #[error(
+        "infantd is not running at {} ({reason}): start it with `infantd --config FILE` \
+         (or `infantd -- CMD ARGS...`), or point --socket PATH or INFANT_SOCKET at its socket",
+        path.display()
+    )]
+    NoDaemon {
+        /// The socket that was dialled.
+        path: PathBuf,
+        /// What connecting reported, such as "No such file or directory".
+        reason: String,
+    },
+    /// A failure about a program name that looks like a typo of another.
+    #[error("{failure}; did you mean `{suggestion}`?")]
+    Suggested {
+        /// The failure itself (a NOT_FOUND).
+        failure: Box<Failure>,
+        /// The closest program name the daemon knows.
+        suggestion: String,
+    },
 }
 
 impl Failure {
@@ -69,6 +89,8 @@ impl Failure {
             },
             Failure::JobFailed { .. } | Failure::Output(_) => FAILED,
             Failure::Flag { .. } => USAGE,
+            Failure::NoDaemon { .. } => UNREACHABLE,
+            Failure::Suggested { failure, .. } => failure.exit_status(),
         }
     }
 }
@@ -76,7 +98,10 @@ impl Failure {
 /// Runs the command `cli` names, printing to stdout; failures go to stderr as
 /// `infantctl: REASON`. Returns the exit status.
 pub async fn run(cli: Cli) -> ExitCode {
-    let mut out = Output::new(cli.json, Box::new(io::stdout()));
+    let colour = colour_wanted(cli.json);
+    let mut out = Output::new(cli.json, Box::new(io::stdout()))
+        .colour(colour)
+        .progress(io::stdout().is_terminal());
     match execute(cli, &mut out).await {
         Ok(()) => ExitCode::from(SUCCESS),
         // The reader went away (`infantctl events | head`): nobody is left to tell.
@@ -90,22 +115,72 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Colour on a terminal only, never with `--json`, and never when `NO_COLOR` is
+/// set to anything (<https://no-color.org>).
+fn colour_wanted(json: bool) -> bool {
+    !json
+        && io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
 async fn execute(cli: Cli, out: &mut Output) -> Result<(), Failure> {
+    // What needs no daemon comes first.
+    match &cli.command {
+        Command::Completions(args) => return help::completions(args.shell, out),
+        Command::Man => return help::man(out),
+        _ => {}
+    }
     let control = match &cli.connect {
         Some(url) => connect_remote(url, &cli).await?,
-        None => Control::connect(cli.socket).await?,
+        None => Control::connect(cli.socket.clone())
+            .await
+            .map_err(no_daemon)?,
     };
-    match cli.command {
+    let named = hint::program_named(&cli.command);
+    let result = match cli.command {
         Command::Start(args) => start::start(&control, args, out).await,
         Command::Stop(args) => stop::stop(&control, args, out).await,
         Command::Restart(args) => restart::restart(&control, args, out).await,
         Command::Send(args) => send::send(&control, args, out).await,
         Command::Kill(args) => kill::kill(&control, args, out).await,
         Command::Scale(args) => scale::scale(&control, args, out).await,
-        Command::Status => status::status(&control, out).await,
+        Command::Status(args) => status::status(&control, args, out).await,
         Command::Workers(args) => workers::workers(&control, args, out).await,
         Command::Events(args) => events::events(&control, args, out).await,
+        Command::Top(args) => top::top(&control, args, out).await,
+        Command::Completions(_) | Command::Man => Ok(()),
+    };
+    match result {
+        Err(failure) => Err(hint::suggest(&control, failure, named.as_deref()).await),
+        Ok(()) => Ok(()),
     }
+}
+
+/// A local socket nobody serves (no file, or nobody listening) means the daemon is
+/// not running; other connection failures (permissions, say) keep their own words.
+fn no_daemon(error: ControlError) -> Failure {
+    let ControlError::Connect(connect) = &error else {
+        return Failure::Control(error);
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&connect.source);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            if matches!(
+                io.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) {
+                return Failure::NoDaemon {
+                    path: connect.path.clone(),
+                    reason: match io.kind() {
+                        io::ErrorKind::NotFound => "no socket there".to_owned(),
+                        _ => "nothing listens on the socket".to_owned(),
+                    },
+                };
+            }
+        }
+        source = cause.source();
+    }
+    Failure::Control(error)
 }
 
 /// Connects to `url` with the token of --token-file and the CA of --ca-cert.

@@ -33,9 +33,27 @@ pub(super) struct Supervision {
     pub title: Option<String>,
 }
 
-/// Reads the process environment: `None` when not started by `infantd`.
-pub(super) fn from_process() -> Result<Option<Supervision>, WorkerError> {
-    parse(|name| std::env::var_os(name))
+/// Every variable the daemon sets for the SDK.
+const ALL: [&str; 5] = [SOCKET, WORKER_ID, TOKEN, PROGRAM, TITLE];
+
+/// Reads the process environment: `None` when not started by `infantd`. Under a
+/// daemon the variables are then removed, so that the worker's own children (an
+/// SDK-linked helper, a shell) do not take themselves for this supervised worker.
+///
+/// Removal happens once, as the first thing the worker does (before the SDK
+/// starts any thread of its own). Rust's `std::env` functions serialize with
+/// each other through the standard library's environment lock, so Rust code on
+/// other threads reading the environment meanwhile is safe; what is not
+/// synchronized is foreign code calling `getenv` on another thread at this very
+/// moment, which is why the module docs ask to call `run` early.
+pub(super) fn take_from_process() -> Result<Option<Supervision>, WorkerError> {
+    let found = parse(|name| std::env::var_os(name))?;
+    if found.is_some() {
+        for var in ALL {
+            std::env::remove_var(var);
+        }
+    }
+    Ok(found)
 }
 
 /// Parses the variables found by `lookup`; separate from [`from_process`] so it can

@@ -29,6 +29,7 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 
 /// A socket handed over by the daemon.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Listener {
     /// A TCP socket (`tcp://HOST:PORT`).
     Tcp(TcpListener),
@@ -39,10 +40,29 @@ pub enum Listener {
 /// The sockets passed to this process (`LISTEN_FDS` for our own `LISTEN_PID`), in
 /// the order of the program's `listen`. Empty when there are none or they were
 /// already taken by an earlier call. Must run inside a tokio runtime.
+///
+/// Once taken, `LISTEN_FDS`, `LISTEN_PID` and `LISTEN_FDNAMES` are removed from
+/// the environment (as systemd's `sd_listen_fds(1)` does), so a child of the
+/// worker does not look for sockets it was not given.
+///
+/// # Errors
+///
+/// When `LISTEN_FDS` names sockets for *another* process (`LISTEN_PID` is not
+/// ours), this fails, naming both pids, instead of acting as if none were
+/// passed: that happens when the daemon's child is a wrapper, such as `sh -c
+/// "worker; exit $?"`, and the worker would otherwise bind a port of its own that
+/// nobody sends traffic to. Start the worker with `exec` (`sh -c "exec
+/// worker"`) so that it is the process the sockets were passed to. The fds are
+/// left open: they are not this process's to close.
 pub fn listeners() -> std::io::Result<Vec<Listener>> {
-    let count = passed_fd_count();
+    let count = passed_fd_count()?;
     if count == 0 || TAKEN.swap(true, Ordering::SeqCst) {
         return Ok(Vec::new());
+    }
+    // The same reasoning as for `INFANT_*` (see `env`): std serializes its own
+    // environment access, and the worker takes its sockets early.
+    for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+        std::env::remove_var(var);
     }
     let mut out = Vec::with_capacity(count);
     for fd in FIRST_FD..FIRST_FD + count as RawFd {
@@ -70,7 +90,9 @@ pub fn listeners() -> std::io::Result<Vec<Listener>> {
 }
 
 /// The first TCP socket the daemon passed, or, outside infant (or with no
-/// `listen` configured), a socket bound to `fallback`.
+/// `listen` configured), a socket bound to `fallback`. Fails, rather than binding
+/// `fallback`, when the sockets were passed to another process (see
+/// [`listeners`]).
 pub async fn tcp_listener(fallback: &str) -> std::io::Result<TcpListener> {
     for listener in listeners()? {
         if let Listener::Tcp(tcp) = listener {
@@ -80,19 +102,27 @@ pub async fn tcp_listener(fallback: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(fallback).await
 }
 
-/// How many fds were passed to this very process.
-fn passed_fd_count() -> usize {
-    let ours = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|pid| pid.parse::<u32>().ok())
-        == Some(std::process::id());
-    if !ours {
-        return 0;
-    }
-    std::env::var("LISTEN_FDS")
+/// How many fds were passed to this very process; an error when they were
+/// passed to another one.
+fn passed_fd_count() -> std::io::Result<usize> {
+    let count = std::env::var("LISTEN_FDS")
         .ok()
         .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    if count == 0 {
+        return Ok(0);
+    }
+    let me = std::process::id();
+    match std::env::var("LISTEN_PID").ok() {
+        Some(pid) if pid.trim().parse::<u32>().ok() == Some(me) => Ok(count),
+        Some(pid) => Err(std::io::Error::other(format!(
+            "LISTEN_FDS passes {count} socket(s) to process {pid} (LISTEN_PID), but this is \
+             process {me}: they were passed to a wrapper that runs this worker; start the \
+             worker with `exec` (sh -c \"exec worker\") so it is the process they are for"
+        ))),
+        // Without LISTEN_PID nobody says the fds are ours (systemd's rule).
+        None => Ok(0),
+    }
 }
 
 /// A TCP listener that counts every accepted connection on the worker's
@@ -261,8 +291,8 @@ mod tests {
     }
 
     #[test]
-    fn no_sockets_are_taken_without_listen_pid() {
-        // LISTEN_PID is not this process in tests: nothing is passed.
-        assert_eq!(passed_fd_count(), 0);
+    fn no_sockets_are_taken_without_listen_fds() {
+        // LISTEN_FDS is not set in tests: nothing is passed.
+        assert_eq!(passed_fd_count().ok(), Some(0));
     }
 }

@@ -9,17 +9,18 @@
 //! #[tokio::main]
 //! async fn main() -> Result<(), WorkerError> {
 //!     Worker::new("greeter")
-//!         .on_message(|payload, handle| {
+//!         .on_message(|payload, handle| async move {
 //!             // Answer the daemon (and `infantctl send`) with the same bytes.
-//!             let _ = handle.send(payload);
+//!             let _ = handle.send(payload).await;
 //!         })
 //!         .run(
 //!             |_handle: Handle| async {
 //!                 // Bind sockets, load config, warm caches...
 //!                 Ok::<(), std::io::Error>(())
 //!             },
-//!             |_handle: Handle| async {
-//!                 // Stop accepting, drain, flush...
+//!             |handle: Handle| async move {
+//!                 // Stop accepting, drain, flush... (`handle.started()` says
+//!                 // whether the start hook completed.)
 //!                 Ok::<(), std::io::Error>(())
 //!             },
 //!         )
@@ -31,6 +32,25 @@
 //! `child(title, start, stop)`. A run-once job (infant's `childOnce`) is
 //! [`once`]: it runs one `exec` closure and exits 0 or 1.
 //!
+//! # What `run` needs and leaves behind
+//!
+//! - A tokio runtime: call [`Worker::run`] from `#[tokio::main]` (either
+//!   flavour). The hooks and the message handler run on the caller's task; they
+//!   need not be `Send`.
+//! - Signal handlers for SIGHUP, SIGINT and SIGTERM, installed first thing and
+//!   kept for the life of the process (tokio cannot uninstall them): after `run`
+//!   returns, Ctrl-C no longer ends the process by default.
+//! - The process title: the name of the *calling* thread is set to the worker's
+//!   title, which is what `ps` shows when that is the main thread (it is under
+//!   `#[tokio::main]`).
+//! - Under `infantd`, two threads of its own: one carries the stream to the
+//!   daemon (heartbeats go out even while the worker's runtime is blocked), one
+//!   watches the parent process. Neither outlives a lost daemon by more than its
+//!   grace period.
+//! - Under `infantd`, the `INFANT_*` variables are removed from the process
+//!   environment once read, so the worker's own children do not take themselves
+//!   for supervised workers; [`listeners`] does the same with `LISTEN_*`.
+//!
 //! # Under `infantd`
 //!
 //! The daemon starts each instance with `INFANT_WORKER_ID`, `INFANT_TOKEN`,
@@ -40,25 +60,37 @@
 //! 1. attaches to the daemon (`Hello`, `Welcome`); a rejected worker returns
 //!    [`WorkerError::Rejected`];
 //! 2. runs the start hook and reports `Ready`, or `Failed` with the error's text
-//!    and returns [`WorkerError::StartFailed`]; the daemon counts the instance `ok`
-//!    only after `Ready`;
-//! 3. while running, sends a heartbeat with the [`Counters`] every interval (at
-//!    once when a count reaches the recycle limit) and hands each message from the
-//!    daemon to the message handler;
-//! 4. on `Stop` or SIGHUP runs the stop hook, reports `Stopped` and returns `Ok`;
-//!    a `Stop` or SIGHUP that arrives during the start hook abandons (drops) it;
+//!    and its causes and returns [`WorkerError::StartFailed`]; the daemon counts
+//!    the instance `ok` only after `Ready`. A panic in the start hook is a failure
+//!    too (`panicked: …`);
+//! 3. while running, sends a heartbeat with the [`Counters`] every interval, from
+//!    its own thread (at once when a count reaches the recycle limit), and hands
+//!    each message from the daemon to the message handler, one at a time;
+//! 4. on `Stop`, SIGHUP or [`Handle::shutdown`] runs the stop hook, reports
+//!    `Stopped` and returns `Ok`; a stop that arrives during the start hook
+//!    abandons (drops) it — [`Handle::started`] tells the stop hook. `Stop` never
+//!    waits behind queued messages, in the daemon or here. [`Handle::fail`] (or a
+//!    panicking message handler) reports `Failed`, runs the stop hook and returns
+//!    [`WorkerError::Failed`];
 //! 5. when the daemon is lost runs the stop hook and returns
-//!    [`WorkerError::MasterLost`]. From then on the process has the daemon's stop
-//!    window (10 s if unknown) to exit before a watchdog ends it with status 1.
+//!    [`WorkerError::MasterLost`]; sends fail with [`WorkerError::Closed`]. A
+//!    daemon that died (the parent pid seen at start-up changed) leaves the process
+//!    1.5 s to exit; one that only broke the stream, its stop window (10 s if
+//!    unknown). Then a watchdog thread ends it with status 1, even if its runtime
+//!    is blocked.
 //!
 //! SIGINT and SIGTERM are ignored: the daemon drives shutdown. The parent-death
 //! signal is set to SIGHUP, so a daemon that dies triggers the graceful stop.
 //!
+//! A program that runs the worker through a shell must `exec` it (`sh -c "exec
+//! worker"`): the sockets of `listen` are passed to the daemon's child only
+//! (`LISTEN_PID`), and [`listeners`] refuses ones meant for another process.
+//!
 //! # Standalone
 //!
 //! Without `INFANT_WORKER_ID` the program runs on its own: the start hook runs,
-//! then SIGINT, SIGTERM or SIGHUP runs the stop hook and [`Worker::run`] returns
-//! `Ok`. A second signal during the stop hook abandons it
+//! then SIGINT, SIGTERM, SIGHUP or [`Handle::shutdown`] runs the stop hook and
+//! [`Worker::run`] returns `Ok`. A second signal during the stop hook abandons it
 //! ([`WorkerError::StopInterrupted`]). [`Handle::send`] returns
 //! [`WorkerError::NotSupervised`].
 //!
@@ -69,17 +101,19 @@
 //!
 //! # Layout
 //!
-//! `env` reads the `INFANT_*` variables, `channel` owns the `Attach` stream,
-//! `supervised` and `standalone` are the two lifecycles and `once` the job's,
-//! `signals` and `process` deal with the OS, `counters` holds [`Counters`], and
-//! `listen` the sockets the daemon hands over ([`listeners`], [`tcp_listener`])
-//! with the counting wrappers for enhanced clusters ([`CountingListener`],
+//! `env` reads the `INFANT_*` variables, `link` owns the stream to the daemon (on
+//! its own thread), `supervised` and `standalone` are the two lifecycles and
+//! `once` the job's, `hooks` calls user code (catching panics), `signals` and
+//! `process` deal with the OS, `counters` holds [`Counters`], and `listen` the
+//! sockets the daemon hands over ([`listeners`], [`tcp_listener`]) with the
+//! counting wrappers for enhanced clusters ([`CountingListener`],
 //! [`CountRequestsLayer`]).
 
-mod channel;
 mod counters;
 mod env;
 mod error;
+mod hooks;
+mod link;
 mod listen;
 mod once;
 mod process;
@@ -88,25 +122,30 @@ mod standalone;
 mod supervised;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 pub use counters::Counters;
-pub use error::WorkerError;
+pub use error::{BoxError, StartError, StopError, WorkerError};
 pub use listen::{
     listeners, tcp_listener, CountRequests, CountRequestsLayer, CountingListener, Listener,
 };
 pub use once::once;
 
-use crate::proto::worker_message;
-
-/// The message handler: called, on the task that drives the worker, with each
-/// payload the daemon sends. Spawn a task for anything slow.
 /// The largest message payload the daemon accepts from a worker (1 MiB), as
 /// for `Send` the other way.
 pub const MAX_MESSAGE: usize = 1024 * 1024;
 
-type MessageHandler = Arc<dyn Fn(Vec<u8>, Handle) + Send + Sync>;
+/// A message handler's future, boxed so the worker can hold any handler.
+type HandlerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The message handler: called with each payload the daemon sends; the worker
+/// awaits each call before the next message.
+type MessageHandler = Arc<dyn Fn(Vec<u8>, Handle) -> HandlerFuture + Send + Sync>;
 
 /// A worker, built up from its title and optional message handler, then
 /// [`run`](Worker::run) with its start and stop hooks.
@@ -126,33 +165,53 @@ impl Worker {
         }
     }
 
-    /// Calls `handler` with every message the daemon sends (`infantctl send`).
-    /// It runs on the worker's own task: keep it short, or spawn.
-    pub fn on_message<F>(mut self, handler: F) -> Self
+    /// Calls `handler` with every message the daemon sends (`infantctl send`),
+    /// and awaits it before handing over the next one (in order, one at a time).
+    ///
+    /// The handler runs on the worker's task, between the daemon's other
+    /// messages: a `Stop` is seen once the current call returns. Spawn a task for
+    /// anything long. Heartbeats do not depend on it. A panic in the handler fails
+    /// the worker: it reports `Failed("message handler panicked: …")`, runs the
+    /// stop hook and [`Worker::run`] returns [`WorkerError::Failed`].
+    pub fn on_message<F, Fut>(mut self, handler: F) -> Self
     where
-        F: Fn(Vec<u8>, Handle) + Send + Sync + 'static,
+        F: Fn(Vec<u8>, Handle) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
-        self.on_message = Some(Arc::new(handler));
+        self.on_message = Some(Arc::new(
+            move |payload: Vec<u8>, handle: Handle| -> HandlerFuture {
+                Box::pin(handler(payload, handle))
+            },
+        ));
         self
     }
 
     /// Runs the worker: `start`, then serve until told to stop, then `stop`. See
-    /// the [module docs](self) for the lifecycle under `infantd` and standalone.
+    /// the [module docs](self) for the lifecycle under `infantd` and standalone,
+    /// and for what `run` needs (a tokio runtime) and leaves behind (signal
+    /// handlers, the calling thread's name).
     ///
-    /// Both hooks get a [`Handle`]; their errors are reported by their `Display`
-    /// text.
-    pub async fn run<S, SFut, T, TFut, E>(mut self, start: S, stop: T) -> Result<(), WorkerError>
+    /// Each hook gets a [`Handle`] and may return any error that converts into a
+    /// [`BoxError`] (`String`, `std::io::Error`, `anyhow::Error`, ...); it is
+    /// reported with its causes. A panic in a hook is caught and reported as
+    /// `panicked: …`.
+    pub async fn run<S, SFut, SE, T, TFut, TE>(
+        mut self,
+        start: S,
+        stop: T,
+    ) -> Result<(), WorkerError>
     where
         S: FnOnce(Handle) -> SFut,
-        SFut: Future<Output = Result<(), E>>,
+        SFut: Future<Output = Result<(), SE>>,
+        SE: Into<BoxError>,
         T: FnOnce(Handle) -> TFut,
-        TFut: Future<Output = Result<(), E>>,
-        E: std::fmt::Display,
+        TFut: Future<Output = Result<(), TE>>,
+        TE: Into<BoxError>,
     {
         let parent = process::parent();
         // Before anything else: from here on no signal kills us by default.
         let signals = signals::Signals::install()?;
-        match env::from_process()? {
+        match env::take_from_process()? {
             Some(mut supervision) => {
                 if let Some(title) = supervision.title.take() {
                     self.title = title;
@@ -179,17 +238,18 @@ impl std::fmt::Debug for Worker {
 
 /// Runs a worker with no message handler: infant's `child(title, start, stop)`.
 /// The same as `Worker::new(title).run(start, stop)`.
-pub async fn child<S, SFut, T, TFut, E>(
+pub async fn child<S, SFut, SE, T, TFut, TE>(
     title: impl Into<String>,
     start: S,
     stop: T,
 ) -> Result<(), WorkerError>
 where
     S: FnOnce(Handle) -> SFut,
-    SFut: Future<Output = Result<(), E>>,
+    SFut: Future<Output = Result<(), SE>>,
+    SE: Into<BoxError>,
     T: FnOnce(Handle) -> TFut,
-    TFut: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    TFut: Future<Output = Result<(), TE>>,
+    TE: Into<BoxError>,
 {
     Worker::new(title).run(start, stop).await
 }
@@ -200,22 +260,54 @@ where
 pub enum StopReason {
     /// The daemon sent `Stop`.
     Daemon {
-        /// Why the daemon stops the worker (stop, restart, recycle, ...).
-        reason: crate::proto::StopReason,
+        /// Why the daemon stops the worker.
+        reason: DaemonStop,
         /// The time left, from when `Stop` was sent, before the daemon kills the
         /// process group.
         deadline: Duration,
     },
     /// SIGHUP: a reload, or the daemon died (the parent-death signal).
     Hangup,
-    /// The stream to the daemon broke.
+    /// The stream to the daemon broke, or the daemon died.
     MasterLost,
     /// SIGINT or SIGTERM, outside a daemon.
     Interrupted,
+    /// The worker called [`Handle::shutdown`].
+    Requested,
+    /// The worker called [`Handle::fail`], or its message handler panicked.
+    Failed,
 }
 
-/// The worker's side of its supervision: counters, messages to the daemon, and
-/// who it is. Cheap to clone; every clone is the same worker.
+/// Why the daemon stops a worker (`Stop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DaemonStop {
+    /// `infantctl stop`, or a reason this SDK does not know yet.
+    Stop,
+    /// A restart: a replacement takes its place.
+    Restart,
+    /// Recycled after `max_connections` or `max_memory_gain`.
+    Recycle,
+    /// The cluster was scaled down.
+    Scale,
+    /// The daemon is shutting down.
+    Shutdown,
+}
+
+impl std::fmt::Display for DaemonStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DaemonStop::Stop => "stop",
+            DaemonStop::Restart => "restart",
+            DaemonStop::Recycle => "recycle",
+            DaemonStop::Scale => "scale down",
+            DaemonStop::Shutdown => "daemon shutdown",
+        })
+    }
+}
+
+/// The worker's side of its supervision: counters, messages to the daemon, who
+/// it is, and ending itself. Cheap to clone; every clone is the same worker.
 #[derive(Debug, Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
@@ -226,10 +318,25 @@ struct Shared {
     title: String,
     /// `Some` under a daemon: who we are and what the daemon told us.
     supervision: Option<Identity>,
-    /// The worker → daemon queue; `None` outside a daemon, and once closed.
-    outbound: Mutex<Option<channel::Outbound>>,
-    counters: Counters,
+    /// The worker → daemon queues; `None` outside a daemon, and once closed.
+    outbound: Mutex<Option<link::Outbound>>,
+    /// Cancelled once nothing more can be sent: wakes sends waiting for room.
+    closed: CancellationToken,
+    counters: Arc<Counters>,
     stop_reason: OnceLock<StopReason>,
+    started: AtomicBool,
+    /// What [`Handle::shutdown`] or [`Handle::fail`] asked for, first one wins.
+    end: Mutex<Option<End>>,
+    end_requested: CancellationToken,
+    /// Application messages queued for the daemon, for the final flush's count.
+    queued: AtomicU64,
+}
+
+/// How the worker asked to end.
+#[derive(Debug)]
+enum End {
+    Shutdown,
+    Fail(StartError),
 }
 
 #[derive(Debug)]
@@ -241,48 +348,84 @@ struct Identity {
 
 impl Handle {
     fn standalone(title: String) -> Self {
-        Self::new(title, None, None, 0)
+        Self::new(title, None, None, Arc::new(Counters::new(0)))
     }
 
     fn new(
         title: String,
         supervision: Option<Identity>,
-        outbound: Option<channel::Outbound>,
-        max_connections: u64,
+        outbound: Option<link::Outbound>,
+        counters: Arc<Counters>,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 title,
                 supervision,
                 outbound: Mutex::new(outbound),
-                counters: Counters::new(max_connections),
+                closed: CancellationToken::new(),
+                counters,
                 stop_reason: OnceLock::new(),
+                started: AtomicBool::new(false),
+                end: Mutex::new(None),
+                end_requested: CancellationToken::new(),
+                queued: AtomicU64::new(0),
             }),
         }
     }
 
     /// Sends `payload` to the daemon, which publishes it as a `message` event.
     ///
-    /// Never blocks: the message is queued for the stream. Outside a daemon this
-    /// returns [`WorkerError::NotSupervised`]; once the worker has stopped or the
-    /// daemon is gone, [`WorkerError::Closed`].
-    pub fn send(&self, payload: impl Into<Vec<u8>>) -> Result<(), WorkerError> {
+    /// Waits while the queue to the daemon is full (a few messages), so a worker
+    /// that sends faster than the daemon reads is slowed down rather than grown
+    /// without bound. Outside a daemon this returns
+    /// [`WorkerError::NotSupervised`]; once the worker has stopped or the daemon
+    /// is gone, [`WorkerError::Closed`]. `Ok` means the message is queued: the
+    /// worker's last flush, when it exits, waits for the queue to drain and
+    /// reports what could not be delivered ([`WorkerError::Undelivered`]).
+    pub async fn send(&self, payload: impl Into<Vec<u8>>) -> Result<(), WorkerError> {
+        let (data, payload) = self.prepare(payload.into())?;
+        tokio::select! {
+            biased;
+            _ = self.shared.closed.cancelled() => Err(WorkerError::Closed),
+            sent = data.send(link::message_to_daemon(payload)) => {
+                sent.map_err(|_| WorkerError::Closed)?;
+                self.shared.queued.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+
+    /// Like [`send`](Handle::send), but never waits: a full queue is
+    /// [`WorkerError::Full`]. For code that is not async, or that would rather
+    /// drop a message than wait.
+    pub fn try_send(&self, payload: impl Into<Vec<u8>>) -> Result<(), WorkerError> {
+        let (data, payload) = self.prepare(payload.into())?;
+        match data.try_send(link::message_to_daemon(payload)) {
+            Ok(()) => {
+                self.shared.queued.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Err(WorkerError::Full),
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(WorkerError::Closed),
+        }
+    }
+
+    /// Checks a payload and finds the queue for it.
+    fn prepare(&self, payload: Vec<u8>) -> Result<(link::Data, Vec<u8>), WorkerError> {
         if !self.is_supervised() {
             return Err(WorkerError::NotSupervised);
         }
-        let payload = payload.into();
         if payload.len() > MAX_MESSAGE {
             return Err(WorkerError::MessageTooLarge {
                 len: payload.len(),
                 max: MAX_MESSAGE,
             });
         }
-        let message = crate::proto::Message { payload };
-        if self.post(worker_message::Msg::Message(message)) {
-            Ok(())
-        } else {
-            Err(WorkerError::Closed)
+        if self.shared.closed.is_cancelled() {
+            return Err(WorkerError::Closed);
         }
+        let data = self.outbound().as_ref().map(|queues| queues.data.clone());
+        data.map(|data| (data, payload)).ok_or(WorkerError::Closed)
     }
 
     /// Counts one accepted connection; returns the new total.
@@ -333,16 +476,70 @@ impl Handle {
         self.shared.stop_reason.get().copied()
     }
 
+    /// Whether the start hook completed successfully. The stop hook runs also when
+    /// a stop abandoned the start hook: this tells it what there is to undo.
+    pub fn started(&self) -> bool {
+        self.shared.started.load(Ordering::SeqCst)
+    }
+
+    /// Asks the worker to stop as if the daemon had said `Stop`: the stop hook
+    /// runs, `Stopped` is reported and [`Worker::run`] returns `Ok` (the daemon
+    /// then treats the exit like any other, and may respawn it). Returns at once.
+    pub fn shutdown(&self) {
+        self.request_end(End::Shutdown);
+    }
+
+    /// Ends the worker as failed: `error` (with its causes) is reported to the
+    /// daemon, which records it as the program's error, the stop hook runs and
+    /// [`Worker::run`] returns [`WorkerError::Failed`]. Returns at once; the first
+    /// of `shutdown` and `fail` wins.
+    pub fn fail(&self, error: impl Into<BoxError>) {
+        self.request_end(End::Fail(StartError::error(error)));
+    }
+
+    fn request_end(&self, end: End) {
+        let mut slot = self
+            .shared
+            .end
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(end);
+        }
+        self.shared.end_requested.cancel();
+    }
+
+    /// Waits for [`shutdown`](Handle::shutdown) or [`fail`](Handle::fail), and
+    /// takes what was asked.
+    async fn end_requested(&self) -> End {
+        self.shared.end_requested.cancelled().await;
+        let taken = self
+            .shared
+            .end
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // Taken once: a second wait (during the stop hook) never ends.
+        match taken {
+            Some(end) => end,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn set_started(&self) {
+        self.shared.started.store(true, Ordering::SeqCst);
+    }
+
     fn set_stop_reason(&self, reason: StopReason) {
         // The first reason wins: a SIGHUP during a Stop does not rewrite history.
         let _ = self.shared.stop_reason.set(reason);
     }
 
-    /// Queues one message for the daemon; false when the stream is closed.
-    fn post(&self, msg: worker_message::Msg) -> bool {
-        let outbound = self.outbound();
-        match outbound.as_ref() {
-            Some(queue) => queue.send(channel::message(msg)).is_ok(),
+    /// Queues a control message (`Ready`, `Failed`, `Stopped`) for the daemon;
+    /// false when the stream is closed.
+    fn post(&self, msg: link::Control) -> bool {
+        match self.outbound().as_ref() {
+            Some(queues) => queues.post(msg),
             None => false,
         }
     }
@@ -350,10 +547,11 @@ impl Handle {
     /// Half-closes the stream: nothing more will be sent.
     fn close(&self) {
         self.outbound().take();
+        self.shared.closed.cancel();
     }
 
-    fn outbound(&self) -> std::sync::MutexGuard<'_, Option<channel::Outbound>> {
-        // A panic while holding this lock cannot leave the queue inconsistent.
+    fn outbound(&self) -> MutexGuard<'_, Option<link::Outbound>> {
+        // A panic while holding this lock cannot leave the queues inconsistent.
         self.shared
             .outbound
             .lock()

@@ -11,10 +11,11 @@
 
 use std::future::Future;
 
+use super::error::BoxError;
+use super::link::Control;
 use super::signals::Signals;
 use super::supervised::{Ending, Session};
-use super::{env, process, Handle, Worker, WorkerError};
-use crate::proto::{worker_message, Failed};
+use super::{env, hooks, process, Handle, Worker, WorkerError};
 
 impl Worker {
     /// Runs the worker as a job: `exec` once, then returns its outcome. See
@@ -23,12 +24,14 @@ impl Worker {
     where
         X: FnOnce(Handle) -> XFut,
         XFut: Future<Output = Result<(), E>>,
-        E: std::fmt::Display,
+        E: Into<BoxError>,
     {
-        let Some(mut supervision) = env::from_process()? else {
+        let Some(mut supervision) = env::take_from_process()? else {
             process::set_title(&self.title);
             let handle = Handle::standalone(self.title);
-            return exec(handle).await.map_err(failed);
+            return hooks::start(exec, handle)
+                .await
+                .map_err(WorkerError::JobFailed);
         };
         // As for a worker: SIGINT and SIGTERM must not kill a job under the daemon
         // (the daemon stops it with `Stop`, or kills it on `timeout`).
@@ -44,10 +47,9 @@ impl Worker {
             let lost = Ending::Lost("the daemon exited during the handshake".into());
             return Err(session.abandon(lost).await);
         }
-        session
-            .handle
-            .post(worker_message::Msg::Ready(Default::default()));
-        let exec = exec(session.handle.clone());
+        session.handle.set_started();
+        session.handle.post(Control::Ready);
+        let exec = hooks::start(exec, session.handle.clone());
         match session.drive(exec, &mut signals).await {
             Ok(outcome) => {
                 // The exit status carries the outcome; the error's text goes
@@ -55,13 +57,16 @@ impl Worker {
                 // `wait`, in the `error` event). The stream only needs to deliver
                 // it and what `exec` sent before the process exits.
                 if let Err(error) = &outcome {
-                    let error = error.to_string();
                     session
                         .handle
-                        .post(worker_message::Msg::Failed(Failed { error }));
+                        .post(Control::Failed(hooks::failure_text(error)));
                 }
-                session.finish().await;
-                outcome.map_err(failed)
+                let flushed = session.flush().await;
+                outcome.map_err(WorkerError::JobFailed)?;
+                match flushed {
+                    Err(error @ WorkerError::Undelivered { .. }) => Err(error),
+                    _ => Ok(()),
+                }
             }
             Err(ending) => Err(session.abandon(ending).await),
         }
@@ -71,9 +76,9 @@ impl Worker {
 /// Runs `exec` once and returns its outcome: infant's `childOnce(title, exec)`.
 /// The same as `Worker::new(title).once(exec)`.
 ///
-/// Return the result from `main`: `Ok` exits 0; an `exec` error becomes
-/// [`WorkerError::JobFailed`] with the error's `Display` text, printed on stderr,
-/// and the process exits 1. (The original `childOnce` reported success whatever
+/// Return the result from `main`: `Ok` exits 0; an `exec` error (or panic)
+/// becomes [`WorkerError::JobFailed`], printed on stderr with its causes, and
+/// the process exits 1. (The original `childOnce` reported success whatever
 /// happened; a `once` program under `infantd` fails on a non-zero exit status.)
 ///
 /// ```no_run
@@ -106,9 +111,10 @@ impl Worker {
 /// to be cancel-safe (or hand it to a spawned task). A daemon that goes away also
 /// abandons `exec`, with [`WorkerError::MasterLost`].
 ///
-/// `exec` is polled on the task that heartbeats: a job that computes without
-/// awaiting should do it in `tokio::task::spawn_blocking`, or the daemon will
-/// take it for hung after eight missed heartbeats.
+/// Heartbeats go out from the SDK's own thread, so a job that computes without
+/// awaiting is not taken for hung; it does hold up `Stop`, which is seen only
+/// when `exec` next yields (use `tokio::task::spawn_blocking` for long
+/// computations).
 ///
 /// # On its own
 ///
@@ -118,11 +124,7 @@ pub async fn once<X, XFut, E>(title: impl Into<String>, exec: X) -> Result<(), W
 where
     X: FnOnce(Handle) -> XFut,
     XFut: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    E: Into<BoxError>,
 {
     Worker::new(title).once(exec).await
-}
-
-fn failed(error: impl std::fmt::Display) -> WorkerError {
-    WorkerError::JobFailed(error.to_string())
 }

@@ -51,10 +51,48 @@ pub(super) fn hangup_on_parent_death() {
 }
 
 /// Whether the parent seen at startup is gone: the worker was reparented, to init
-/// or to a subreaper.
+/// or to a subreaper. The pid seen at startup is the only truth: a parent pid of 1
+/// is the daemon itself when it is the init of a container (a PID namespace).
 pub(super) fn orphaned(parent_at_start: Pid) -> bool {
-    let now = getppid();
-    now.as_raw() == 1 || now != parent_at_start
+    getppid() != parent_at_start
+}
+
+/// How often the parent watcher looks at the parent pid.
+const PARENT_POLL: Duration = Duration::from_millis(50);
+
+/// How long a worker whose daemon died has to exit, stop hook included: the
+/// daemon promises that its instances are gone within 2 s of its death.
+pub(super) const LOST_GRACE: Duration = Duration::from_millis(1500);
+
+/// Watches the parent from a plain OS thread: once it is not the one seen at
+/// startup, calls `lost` (the graceful path, if the worker's runtime still runs)
+/// and ends the process [`LOST_GRACE`] later, whatever it is doing by then.
+///
+/// The parent-death signal alone cannot keep that promise: it is a catchable
+/// SIGHUP, handled by the worker's runtime, which a blocked runtime never runs.
+pub(super) fn watch_parent(
+    parent: Pid,
+    lost: impl FnOnce() + Send + 'static,
+) -> Result<(), super::WorkerError> {
+    std::thread::Builder::new()
+        .name("infant-parent".into())
+        .spawn(move || {
+            while !orphaned(parent) {
+                std::thread::sleep(PARENT_POLL);
+            }
+            lost();
+            std::thread::sleep(LOST_GRACE);
+            eprintln!("infant: the daemon died and the worker did not exit within {LOST_GRACE:?}; exiting");
+            kill_rest_of_group();
+            // SAFETY: _exit only ends the process; it runs no destructors or
+            // atexit handlers that could race with the threads still running.
+            unsafe { libc::_exit(1) }
+        })
+        .map(drop)
+        .map_err(|source| super::WorkerError::Thread {
+            thread: "infant-parent",
+            source,
+        })
 }
 
 /// The stop window a worker gets when the daemon did not say.

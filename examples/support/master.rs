@@ -1,4 +1,4 @@
-//! The master side shared by the seed's examples: like Node's cluster module,
+//! The master side shared by the examples of Node infant: like Node's cluster module,
 //! each example program is both the master and its own workers. Run by you, it
 //! embeds an infant [`Supervisor`] and supervises itself; run by infant (with
 //! `INFANT_WORKER_ID` set), it is a worker.
@@ -53,8 +53,10 @@ pub async fn supervise(
         Ok(_) => {
             println!("{started}");
             if until_signal {
+                // `cargo run` works before `infantctl` has been built.
                 println!(
-                    "(Ctrl-C to stop; infantctl --socket {} status)",
+                    "(Ctrl-C to stop; from the repository, in another terminal: \
+                     cargo run --bin infantctl -- --socket {} status)",
                     supervisor.socket().display()
                 );
                 tokio::select! {

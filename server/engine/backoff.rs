@@ -2,8 +2,10 @@
 //!
 //! A worker's first crash, and the first crash after a stable run, respawn at
 //! once; crashes in a row wait 100 ms, 200 ms, 400 ms … up to the program's
-//! `respawn_delay`. A run counts as stable once the instance has been `ok` for
-//! [`STABLE_RUN`].
+//! `respawn_delay`, and never less than [`MIN_DELAY`], even with a
+//! `respawn_delay` of zero: a program that dies at once would otherwise be
+//! respawned thousands of times a second. A run counts as stable once the
+//! instance has been `ok` for [`STABLE_RUN`].
 
 use std::time::Duration;
 
@@ -11,6 +13,9 @@ use std::time::Duration;
 pub const STABLE_RUN: Duration = Duration::from_secs(5);
 /// The first hold-down in a crash loop.
 pub const FIRST_DELAY: Duration = Duration::from_millis(100);
+/// The shortest hold-down between crashes in a row, whatever the cap: at most
+/// 100 respawns a second per worker.
+pub const MIN_DELAY: Duration = Duration::from_millis(10);
 
 /// The hold-down before respawning after a crash, given the unstable crashes in a
 /// row before this one (`streak`, 0 after a stable run) and the cap.
@@ -20,7 +25,7 @@ pub fn delay(streak: u32, cap: Duration) -> Duration {
     }
     // 100 ms · 2^(streak-1); the shift is bounded so it cannot overflow.
     let factor = 1u32 << (streak - 1).min(20);
-    FIRST_DELAY.saturating_mul(factor).min(cap)
+    FIRST_DELAY.saturating_mul(factor).min(cap).max(MIN_DELAY)
 }
 
 #[cfg(test)]
@@ -40,5 +45,12 @@ mod tests {
             delay(3, Duration::from_millis(250)),
             Duration::from_millis(250)
         );
+    }
+
+    #[test]
+    fn a_zero_cap_keeps_the_floor_for_crashes_in_a_row() {
+        assert_eq!(delay(0, Duration::ZERO), Duration::ZERO);
+        assert_eq!(delay(1, Duration::ZERO), MIN_DELAY);
+        assert_eq!(delay(30, Duration::from_millis(3)), MIN_DELAY);
     }
 }

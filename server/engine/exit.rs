@@ -1,25 +1,18 @@
-//! Exits, respawns and stops.
+//! Exits and respawns.
 //!
 //! An exit the daemon asked for (stop, restart, recycle, scale, shutdown) is never
 //! respawned. Any other exit of a running program's instance is a crash: respawned
-//! after the backoff hold-down if the program respawns.
-
-use std::time::Duration;
+//! after the backoff hold-down if the program respawns, until `max_restarts`.
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tokio::sync::oneshot;
 
 use super::backoff;
 use super::events::{Event, EventKind};
-use super::state::{
-    AfterStop, InstanceStatus, ProgramInfo, ProgramStatus, Run, StopReason, Until, Waiter,
-};
-use super::worker_msg::ToWorker;
-use super::{Engine, FailedDependency, Timer};
-use crate::daemon::error::{Error, Result};
+use super::state::{InstanceStatus, ProgramStatus, Run, StopReason};
+use super::{Engine, Timer};
+use crate::daemon::error::Error;
 use crate::daemon::process::reaper::{Exit, ExitStatus};
-use crate::daemon::process::signal::signal_group;
 use crate::daemon::spec::Kind;
 
 impl Engine {
@@ -78,7 +71,7 @@ impl Engine {
             return;
         };
         // Whatever the leader left in its group dies with it: no orphans.
-        let _ = signal_group(exit.pid, Signal::SIGKILL);
+        let _ = self.os.signal_group(exit.pid, Signal::SIGKILL);
         let Ok(index) = self.find(&name) else { return };
         let program = &mut self.programs[index];
         let Some(instance) = program.instance_mut(id) else {
@@ -281,330 +274,13 @@ impl Engine {
         self.settle(index);
     }
 
-    /// `Stop`.
-    pub(super) fn stop(
-        &mut self,
-        name: String,
-        timeout: Option<Duration>,
-        reply: oneshot::Sender<Result<ProgramInfo>>,
-    ) {
-        let index = match self.find(&name) {
-            Ok(index) => index,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
-        self.programs[index].waiters.push(Waiter {
-            until: Until::Idle,
-            reply,
-        });
-        match self.programs[index].run {
-            Run::Idle => {}
-            Run::Waiting => self.cancel_waiting(index, "stopped before it started"),
-            Run::Stopping(_) => {
-                // Already stopping; a restart in progress becomes a plain stop.
-                self.programs[index].run = Run::Stopping(AfterStop::Idle);
-            }
-            Run::Running => {
-                // What needs this program stops first, last started first.
-                let dependents = self.dependents(&name);
-                if let Some(window) = timeout {
-                    // The override is for this program, not its dependents.
-                    self.programs[index].stop_override = Some(window);
-                }
-                let mut order = dependents;
-                order.push(name);
-                // Once the daemon is closing, a stop is part of its shutdown,
-                // and the workers are told so.
-                let reason = if self.closing() {
-                    StopReason::Shutdown
-                } else {
-                    StopReason::Stop
-                };
-                self.stop_in_order(order, reason);
-            }
-        }
-        self.settle(index);
-    }
-
-    /// `Restart`: rolling for a running cluster unless `full`, else stop then start.
-    pub(super) fn restart(
-        &mut self,
-        name: String,
-        full: bool,
-        reply: oneshot::Sender<Result<ProgramInfo>>,
-    ) {
-        if self.closing() {
-            let _ = reply.send(Err(Error::ShuttingDown));
-            return;
-        }
-        let index = match self.find(&name) {
-            Ok(index) => index,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
-        let program = &self.programs[index];
-        let rolling = !full
-            && program.spec.kind == crate::daemon::spec::Kind::Cluster
-            && program.is_running();
-        if program.rollout.is_some() {
-            let _ = reply.send(Err(Error::Precondition {
-                program: name,
-                reason: "a rolling restart is already in progress".into(),
-            }));
-            return;
-        }
-        if rolling {
-            self.begin_rollout(index, reply);
-            return;
-        }
-        match program.run {
-            Run::Idle | Run::Waiting => {
-                if matches!(program.run, Run::Idle) {
-                    if let Err(e) = self.request_start(index, FailedDependency::Retry) {
-                        let _ = reply.send(Err(e));
-                        return;
-                    }
-                }
-            }
-            Run::Stopping(_) => self.programs[index].run = Run::Stopping(AfterStop::Restart),
-            Run::Running => {
-                let window = program.spec.stop_timeout;
-                self.begin_stop(index, StopReason::Restart, window);
-                self.programs[index].run = Run::Stopping(AfterStop::Restart);
-            }
-        }
-        self.programs[index].waiters.push(Waiter {
-            until: Until::Ok,
-            reply,
-        });
-        self.settle(index);
-    }
-
-    /// Starts stopping every instance of program `index` within `window`.
-    pub(super) fn begin_stop(&mut self, index: usize, reason: StopReason, window: Duration) {
-        let name = self.programs[index].spec.name.clone();
-        let first = !matches!(self.programs[index].run, Run::Stopping(_));
-        if first {
-            self.programs[index].run = Run::Stopping(AfterStop::Idle);
-            self.publish(Event::new(&name, EventKind::Stopping).reason(reason.as_str()));
-            let stopping = || Error::Precondition {
-                program: name.clone(),
-                reason: "was stopped before it became ok".into(),
-            };
-            self.fail_ok_waiters(index, stopping);
-            self.abort_rollout(index, "the program is stopping");
-            self.programs[index].recycling.clear();
-        }
-        // Slots in backoff have no process: drop them now.
-        self.programs[index]
-            .instances
-            .retain(|i| i.status != InstanceStatus::Backoff);
-        let ids: Vec<u64> = self.programs[index]
-            .instances
-            .iter()
-            .map(|i| i.id)
-            .collect();
-        for id in ids {
-            self.stop_instance(index, id, reason, window);
-        }
-        self.settle(index);
-    }
-
-    /// Asks one instance to stop: `Stop` over its channel, or SIGTERM to its group;
-    /// SIGKILL to the group when `window` has passed. Stopping an instance that is
-    /// already stopping only ever shortens its window.
-    pub(super) fn stop_instance(
-        &mut self,
-        index: usize,
-        id: u64,
-        reason: StopReason,
-        window: Duration,
-    ) {
-        let name = self.programs[index].spec.name.clone();
-        let Some(instance) = self.programs[index].instance_mut(id) else {
-            return;
-        };
-        let Some(pid) = instance.pid else { return };
-        let already = instance.stopping.is_some();
-        instance.stopping = Some(reason);
-        if !already {
-            instance.status = InstanceStatus::Stopping;
-            match &instance.channel {
-                Some(channel) => {
-                    if channel
-                        .try_send(ToWorker::Stop {
-                            reason,
-                            deadline: window,
-                        })
-                        .is_err()
-                    {
-                        let _ = signal_group(pid, Signal::SIGTERM);
-                    }
-                }
-                None => {
-                    let _ = signal_group(pid, Signal::SIGTERM);
-                }
-            }
-            let mut event = Event::new(&name, EventKind::Status).worker(id, Some(pid));
-            event.instance_status = Some(InstanceStatus::Stopping);
-            event.reason = reason.as_str().to_string();
-            self.publish(event);
-        }
-        if window.is_zero() {
-            let _ = signal_group(pid, Signal::SIGKILL);
-        } else {
-            self.after(
-                window,
-                Timer::KillDeadline {
-                    program: name,
-                    id,
-                    pid,
-                },
-            );
-        }
-    }
-
-    /// The stop window of an instance is over.
-    pub(super) fn kill_deadline(&mut self, program: &str, id: u64, pid: nix::unistd::Pid) {
-        let Ok(index) = self.find(program) else {
-            return;
-        };
-        let Some(instance) = self.programs[index].instance(id) else {
-            return;
-        };
-        if instance.pid != Some(pid) {
-            return;
-        }
-        tracing::info!(program, worker = id, %pid, "stop window over: SIGKILL to the process group");
-        let _ = signal_group(pid, Signal::SIGKILL);
-        self.publish(
-            Event::new(program, EventKind::Error)
-                .worker(id, Some(pid))
-                .reason("did not stop within its stop window: killed"),
-        );
-    }
-
-    /// Every instance of a stopping program has exited.
-    pub(super) fn finish_stop(&mut self, index: usize) {
-        let Run::Stopping(then) = self.programs[index].run else {
-            return;
-        };
-        let closing = self.closing();
-        let program = &mut self.programs[index];
-        program.run = Run::Idle;
-        program.rollout = None;
-        if then == AfterStop::Restart && !closing {
-            // Keep the sockets (a restart must not close the port) and the size.
-            self.settle(index);
-            if let Err(e) = self.launch_sized(index, true) {
-                let reason = e.to_string();
-                let program = self.programs[index].spec.name.clone();
-                self.fail_ok_waiters(index, || Error::Precondition {
-                    program: program.clone(),
-                    reason: reason.clone(),
-                });
-            }
-            return;
-        }
-        program.sockets.clear();
-        if then == AfterStop::Restart {
-            // A full restart cut short by the daemon's shutdown: its second half
-            // never comes, so nobody waits for it.
-            self.fail_ok_waiters(index, || Error::ShuttingDown);
-        }
-        self.settle(index);
-    }
-
-    /// Takes down a program whose start could not complete: SIGKILL what started.
-    pub(super) fn abort(&mut self, index: usize) {
-        self.begin_stop(index, StopReason::Stop, Duration::ZERO);
-    }
-
-    /// A `once` job's run ended by itself. Records the outcome; returns true if
-    /// the failed run is to be retried (the caller respawns it with backoff).
-    fn job_ended(&mut self, index: usize, id: u64, exit: Exit, reason: &str) -> bool {
-        let name = self.programs[index].spec.name.clone();
-        let ran_after = self.programs[index]
-            .spec
-            .after
-            .iter()
-            .filter_map(|dep| {
-                let tick = self.programs[self.find(dep).ok()?].tick;
-                Some((dep.clone(), tick))
-            })
-            .collect();
-        let program = &mut self.programs[index];
-        program.ran_after = ran_after;
-        program.outcome = Some(exit.status);
-        if matches!(exit.status, ExitStatus::Code(0)) {
-            program.last_error = None;
-            program.instances.retain(|i| i.id != id);
-            program.run = Run::Idle;
-            let mut event = Event::new(&name, EventKind::Status).worker(id, Some(exit.pid));
-            event.instance_status = Some(InstanceStatus::Dead);
-            self.publish(event);
-            self.publish(Event::new(&name, EventKind::Stopped).reason("completed"));
-            self.settle(index);
-            return false;
-        }
-        let runs = program.retries + 1;
-        let retry = program.spec.respawn
-            && program
-                .spec
-                .max_retries
-                .is_none_or(|max| program.retries < max);
-        let error = format!("job failed (run {runs}): {reason}");
-        program.last_error = Some(error.clone());
-        self.publish(
-            Event::new(&name, EventKind::Error)
-                .worker(id, Some(exit.pid))
-                .reason(error),
-        );
-        if retry {
-            self.programs[index].retries += 1;
-            return true;
-        }
-        let program = &mut self.programs[index];
-        program.gave_up = program.spec.respawn;
-        program.instances.retain(|i| i.id != id);
-        program.run = Run::Idle;
-        let mut event = Event::new(&name, EventKind::Status).worker(id, Some(exit.pid));
-        event.instance_status = Some(InstanceStatus::Dead);
-        self.publish(event);
-        self.settle(index);
-        false
-    }
-
-    /// A job ran past its `timeout`: kill its process group.
-    pub(super) fn job_timeout(&mut self, program: &str, id: u64, pid: nix::unistd::Pid) {
-        let Ok(index) = self.find(program) else {
-            return;
-        };
-        let limit = self.programs[index].spec.timeout.unwrap_or_default();
-        let Some(instance) = self.programs[index].instance_mut(id) else {
-            return;
-        };
-        if instance.pid != Some(pid) || instance.stopping.is_some() {
-            return;
-        }
-        instance.killed_because = Some(format!(
-            "timed out after {}",
-            humantime::format_duration(limit)
-        ));
-        let _ = signal_group(pid, Signal::SIGKILL);
-    }
-
     /// Counts a respawn against `max_restarts`; the reason to give up if this
     /// one is past the limit.
     fn restart_limit_reached(&mut self, index: usize) -> Option<String> {
         let program = &mut self.programs[index];
         let max = program.spec.max_restarts?;
         let window = program.spec.restart_window;
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now();
         while program
             .recent_restarts
             .front()

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::events::Subscription;
 use super::state::{ProgramInfo, WorkerInfo};
-use super::worker_msg::{FromWorker, Hello, ToWorker, Welcome, WorkerKey};
+use super::worker_msg::{FromWorker, Hello, Welcome, WorkerKey, WorkerLink};
 use crate::daemon::error::{Error, Result};
 use crate::daemon::spec::{ProgramDef, ProgramSpec};
 
@@ -117,7 +117,7 @@ pub enum Command {
         /// The socket peer's pid (kernel-verified).
         peer_pid: Option<i32>,
         /// Where to send it messages.
-        channel: mpsc::Sender<ToWorker>,
+        channel: WorkerLink,
         /// Reply.
         reply: oneshot::Sender<Result<(WorkerKey, Welcome)>>,
     },
@@ -275,7 +275,7 @@ impl EngineHandle {
         &self,
         hello: Hello,
         peer_pid: Option<i32>,
-        channel: mpsc::Sender<ToWorker>,
+        channel: WorkerLink,
     ) -> Result<(WorkerKey, Welcome)> {
         self.ask(|reply| Command::Attach {
             hello,

@@ -7,25 +7,33 @@
 //! lost process, no double respawn) easy to check.
 //!
 //! The work is split by concern, each an `impl Engine` block:
-//! [`start`] (starting programs and spawning instances), [`exit`] (exits, respawns
-//! and stops), [`workers`] (the SDK channel, `Send`, `Kill`), [`scale`] (`Scale`
+//! [`start`] (starting programs and spawning instances), [`exit`] (exits and
+//! respawns), [`stop`] (`Stop`, `Restart`, stop windows), [`jobs`] (`once` runs),
+//! [`workers`] (the SDK channel, `Send`, `Kill`), [`scale`] (`Scale`
 //! and rolling restarts), [`recycle`] (heartbeat timeouts and recycling),
 //! [`order`] (`after` dependencies and ordered stops),
-//! [`query`] (`List`, `EachWorker`).
+//! [`query`] (`List`, `EachWorker`). Every call into the operating system goes
+//! through [`os::Os`].
 
 pub mod backoff;
 pub mod events;
 mod exit;
 mod handle;
+mod jobs;
 mod notify;
 mod order;
+pub mod os;
 mod query;
 mod recycle;
 mod scale;
 mod start;
 pub mod state;
+mod stop;
 pub mod worker_msg;
 mod workers;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,6 +47,7 @@ use tokio_util::time::DelayQueue;
 pub use handle::{Command, EngineHandle, FailedDependency};
 
 use self::events::{Event, EventBus, EventKind};
+use self::os::Os;
 use self::state::{Program, ProgramInfo, ProgramStatus, Run, Until};
 use crate::daemon::error::{Error, Result};
 use crate::daemon::process::reaper::{self, Exit};
@@ -102,6 +111,9 @@ pub struct Engine {
     trim_scheduled: bool,
     /// Where the tasks watching each spawn's exec report its outcome.
     exec_tx: mpsc::UnboundedSender<ExecOutcome>,
+    /// Spawning, signalling, binding and memory reads: the operating system, or
+    /// a fake in unit tests.
+    os: Box<dyn Os>,
 }
 
 /// How the exec of a spawned process went: `error` is `None` once it exec'd.
@@ -129,10 +141,20 @@ struct StopSequence {
 /// Must run inside a tokio runtime. The engine owns all child reaping of this
 /// process (see [`crate::daemon::process::reaper`]).
 pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task::JoinHandle<()>)> {
-    let (tx, rx) = mpsc::channel(1024);
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
-    let (exec_tx, exec_rx) = mpsc::unbounded_channel();
     reaper::start(exit_tx)?;
+    Ok(spawn_with(config, Box::new(os::RealOs), exit_rx))
+}
+
+/// Starts the engine task on `os`, taking the exits of its processes from
+/// `exits`; returns the handle.
+pub(crate) fn spawn_with(
+    config: EngineConfig,
+    os: Box<dyn Os>,
+    exits: mpsc::UnboundedReceiver<Exit>,
+) -> (EngineHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(1024);
+    let (exec_tx, exec_rx) = mpsc::unbounded_channel();
     let engine = Engine {
         config,
         inherited_env: std::env::vars_os()
@@ -149,9 +171,10 @@ pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, tokio::task
         advancing: false,
         trim_scheduled: false,
         exec_tx,
+        os,
     };
-    let task = tokio::spawn(engine.run(rx, exit_rx, exec_rx));
-    Ok((EngineHandle::new(tx), task))
+    let task = tokio::spawn(engine.run(rx, exits, exec_rx));
+    (EngineHandle::new(tx), task)
 }
 
 /// Whether a variable of the daemon's own environment is passed on to its
@@ -352,6 +375,9 @@ impl Engine {
 
         let program = &mut self.programs[index];
         let info = program.info();
+        // A waiter for `ok` that nothing under way can satisfy is answered now,
+        // not left to hang until some later request happens to bring it up.
+        let out_of_reach = program.ok_out_of_reach();
         let waiters = std::mem::take(&mut program.waiters);
         for waiter in waiters {
             let done = match &waiter.until {
@@ -361,6 +387,18 @@ impl Engine {
             };
             if done {
                 let _ = waiter.reply.send(Ok(info.clone()));
+            } else if waiter.until == Until::Ok && out_of_reach {
+                let reason = match &program.last_error {
+                    Some(error) => format!("did not become ok: {error}"),
+                    None if program.is_running() => {
+                        "cannot become ok: workers are missing and none is starting".to_string()
+                    }
+                    None => "was stopped before it became ok".to_string(),
+                };
+                let _ = waiter.reply.send(Err(Error::Precondition {
+                    program: program.spec.name.clone(),
+                    reason,
+                }));
             } else {
                 program.waiters.push(waiter);
             }
@@ -468,10 +506,9 @@ impl Engine {
     /// Last resort when the loop ends: SIGKILL every group and reap what we can.
     fn kill_everything(&mut self) {
         for pid in self.pids.keys() {
-            let _ = crate::daemon::process::signal::signal_group(
-                *pid,
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = self
+                .os
+                .signal_group(*pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
 

@@ -52,7 +52,7 @@ impl Engine {
                 "WATCHDOG" if value == "1" => {
                     if let Some(instance) = self.programs[index].instance_mut(id) {
                         instance.notify_watchdog = true;
-                        instance.last_seen = std::time::Instant::now();
+                        instance.last_seen = tokio::time::Instant::now();
                     }
                 }
                 "STOPPING" if value == "1" => {

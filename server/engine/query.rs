@@ -4,7 +4,7 @@
 use super::state::{ProgramInfo, Run, WorkerInfo};
 use super::Engine;
 use crate::daemon::error::Result;
-use crate::daemon::process::rss::rss_bytes;
+use crate::daemon::process::cpu::cpu_time;
 
 impl Engine {
     /// One program, or every program in definition order.
@@ -45,9 +45,13 @@ impl Engine {
                     restarts: instance.restarts,
                     connections: instance.connections,
                     requests: instance.requests,
-                    rss_bytes: instance.pid.and_then(rss_bytes).unwrap_or(0),
+                    rss_bytes: instance
+                        .pid
+                        .and_then(|pid| self.os.rss_bytes(pid))
+                        .unwrap_or(0),
                     uptime: instance.spawned_at.elapsed(),
                     attached: instance.channel.is_some(),
+                    cpu: instance.pid.and_then(cpu_time).unwrap_or_default(),
                     notify_status: instance.notify_status.clone(),
                 });
             }

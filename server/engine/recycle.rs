@@ -11,8 +11,6 @@ use nix::sys::signal::Signal;
 use super::events::{Event, EventKind};
 use super::state::{InstanceStatus, StopReason};
 use super::{Engine, Timer};
-use crate::daemon::process::rss::rss_bytes;
-use crate::daemon::process::signal::signal_group;
 
 /// Heartbeat intervals of silence after which an attached worker counts as hung.
 pub const HUNG_AFTER: u32 = 8;
@@ -100,11 +98,17 @@ impl Engine {
                 instance.last_seen.elapsed().as_millis()
             );
             instance.killed_because = Some(why.clone());
-            let _ = signal_group(pid, Signal::SIGKILL);
-            hung.push((instance.id, pid, why));
+            let _ = self.os.signal_group(pid, Signal::SIGKILL);
+            hung.push((instance.id, pid, instance.status, why));
         }
-        for (id, pid, why) in hung {
+        for (id, pid, status, why) in hung {
             tracing::warn!(program = %name, worker = id, %pid, "{why}: killed");
+            if status == InstanceStatus::Starting {
+                // Whoever waits for it to start (`infantctl start`) learns why it
+                // did not, not just the SIGKILL that follows.
+                self.start_failed(index, id, why);
+                continue;
+            }
             self.publish(
                 Event::new(&name, EventKind::Error)
                     .worker(id, Some(pid))
@@ -140,17 +144,24 @@ impl Engine {
             }
             let served = instance.connections.max(instance.requests);
             if served >= spec.max_connections {
+                // Say what was counted: a request-counting worker may serve many
+                // requests over one connection.
+                let what = if instance.requests > instance.connections {
+                    "requests"
+                } else {
+                    "connections"
+                };
                 return Some((
                     instance.id,
                     served,
                     format!(
-                        "served {served} connections (max_connections {})",
+                        "served {served} {what} (max_connections {})",
                         spec.max_connections
                     ),
                 ));
             }
             let base = instance.rss_at_ok?;
-            let now = rss_bytes(instance.pid?)?;
+            let now = self.os.rss_bytes(instance.pid?)?;
             let limit =
                 base.saturating_add(base.saturating_mul(u64::from(spec.max_memory_gain)) / 100);
             (now > limit).then(|| {

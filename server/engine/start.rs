@@ -1,7 +1,7 @@
 //! Starting programs and spawning their instances; readiness.
 
 use std::ffi::OsString;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use nix::unistd::Pid;
 use tokio::sync::oneshot;
@@ -12,7 +12,7 @@ use super::state::{
 };
 use super::{Engine, FailedDependency, Timer};
 use crate::daemon::error::{Error, Result};
-use crate::daemon::process::{sockets, spawn};
+use crate::daemon::process::spawn;
 use crate::daemon::spec::{Kind, ProgramDef, Ready};
 
 /// How long an instance of a program known to link the SDK may take to attach
@@ -129,7 +129,7 @@ impl Engine {
         if self.programs[index].sockets.is_empty() {
             let mut bound = Vec::new();
             for addr in &self.programs[index].spec.listen {
-                match sockets::bind(addr) {
+                match self.os.bind(addr) {
                     Ok(socket) => bound.push(socket),
                     Err(e) => {
                         let error = Error::Listen {
@@ -245,7 +245,7 @@ impl Engine {
             listen_fds: &fds,
             listen_names: &names,
         };
-        let spawned = spawn::spawn(&request).map_err(|e| match e {
+        let spawned = self.os.spawn(&request).map_err(|e| match e {
             spawn::SpawnError::Executable { command, reason } => Error::Spawn {
                 program: spec.name.clone(),
                 command,
@@ -261,7 +261,7 @@ impl Engine {
         // The exec finishes on its own; its outcome comes back as an engine input.
         let exec_tx = self.exec_tx.clone();
         tokio::spawn(async move {
-            let error = spawn::exec_outcome(spawned.exec_status).await;
+            let error = spawned.exec.await;
             let _ = exec_tx.send(super::ExecOutcome { pid, error });
         });
 
@@ -277,10 +277,7 @@ impl Engine {
         let program = &mut self.programs[index];
         let Some(instance) = program.instance_mut(id) else {
             // Cannot happen: callers create the slot first. Do not leak the process.
-            let _ = crate::daemon::process::signal::signal_group(
-                pid,
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = self.os.signal_group(pid, nix::sys::signal::Signal::SIGKILL);
             return Err(Error::UnknownWorker {
                 program: name,
                 worker: id,
@@ -371,7 +368,7 @@ impl Engine {
         instance.ok_at = Some(Instant::now());
         let pid = instance.pid;
         if self.programs[index].spec.enhanced {
-            let rss = pid.and_then(crate::daemon::process::rss::rss_bytes);
+            let rss = pid.and_then(|pid| self.os.rss_bytes(pid));
             if let Some(instance) = self.programs[index].instance_mut(id) {
                 instance.rss_at_ok = rss;
             }

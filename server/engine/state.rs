@@ -3,18 +3,20 @@
 //! Only the engine task touches these; everything outside sees [`ProgramInfo`] and
 //! [`WorkerInfo`] copies.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use nix::unistd::Pid;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use super::worker_msg::ToWorker;
+use super::worker_msg::WorkerLink;
 use crate::daemon::error::Result;
 use crate::daemon::process::reaper::ExitStatus;
 use crate::daemon::process::sockets::BoundSocket;
 use crate::daemon::spec::{Kind, ProgramSpec};
 
-/// A program's status (DESIGN.md "Statuses").
+/// A program's status (docs/configuration.md, "Statuses").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProgramStatus {
     /// Defined, not running.
@@ -100,7 +102,7 @@ pub struct Instance {
     /// The hold-down this slot is waiting out (or last waited).
     pub backoff: Duration,
     /// The SDK channel, once the worker attached.
-    pub channel: Option<mpsc::Sender<ToWorker>>,
+    pub channel: Option<WorkerLink>,
     /// Connections reported by the worker.
     pub connections: u64,
     /// Requests reported by the worker.
@@ -317,6 +319,39 @@ impl Program {
         self.instances.iter_mut().find(|i| i.id == id)
     }
 
+    /// Removes and returns the waiters whose condition matches `which`.
+    pub fn take_waiters(&mut self, which: impl Fn(&Until) -> bool) -> Vec<Waiter> {
+        let (taken, kept) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|w| which(&w.until));
+        self.waiters = kept;
+        taken
+    }
+
+    /// Whether the program cannot become `ok` without a new request: it is
+    /// idle, or it runs short of workers with none starting, in backoff or
+    /// failing (those it lost are not coming back).
+    pub fn ok_out_of_reach(&self) -> bool {
+        match self.run {
+            Run::Idle => true,
+            Run::Waiting | Run::Stopping(_) => false,
+            Run::Running => {
+                let active = self.instances.iter().filter(|i| i.is_active());
+                let ok = active
+                    .clone()
+                    .filter(|i| i.status == InstanceStatus::Ok)
+                    .count();
+                let in_flight = active.clone().any(|i| {
+                    matches!(
+                        i.status,
+                        InstanceStatus::Starting | InstanceStatus::Backoff | InstanceStatus::Error
+                    )
+                });
+                ok < self.desired as usize && !in_flight
+            }
+        }
+    }
+
     /// True while the program is meant to be up.
     pub fn is_running(&self) -> bool {
         matches!(self.run, Run::Running)
@@ -425,6 +460,8 @@ pub struct WorkerInfo {
     pub uptime: Duration,
     /// Attached over the SDK channel.
     pub attached: bool,
+    /// CPU time (user + system) used since spawn, read now.
+    pub cpu: Duration,
     /// `ready = "notify"`: the last `STATUS=` text it sent.
     pub notify_status: String,
 }

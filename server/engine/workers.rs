@@ -3,14 +3,13 @@
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tokio::sync::mpsc;
 
 use super::events::{Event, EventKind};
 use super::state::InstanceStatus;
-use super::worker_msg::{FromWorker, Hello, ToWorker, Welcome, WorkerKey};
+use super::worker_msg::{FromWorker, Hello, ToWorker, Welcome, WorkerKey, WorkerLink};
 use super::Engine;
 use crate::daemon::error::{Error, Result};
-use crate::daemon::process::signal::signal_group;
+use crate::daemon::spec::{Kind, Ready};
 
 /// Largest message payload, either way.
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
@@ -25,7 +24,7 @@ impl Engine {
         &mut self,
         hello: Hello,
         peer_pid: Option<i32>,
-        channel: mpsc::Sender<ToWorker>,
+        channel: WorkerLink,
     ) -> Result<(WorkerKey, Welcome)> {
         let refused = |why: String| Error::AttachRefused(why);
         let found = self.programs.iter().enumerate().find_map(|(index, p)| {
@@ -83,7 +82,7 @@ impl Engine {
             });
         }
         instance.channel = Some(channel);
-        instance.last_seen = std::time::Instant::now();
+        instance.last_seen = tokio::time::Instant::now();
         self.programs[index].links_sdk = true;
         tracing::debug!(program = %name, worker = id, %pid, claimed_pid = hello.pid, "worker attached");
         let key = WorkerKey {
@@ -109,7 +108,7 @@ impl Engine {
         let id = key.id;
         let (status, pid) = match self.programs[index].instance_mut(id) {
             Some(i) => {
-                i.last_seen = std::time::Instant::now();
+                i.last_seen = tokio::time::Instant::now();
                 (i.status, i.pid)
             }
             None => return,
@@ -117,22 +116,27 @@ impl Engine {
         match message {
             FromWorker::Ready => {
                 // `grace`, `spawn` and `notify` have readiness of their own.
-                let by_sdk = matches!(
-                    self.programs[index].spec.ready,
-                    crate::daemon::spec::Ready::Auto | crate::daemon::spec::Ready::Sdk
-                );
+                let by_sdk = matches!(self.programs[index].spec.ready, Ready::Auto | Ready::Sdk);
                 if status == InstanceStatus::Starting && by_sdk {
                     self.mark_ok(index, id);
                 }
             }
-            FromWorker::Failed(text) => {
-                if status == InstanceStatus::Starting {
-                    self.start_failed(index, id, text);
-                } else if let Some(instance) = self.programs[index].instance_mut(id) {
-                    // A running job's run failed: its exit reports the text.
-                    instance.reported_error = Some(text);
+            FromWorker::Failed(text) => match status {
+                InstanceStatus::Starting => self.start_failed(index, id, text),
+                // A running job's run failed: its exit reports the text (to
+                // `Start` with `wait` and in the `error` event), once.
+                InstanceStatus::Ok if self.programs[index].spec.kind == Kind::Once => {
+                    if let Some(instance) = self.programs[index].instance_mut(id) {
+                        instance.reported_error = Some(text);
+                    }
                 }
-            }
+                // Counted `ok` without `Ready` (it attached after the start
+                // grace), or failing after `Ready`: the text must not be lost.
+                InstanceStatus::Ok => self.worker_failed(index, id, pid, text),
+                _ => {
+                    tracing::debug!(program = %key.program, worker = id, "ignoring Failed: {text}")
+                }
+            },
             FromWorker::Heartbeat {
                 connections,
                 requests,
@@ -181,6 +185,28 @@ impl Engine {
                 instance.stopped_itself = true;
             }
         }
+    }
+
+    /// A running worker reported a failure (`Failed` after it was `ok`): it is
+    /// about to exit, and its text becomes the program's error.
+    fn worker_failed(&mut self, index: usize, id: u64, pid: Option<Pid>, text: String) {
+        let name = self.programs[index].spec.name.clone();
+        let error = format!("worker {id} failed: {text}");
+        if let Some(instance) = self.programs[index].instance_mut(id) {
+            // Not `ok` any more; its exit then keeps this error.
+            instance.status = InstanceStatus::Error;
+        }
+        self.programs[index].last_error = Some(error.clone());
+        let mut event = Event::new(&name, EventKind::Status).worker(id, pid);
+        event.instance_status = Some(InstanceStatus::Error);
+        event.reason = text;
+        self.publish(event);
+        self.publish(
+            Event::new(&name, EventKind::Error)
+                .worker(id, pid)
+                .reason(error),
+        );
+        self.settle(index);
     }
 
     /// An attached worker's stream ended. Its process may live on (it will be
@@ -268,7 +294,8 @@ impl Engine {
                 continue;
             }
             if let Some(pid) = instance.pid {
-                signal_group(pid, signal)
+                self.os
+                    .signal_group(pid, signal)
                     .map_err(|e| Error::io(format!("signal worker {}", instance.id), e))?;
                 instance.signalled = Some(signal);
                 signalled += 1;

@@ -166,6 +166,7 @@ pub fn worker_info(info: WorkerInfo) -> proto::WorkerInfo {
         rss_bytes: info.rss_bytes,
         uptime_ms: u64::try_from(info.uptime.as_millis()).unwrap_or(u64::MAX),
         attached: info.attached,
+        cpu_ms: u64::try_from(info.cpu.as_millis()).unwrap_or(u64::MAX),
         notify_status: info.notify_status,
     }
 }

@@ -10,11 +10,13 @@
 mod convert;
 pub mod health;
 mod remote;
+mod stats;
 mod status;
 mod supervisor;
 mod worker_channel;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -27,6 +29,7 @@ use crate::proto::supervisor_server::SupervisorServer;
 use crate::proto::worker_channel_server::WorkerChannelServer;
 
 pub use remote::{serve_remote, BearerToken, RemoteListener};
+pub use stats::RpcStats;
 pub use supervisor::SupervisorService;
 pub use worker_channel::WorkerChannelService;
 
@@ -41,6 +44,7 @@ pub async fn serve(
     engine: EngineHandle,
     listener: UnixListener,
     health: tonic_health::server::HealthReporter,
+    stats: Arc<RpcStats>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let health_service = health::service(&health);
@@ -48,9 +52,10 @@ pub async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     Server::builder()
+        .layer(stats::CountCalls(Arc::clone(&stats)))
         .layer(tonic::service::InterceptorLayer::new(check_peer))
         .add_service(
-            SupervisorServer::new(SupervisorService::new(engine.clone()))
+            SupervisorServer::new(SupervisorService::new(engine.clone(), stats))
                 .max_decoding_message_size(MAX_REQUEST),
         )
         .add_service(

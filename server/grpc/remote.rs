@@ -144,6 +144,7 @@ pub async fn serve_remote(
     engine: EngineHandle,
     listener: TcpListener,
     remote: RemoteListener,
+    stats: std::sync::Arc<super::RpcStats>,
     shutdown: impl Future<Output = ()>,
 ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -161,11 +162,12 @@ pub async fn serve_remote(
         .with_nodelay(Some(true))
         .with_keepalive(Some(KEEPALIVE));
     server
+        .layer(super::stats::CountCalls(std::sync::Arc::clone(&stats)))
         .layer(tonic::service::InterceptorLayer::new(BearerAuth {
             token: remote.token,
         }))
         .add_service(
-            SupervisorServer::new(SupervisorService::new(engine))
+            SupervisorServer::new(SupervisorService::new(engine, stats))
                 .max_decoding_message_size(MAX_REQUEST),
         )
         .add_service(health_service)

@@ -2,6 +2,7 @@
 //! call and the answer into a reply. Nothing here knows about processes.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
@@ -9,6 +10,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::stats::RpcStats;
 use crate::daemon::engine::EngineHandle;
 use crate::daemon::error::Error;
 use crate::daemon::process::signal::parse_signal;
@@ -17,12 +19,13 @@ use crate::proto::{self, supervisor_server::Supervisor};
 /// The control service, a thin facade on the engine.
 pub struct SupervisorService {
     engine: EngineHandle,
+    stats: Arc<RpcStats>,
 }
 
 impl SupervisorService {
-    /// Serves `engine`.
-    pub fn new(engine: EngineHandle) -> Self {
-        SupervisorService { engine }
+    /// Serves `engine`, counting `Events` watchers and their drops in `stats`.
+    pub fn new(engine: EngineHandle, stats: Arc<RpcStats>) -> Self {
+        SupervisorService { engine, stats }
     }
 }
 
@@ -165,15 +168,22 @@ impl Supervisor for SupervisorService {
         // The broadcast channel never waits for us; when we fall behind it says how
         // far, and the next event we do deliver carries that count.
         let mut missed = 0u64;
-        let live = BroadcastStream::new(subscription.live).filter_map(move |item| match item {
-            Ok(event) if wanted(&event.program) => {
-                let lost = std::mem::take(&mut missed);
-                Some(Ok(convert::event(&event, lost)))
-            }
-            Ok(_) => None,
-            Err(BroadcastStreamRecvError::Lagged(n)) => {
-                missed += n;
-                None
+        // Counted as a watcher for as long as the stream lives.
+        let watcher = self.stats.watching();
+        let stats = Arc::clone(&self.stats);
+        let live = BroadcastStream::new(subscription.live).filter_map(move |item| {
+            let _watching = &watcher;
+            match item {
+                Ok(event) if wanted(&event.program) => {
+                    let lost = std::mem::take(&mut missed);
+                    Some(Ok(convert::event(&event, lost)))
+                }
+                Ok(_) => None,
+                Err(BroadcastStreamRecvError::Lagged(n)) => {
+                    stats.dropped(n);
+                    missed += n;
+                    None
+                }
             }
         });
         Ok(Response::new(Box::pin(replay.chain(live))))

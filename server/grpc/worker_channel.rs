@@ -8,21 +8,23 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::daemon::engine::state::StopReason;
-use crate::daemon::engine::worker_msg::{FromWorker, Hello, ToWorker};
+use crate::daemon::engine::worker_msg::{FromWorker, Hello, ToWorker, WorkerLink};
 use crate::daemon::engine::{Command, EngineHandle};
 use crate::proto::{self, daemon_message, worker_channel_server::WorkerChannel, worker_message};
 
 /// How long a new stream may take to say `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages queued for one worker before `Send` reports it as not reading.
+/// (`Stop` has a queue of its own and never waits behind these.)
 const QUEUE: usize = 64;
+/// The longest `Failed` text kept from a worker: it becomes a program's error,
+/// shown by `status` and carried in gRPC status messages, which must stay small.
+const MAX_ERROR: usize = 4096;
 
 /// The worker channel service, a thin facade on the engine.
 pub struct WorkerChannelService {
@@ -61,13 +63,13 @@ impl WorkerChannel for WorkerChannelService {
         else {
             return Err(Status::invalid_argument("the first message must be Hello"));
         };
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (link, mut inbox) = WorkerLink::new(QUEUE);
         let hello = Hello {
             id: hello.id,
             token: hello.token,
             pid: hello.pid,
         };
-        let (key, welcome) = self.engine.attach(hello, peer_pid, tx).await?;
+        let (key, welcome) = self.engine.attach(hello, peer_pid, link).await?;
 
         let engine = self.engine.clone();
         tokio::spawn(async move {
@@ -95,8 +97,9 @@ impl WorkerChannel for WorkerChannelService {
                 program: welcome.program,
             })),
         };
-        let outbound = tokio_stream::once(Ok(welcome))
-            .chain(ReceiverStream::new(rx).map(|message| Ok(to_worker(message))));
+        // `Stop` goes ahead of queued messages: the inbox drains control first.
+        let queued = futures_util::stream::poll_fn(move |cx| inbox.poll_recv(cx)).map(to_worker);
+        let outbound = tokio_stream::once(welcome).chain(queued).map(Ok);
         Ok(Response::new(Box::pin(outbound)))
     }
 }
@@ -110,7 +113,7 @@ fn from_worker(message: proto::WorkerMessage) -> Option<FromWorker> {
         // A second Hello on an attached stream means nothing.
         worker_message::Msg::Hello(_) => return None,
         worker_message::Msg::Ready(_) => FromWorker::Ready,
-        worker_message::Msg::Failed(failed) => FromWorker::Failed(failed.error),
+        worker_message::Msg::Failed(failed) => FromWorker::Failed(truncated(failed.error)),
         worker_message::Msg::Heartbeat(beat) => FromWorker::Heartbeat {
             connections: beat.connections,
             requests: beat.requests,
@@ -137,4 +140,20 @@ fn to_worker(message: ToWorker) -> proto::DaemonMessage {
         ToWorker::Message(payload) => daemon_message::Msg::Message(proto::Message { payload }),
     };
     proto::DaemonMessage { msg: Some(msg) }
+}
+
+/// `text` cut to at most [`MAX_ERROR`] bytes (on a character boundary), saying
+/// how much was cut.
+fn truncated(mut text: String) -> String {
+    if text.len() <= MAX_ERROR {
+        return text;
+    }
+    let total = text.len();
+    let mut end = MAX_ERROR;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!("… ({} of {total} bytes cut)", total - end));
+    text
 }

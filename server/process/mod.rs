@@ -2,6 +2,7 @@
 //! parent-death signal and handed-over sockets, signalling groups, reaping, RSS,
 //! and the daemon's own subreaper and leftover-process duties.
 
+pub mod cpu;
 pub mod reaper;
 pub mod rss;
 pub mod signal;

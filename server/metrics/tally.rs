@@ -1,0 +1,81 @@
+//! Counts the snapshots do not hold, kept from the event stream: recycles and
+//! failed starts per program, and events this watcher lost.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::engine::events::EventKind;
+use crate::daemon::engine::state::InstanceStatus;
+use crate::daemon::engine::EngineHandle;
+
+/// Per-program counters, and the event-bus drops seen.
+#[derive(Debug, Default)]
+pub struct Tally {
+    programs: Mutex<HashMap<String, ProgramTally>>,
+    drops: AtomicU64,
+}
+
+/// One program's counters since the daemon started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ProgramTally {
+    /// Workers recycled.
+    pub recycles: u64,
+    /// Instances that failed to start.
+    pub starts_failed: u64,
+}
+
+impl Tally {
+    /// A program's counters (zero if nothing happened to it).
+    pub fn program(&self, name: &str) -> ProgramTally {
+        self.programs
+            .lock()
+            .map(|programs| programs.get(name).copied().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Events the metrics watcher lost because it fell behind the bus.
+    pub fn drops(&self) -> u64 {
+        self.drops.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, program: &str, change: impl FnOnce(&mut ProgramTally)) {
+        if let Ok(mut programs) = self.programs.lock() {
+            // One entry per program name ever seen: bounded by the programs defined.
+            match programs.get_mut(program) {
+                Some(tally) => change(tally),
+                None => change(programs.entry(program.to_owned()).or_default()),
+            }
+        }
+    }
+}
+
+/// Watches the event bus and counts into `tally` until `shutdown`.
+pub async fn watch(engine: EngineHandle, tally: Arc<Tally>, shutdown: CancellationToken) {
+    let Ok(subscription) = engine.subscribe().await else {
+        return;
+    };
+    let mut live = subscription.live;
+    loop {
+        let event = tokio::select! {
+            event = live.recv() => event,
+            () = shutdown.cancelled() => return,
+        };
+        match event {
+            Ok(event) => match event.kind {
+                EventKind::Recycle => tally.count(&event.program, |t| t.recycles += 1),
+                EventKind::Status if event.instance_status == Some(InstanceStatus::Error) => {
+                    tally.count(&event.program, |t| t.starts_failed += 1)
+                }
+                _ => {}
+            },
+            Err(RecvError::Lagged(lost)) => {
+                tally.drops.fetch_add(lost, Ordering::Relaxed);
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
