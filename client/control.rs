@@ -271,13 +271,24 @@ impl Control {
         let request = EventsRequest {
             name: name.unwrap_or_default().to_owned(),
             replay,
-            follow,
+            follow: Some(follow),
+            last: None,
         };
+        self.watch(request).await
+    }
+
+    /// The event stream as `request` asks for it; see [`EventsRequest`]. Its
+    /// `last` keeps only the newest retained events of the replay, and an unset
+    /// `follow` follows.
+    pub async fn watch(&self, request: EventsRequest) -> Result<Streaming<Event>, ControlError> {
+        let name = (!request.name.is_empty()).then(|| request.name.clone());
         self.client()
             .events(request)
             .await
             .map(tonic::Response::into_inner)
-            .map_err(|status| ControlError::status(listing("watch events", name), status))
+            .map_err(|status| {
+                ControlError::status(listing("watch events", name.as_deref()), status)
+            })
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! The daemon and every client resolve the default the same way:
 //! `--socket PATH`, else `$INFANT_SOCKET`, else `$XDG_RUNTIME_DIR/infant/infantd.sock`,
-//! else `/tmp/infant-$UID/infantd.sock`.
+//! else, for root, `/run/infant/infantd.sock`, else `/tmp/infant-$UID/infantd.sock`.
+//! (Not `/tmp` for root: a system service often runs with `PrivateTmp=`, where
+//! every other process sees a different `/tmp`.)
 
 use std::path::PathBuf;
 
@@ -21,5 +23,8 @@ pub fn socket_path(explicit: Option<PathBuf>) -> PathBuf {
         return PathBuf::from(dir).join("infant").join("infantd.sock");
     }
     let uid = nix::unistd::getuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/infant/infantd.sock");
+    }
     PathBuf::from(format!("/tmp/infant-{uid}/infantd.sock"))
 }

@@ -21,6 +21,7 @@
 //! | `ECHO_SPAWN_CHILD=1` | the start hook spawns a grandchild `sleep 1000`, never waited for, and prints `grandchild <pid>` |
 //! | `ECHO_STOP_MARKER=PATH` | the stop hook appends `stopped <pid>` to PATH |
 //! | `ECHO_HANG_STOP=1` | the stop hook never finishes (after writing the marker) |
+//! | `ECHO_FAIL_STOP=TEXT` | the stop hook fails with TEXT (after printing `stopped <pid>`) |
 //! | `ECHO_BLOCK_START_MS=N` | the start hook blocks its thread (`std::thread::sleep`) N ms |
 //! | `ECHO_PANIC=start` or `stop` | that hook panics |
 //! | `ECHO_FAIL_START_LEN=N` | the start hook fails with a text of N characters |
@@ -223,6 +224,9 @@ async fn stop(handle: Handle) -> Result<(), String> {
     }
     tracing::debug!(reason = ?handle.stop_reason(), "stopped");
     say(&format!("stopped {pid}"));
+    if let Some(text) = knob("ECHO_FAIL_STOP") {
+        return Err(text);
+    }
     Ok(())
 }
 

@@ -19,7 +19,8 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Control socket (default: $INFANT_SOCKET, $XDG_RUNTIME_DIR/infant/infantd.sock,
-    /// or /tmp/infant-$UID/infantd.sock).
+    /// /run/infant/infantd.sock for root, or /tmp/infant-$UID/infantd.sock). A
+    /// socket passed by socket activation (LISTEN_FDS) is served instead.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Inline program: its name.
@@ -56,6 +57,10 @@ struct Args {
     /// Remote control without TLS: plain TCP, allowed only on a loopback address.
     #[arg(long, requires = "control_listen", conflicts_with_all = ["tls_cert", "tls_key"])]
     insecure_plaintext: bool,
+    /// Serve the standard gRPC health service (grpc.health.v1) alone, over plain
+    /// TCP, on this address: per-program statuses for probes; no control API.
+    #[arg(long, value_name = "HOST:PORT")]
+    health_listen: Option<String>,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (a loopback address
     /// unless --metrics-behind-proxy).
     #[arg(long, value_name = "HOST:PORT")]
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         insecure_plaintext: args.insecure_plaintext,
+        health_listen: args.health_listen,
         metrics_listen: args.metrics_listen,
         metrics_behind_proxy: args.metrics_behind_proxy,
     })

@@ -22,6 +22,8 @@
 //!   order and stopped in reverse.
 //! - `run`: start-up, signals and ordered shutdown; `server/main.rs` only
 //!   parses arguments and calls [`run`].
+//! - `systemd`: the notify protocol towards a service manager and socket
+//!   activation of the control socket.
 //! - `error`: the one error type.
 
 mod app;
@@ -35,11 +37,12 @@ mod run;
 mod socket;
 mod spec;
 mod supervisor;
+mod systemd;
 
 pub use engine::state::{InstanceStatus, ProgramInfo, ProgramStatus, WorkerInfo};
 pub use error::{Error, Result};
 pub use grpc::RemoteListener;
 pub use process::reaper::ExitStatus;
 pub use run::{init_logging, run, Options};
-pub use spec::{Kind, ListenAddr, ProgramDef, ProgramSpec};
+pub use spec::{Kind, ListenAddr, ProgramDef, ProgramSpec, Ready};
 pub use supervisor::{Supervisor, SupervisorOptions};

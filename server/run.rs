@@ -3,7 +3,9 @@
 //! down in order on SIGINT/SIGTERM.
 //!
 //! Start-up: the configured programs start one after another, each after what
-//! it names in `after` (see [`super::app`]).
+//! it names in `after` (see [`super::app`]); then a service manager is told
+//! `READY=1` (see [`super::systemd`], which also supplies a control socket
+//! passed by socket activation).
 //!
 //! Shutdown: the first SIGINT/SIGTERM stops every program gracefully: the
 //! configured ones in reverse start-up order, then any started over the API; a
@@ -32,7 +34,7 @@ use super::process::contain::Containment;
 use super::process::guardian::Guardian;
 use super::spec::{ProgramDef, ProgramSpec};
 use super::supervisor::{Supervisor, SupervisorOptions};
-use super::{app, config, process, socket};
+use super::{app, config, process, socket, systemd};
 
 /// How `infantd` was asked to run.
 #[derive(Debug, Default)]
@@ -53,6 +55,9 @@ pub struct Options {
     pub tls_key: Option<PathBuf>,
     /// `--insecure-plaintext`: serve the remote listener without TLS (loopback only).
     pub insecure_plaintext: bool,
+    /// `--health-listen HOST:PORT`: serve the standard health service alone over
+    /// plain TCP.
+    pub health_listen: Option<String>,
     /// `--metrics-listen HOST:PORT`: serve `GET /metrics` there.
     pub metrics_listen: Option<String>,
     /// `--metrics-behind-proxy`: allow a non-loopback metrics address.
@@ -113,6 +118,11 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         None => Vec::new(),
     };
     let remote = remote_listener(&options)?;
+    let health_listen = options
+        .health_listen
+        .as_deref()
+        .map(|listen| resolve_flag("--health-listen", listen))
+        .transpose()?;
     let metrics = metrics_listener(&options)?;
     let inline = match options.inline {
         Some((name, def)) => {
@@ -143,11 +153,19 @@ fn run_inner(options: Options) -> Result<ExitCode> {
 
     let containment = containment();
     process::become_subreaper().map_err(|e| Error::io("PR_SET_CHILD_SUBREAPER", e))?;
-    let explicit = options.socket.is_some();
-    let path = crate::paths::socket_path(options.socket);
-    if !explicit && std::env::var_os(crate::paths::SOCKET_ENV).is_none() {
-        socket::secure_default_dir(&path)?;
-    }
+    // A control socket passed by the service manager wins over every default.
+    let activated = systemd::activated_listener()?;
+    let path = match &activated {
+        Some(listener) => activated_path(listener, options.socket.as_deref())?,
+        None => {
+            let explicit = options.socket.is_some();
+            let path = crate::paths::socket_path(options.socket);
+            if !explicit && std::env::var_os(crate::paths::SOCKET_ENV).is_none() {
+                socket::secure_default_dir(&path)?;
+            }
+            path
+        }
+    };
 
     // One thread is plenty for a supervisor and keeps it small; it is also the
     // thread every instance is forked from, which matters for the parent-death
@@ -156,15 +174,40 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the runtime", e))?;
-    runtime.block_on(serve(
-        path,
+    let listeners = Listeners {
+        activated,
         remote,
+        health: health_listen,
         metrics,
-        programs,
-        order,
-        inline,
-        containment,
-    ))
+    };
+    runtime.block_on(serve(path, listeners, programs, order, inline, containment))
+}
+
+/// The path of the control socket the service manager passed: workers find the
+/// daemon by it (`INFANT_SOCKET`), so an abstract or unnamed socket will not do.
+fn activated_path(
+    listener: &std::os::unix::net::UnixListener,
+    flag: Option<&Path>,
+) -> Result<PathBuf> {
+    let address = listener
+        .local_addr()
+        .map_err(|e| Error::io("the socket passed by the service manager", e))?;
+    let Some(path) = address.as_pathname() else {
+        return Err(Error::InvalidArgument {
+            field: "LISTEN_FDS",
+            reason: "the socket passed by the service manager has no path (an abstract \
+                     or unnamed socket); workers find the daemon by its path"
+                .into(),
+        });
+    };
+    if let Some(flag) = flag.filter(|flag| *flag != path) {
+        tracing::warn!(
+            "--socket {} ignored: serving the socket passed by the service manager, {}",
+            flag.display(),
+            path.display()
+        );
+    }
+    Ok(path.to_path_buf())
 }
 
 /// The daemon's cgroup, if it can have one, and its guardian (see
@@ -374,13 +417,24 @@ fn reason(error: Error) -> String {
     }
 }
 
+/// What the daemon listens on besides the control socket's path.
+struct Listeners {
+    /// The control socket passed by socket activation.
+    activated: Option<std::os::unix::net::UnixListener>,
+    /// The remote control listener.
+    remote: Option<RemoteListener>,
+    /// `--health-listen`.
+    health: Option<SocketAddr>,
+    /// `--metrics-listen`.
+    metrics: Option<MetricsListener>,
+}
+
 /// Serves until told to stop: binds the sockets, brings the configured programs
 /// up in order, waits for SIGINT/SIGTERM, then stops everything in order (a
 /// second signal kills what is left).
 async fn serve(
     path: PathBuf,
-    remote: Option<RemoteListener>,
-    metrics: Option<MetricsListener>,
+    listeners: Listeners,
     programs: Vec<ProgramSpec>,
     order: Vec<String>,
     inline: Option<String>,
@@ -388,12 +442,16 @@ async fn serve(
 ) -> Result<ExitCode> {
     let mut signals = Signals::new()?;
     let mut options = SupervisorOptions::new().trim_memory(true);
-    options.remote = remote;
+    options.remote = listeners.remote;
+    options.control_listener = listeners.activated;
+    options.health_listen = listeners.health;
     options.containment = Some(containment);
     let supervisor = Supervisor::start_with(&path, options).await?;
     let engine = supervisor.engine().clone();
+    let notifier = systemd::Notifier::from_env();
+    let informing = tokio::spawn(systemd::keep_informed(notifier.clone(), engine.clone()));
     let stop_metrics = CancellationToken::new();
-    if let Some(metrics) = metrics {
+    if let Some(metrics) = listeners.metrics {
         let address = metrics.address();
         let listener = TcpListener::bind(address)
             .await
@@ -434,10 +492,16 @@ async fn serve(
         () = signals.stop() => true,
     };
     if !told_to_stop && !failed {
+        // The start-up Lifecycle is done: what could start has started.
+        let status = systemd::summary(&engine)
+            .await
+            .unwrap_or_else(|e| e.to_string());
+        notifier.ready(&status);
         signals.stop().await;
     }
 
     tracing::info!("stopping every program (signal again to force)");
+    notifier.stopping();
     let stop_all = async {
         // No program starts from now on; the configured ones stop in reverse
         // order; then whatever was started over the API.
@@ -457,6 +521,7 @@ async fn serve(
     } else {
         supervisor.shutdown().await;
     }
+    informing.abort();
     if let Some(name) = inline {
         println!("{name} stopped");
     }

@@ -50,6 +50,56 @@ impl Kind {
     }
 }
 
+/// When an instance counts as `ok` (the `ready` field).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ready {
+    /// An SDK worker that attaches within `start_grace` is `ok` when it reports
+    /// `Ready`; any other instance is `ok` once it has lived through
+    /// `start_grace`.
+    #[default]
+    Auto,
+    /// `ok` as soon as its exec succeeded.
+    Spawn,
+    /// `ok` once it has lived through `start_grace`, SDK or not.
+    Grace,
+    /// `ok` only when the SDK reports `Ready` (its start hook ran), however long
+    /// that takes; never taken for a plain program.
+    Sdk,
+    /// `ok` when it sends `READY=1` on the private `NOTIFY_SOCKET` the daemon
+    /// gives it (systemd's notify protocol): `STATUS=` text shows in the
+    /// worker listing, `WATCHDOG=1` counts as a heartbeat (hung after 8 silent
+    /// heartbeat intervals, once it has sent one), `STOPPING=1` is noted, and
+    /// `MAINPID=` is refused (the daemon supervises the process it started).
+    Notify,
+}
+
+impl Ready {
+    /// The name used in config files and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ready::Auto => "auto",
+            Ready::Spawn => "spawn",
+            Ready::Grace => "grace",
+            Ready::Sdk => "sdk",
+            Ready::Notify => "notify",
+        }
+    }
+
+    /// Parses a name as [`Ready::as_str`] spells it.
+    pub fn parse(name: &str) -> Option<Ready> {
+        [
+            Ready::Auto,
+            Ready::Spawn,
+            Ready::Grace,
+            Ready::Sdk,
+            Ready::Notify,
+        ]
+        .into_iter()
+        .find(|ready| ready.as_str() == name)
+    }
+}
+
 /// A program definition as written: every field optional, nothing checked yet.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,6 +159,8 @@ pub struct ProgramDef {
     /// The window `max_restarts` counts in.
     #[serde(default, deserialize_with = "humane::option")]
     pub restart_window: Option<Duration>,
+    /// When an instance counts as `ok`: see [`Ready`].
+    pub ready: Option<Ready>,
 }
 
 /// A validated program definition with every default applied.
@@ -162,6 +214,8 @@ pub struct ProgramSpec {
     pub restart_window: Duration,
     /// Enhanced: workers recycled at the same time (default 1).
     pub max_recycling: u32,
+    /// When an instance counts as `ok`.
+    pub ready: Ready,
 }
 
 /// A socket address from `listen`.
@@ -367,6 +421,7 @@ impl ProgramDef {
                 self.restart_window,
                 Duration::from_secs(60),
             )?,
+            ready: self.ready.unwrap_or_default(),
         })
     }
 }

@@ -27,7 +27,7 @@ use super::error::{Error, Result};
 use super::grpc::{RemoteListener, RpcStats};
 use super::process::contain::Containment;
 use super::spec::ProgramDef;
-use super::{grpc, process, socket};
+use super::{grpc, process, socket, systemd};
 
 /// How long open streams get to close at shutdown before the server is dropped.
 const SERVE_DEADLINE: Duration = Duration::from_secs(2);
@@ -51,6 +51,14 @@ pub struct SupervisorOptions {
     /// `infantd`'s cgroups and guardian, set up before its runtime started;
     /// others get cgroups (when available) and no guardian.
     pub(crate) containment: Option<Containment>,
+    /// A control socket already bound and listening (socket activation): served
+    /// instead of binding one at the path given to [`Supervisor::start_with`],
+    /// which must be its path. Its file is left in place at shutdown: it belongs
+    /// to whoever bound it.
+    pub control_listener: Option<std::os::unix::net::UnixListener>,
+    /// Also serve the standard health service alone (no control API, no token)
+    /// over plain TCP on this address, for probes such as kubelet's.
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl SupervisorOptions {
@@ -81,6 +89,10 @@ pub struct Supervisor {
     /// The control API over TCP, if asked for: its bound address and server.
     remote: Option<(SocketAddr, ServerTask)>,
     stop_serving: CancellationToken,
+    /// Whether the socket file is ours to remove at shutdown (not an activated one).
+    owns_socket: bool,
+    /// The health service over TCP, if asked for: its bound address and server.
+    health: Option<(SocketAddr, ServerTask)>,
     rpc_stats: Arc<RpcStats>,
 }
 
@@ -99,6 +111,8 @@ impl Supervisor {
             remote,
             trim_memory,
             containment,
+            control_listener,
+            health_listen,
         } = options;
         let containment =
             containment.unwrap_or_else(|| Containment::new(process::cgroup::Tree::create(), None));
@@ -117,23 +131,58 @@ impl Supervisor {
             }
             None => None,
         };
-        let listener = socket::bind(socket)?;
+        let health_listener = match health_listen {
+            Some(address) => {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .map_err(|e| Error::io(format!("binding the health address {address}"), e))?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|e| Error::io(format!("the health address {address}"), e))?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
+        let owns_socket = control_listener.is_none();
+        let listener = match control_listener {
+            Some(listener) => {
+                tokio::net::UnixListener::from_std(listener).map_err(|e| Error::Socket {
+                    path: socket.to_path_buf(),
+                    reason: format!("the socket passed by the service manager: {e}"),
+                })?
+            }
+            None => socket::bind(socket)?,
+        };
+        let notify = systemd::NotifyListener::bind()?;
         let (engine, engine_task) = engine::spawn(
             EngineConfig {
                 socket: socket.to_path_buf(),
                 trim_memory,
+                notify_socket: Some(notify.address().to_owned()),
             },
             containment,
         )
         .map_err(|e| Error::io("installing the SIGCHLD handler", e))?;
+        tokio::spawn(notify.forward(engine.clone()));
         let stop_serving = CancellationToken::new();
+        let health = grpc::health::track(engine.clone());
         let rpc_stats = Arc::new(RpcStats::default());
         let server = tokio::spawn(grpc::serve(
             engine.clone(),
             listener,
+            health.clone(),
             Arc::clone(&rpc_stats),
             stop_serving.clone().cancelled_owned(),
         ));
+        let health = health_listener.map(|(listener, bound)| {
+            tracing::info!(address = %bound, "health service listening (plain TCP, health only)");
+            let server = tokio::spawn(grpc::health::serve_health(
+                health,
+                listener,
+                stop_serving.clone().cancelled_owned(),
+            ));
+            (bound, server)
+        });
         let remote = remote.map(|(listener, bound, remote)| {
             let security = if remote.is_tls() {
                 "TLS"
@@ -157,6 +206,8 @@ impl Supervisor {
             server,
             remote,
             stop_serving,
+            owns_socket,
+            health,
             rpc_stats,
         })
     }
@@ -210,6 +261,11 @@ impl Supervisor {
         self.remote.as_ref().map(|(address, _)| *address)
     }
 
+    /// The address the health service is served on over TCP, if it is.
+    pub fn health_address(&self) -> Option<SocketAddr> {
+        self.health.as_ref().map(|(address, _)| *address)
+    }
+
     /// Stops every program gracefully in reverse start order, then closes the
     /// socket and kills and reaps anything the workers left behind.
     pub async fn shutdown(self) {
@@ -234,7 +290,12 @@ impl Supervisor {
         if let Some((_, server)) = self.remote {
             close_server("remote control server", server, deadline).await;
         }
-        let _ = std::fs::remove_file(&self.socket);
+        if let Some((_, server)) = self.health {
+            close_server("health server", server, deadline).await;
+        }
+        if self.owns_socket {
+            let _ = std::fs::remove_file(&self.socket);
+        }
         let leftovers = process::kill_leftovers();
         if leftovers > 0 {
             tracing::info!(leftovers, "killed processes left behind by workers");

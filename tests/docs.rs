@@ -63,6 +63,7 @@ fn sample_value(key: &str, type_cell: &str) -> String {
         "cwd" => "\"/\"".into(),
         "listen" => r#"["tcp://127.0.0.1:0"]"#.into(),
         "after" => r#"["dep"]"#.into(),
+        "ready" => "\"grace\"".into(),
         _ if type_cell.starts_with("duration") => "\"1s\"".into(),
         _ if type_cell.starts_with("integer") => "1".into(),
         _ if type_cell.starts_with("bool") => "true".into(),

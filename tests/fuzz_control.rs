@@ -198,7 +198,8 @@ async fn apply(
                 .events(proto::EventsRequest {
                     name,
                     replay: true,
-                    follow: false,
+                    follow: Some(false),
+                    last: None,
                 })
                 .await?
                 .into_inner();

@@ -149,7 +149,8 @@ async fn the_page_carries_what_each_worker_reports() {
         .events(proto::EventsRequest {
             name: String::new(),
             replay: false,
-            follow: true,
+            follow: Some(true),
+            last: None,
         })
         .await
         .expect("Events");

@@ -16,7 +16,8 @@ use infant::proto::ProgramKind;
 #[command(name = "infantctl", version, propagate_version = true)]
 pub struct Cli {
     /// The daemon's control socket [default: $INFANT_SOCKET, else
-    /// $XDG_RUNTIME_DIR/infant/infantd.sock, else /tmp/infant-$UID/infantd.sock]
+    /// $XDG_RUNTIME_DIR/infant/infantd.sock, else /run/infant/infantd.sock for root,
+    /// else /tmp/infant-$UID/infantd.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// Talk to a remote daemon (`infantd --control-listen`) instead of a socket:
@@ -137,6 +138,10 @@ pub struct StartArgs {
     /// (supervisord's `startsecs`); `0ms` makes it `ok` once spawned.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "command")]
     pub start_grace: Option<Duration>,
+    /// Inline program: when an instance counts as ok: auto, spawn, grace, sdk
+    /// or notify (READY=1 on the NOTIFY_SOCKET the daemon gives it).
+    #[arg(long, value_name = "MODE", requires = "command")]
+    pub ready: Option<String>,
     /// Inline program: worker heartbeat interval.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "command")]
     pub heartbeat: Option<Duration>,
@@ -208,7 +213,7 @@ pub struct WorkersArgs {
     pub name: Option<String>,
 }
 
-/// `events [NAME] [--follow]`
+/// `events [NAME] [--follow] [--no-replay] [-n N]`
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     /// Only this program's events.
@@ -216,6 +221,17 @@ pub struct EventsArgs {
     /// After the retained events, print new ones until interrupted.
     #[arg(long, short)]
     pub follow: bool,
+    /// Skip the retained events: only new ones (implies --follow).
+    #[arg(long)]
+    pub no_replay: bool,
+    /// Print only the last N retained events.
+    #[arg(
+        short = 'n',
+        long = "lines",
+        value_name = "N",
+        conflicts_with = "no_replay"
+    )]
+    pub last: Option<u32>,
 }
 
 /// A program kind as spelled on the command line.
@@ -505,6 +521,14 @@ mod tests {
         };
         assert_eq!(events.name.as_deref(), Some("web"));
         assert!(events.follow);
+        let Command::Events(events) = command(&["events", "--no-replay"]) else {
+            panic!("not events");
+        };
+        assert!(events.no_replay);
+        let Command::Events(events) = command(&["events", "-n", "5"]) else {
+            panic!("not events");
+        };
+        assert_eq!(events.last, Some(5));
     }
 
     #[test]

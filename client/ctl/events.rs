@@ -1,7 +1,9 @@
-//! `infantctl events [NAME] [--follow]`: the daemon's event history, then, with
-//! `--follow`, new events as they happen.
+//! `infantctl events [NAME] [--follow] [--no-replay] [-n N]`: the daemon's event
+//! history (the last N events of it with `-n`), then, with `--follow`, new events
+//! as they happen; `--no-replay` skips the history and follows.
 
 use infant::control::{Control, ControlError};
+use infant::proto::EventsRequest;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::args::EventsArgs;
@@ -19,11 +21,18 @@ pub async fn events(control: &Control, args: EventsArgs, out: &mut Output) -> Re
     // Installed before the stream opens so that no Ctrl-C falls between the two.
     // Without --follow the default (die at once) is right, and if installing fails
     // the default stays too: Ctrl-C still ends us, only less politely.
-    let mut interrupt = args
-        .follow
+    // Without the history there is nothing to print but what comes next.
+    let follow = args.follow || args.no_replay;
+    let mut interrupt = follow
         .then(|| signal(SignalKind::interrupt()).ok())
         .flatten();
-    let mut stream = control.events(name, true, args.follow).await?;
+    let request = EventsRequest {
+        name: name.unwrap_or_default().to_owned(),
+        replay: !args.no_replay,
+        follow: Some(follow),
+        last: args.last,
+    };
+    let mut stream = control.watch(request).await?;
     loop {
         let next = tokio::select! {
             next = stream.message() => next,

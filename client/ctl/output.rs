@@ -134,7 +134,16 @@ impl Output {
                 worker.program.clone(),
                 worker.id.to_string(),
                 worker.pid.to_string(),
-                instance_status_name(worker.status()).to_owned(),
+                // A `ready = "notify"` instance's own STATUS= text, after ours.
+                if worker.notify_status.is_empty() {
+                    instance_status_name(worker.status()).to_owned()
+                } else {
+                    format!(
+                        "{} ({})",
+                        instance_status_name(worker.status()),
+                        worker.notify_status
+                    )
+                },
                 worker.restarts.to_string(),
                 // Only SDK workers report connections; 0 from a plain program would lie.
                 if worker.attached {
@@ -287,7 +296,7 @@ pub fn program_json(program: &ProgramInfo) -> Value {
 
 /// A worker as `--json` prints it.
 pub fn worker_json(worker: &WorkerInfo) -> Value {
-    json!({
+    let mut value = json!({
         "program": worker.program,
         "id": worker.id,
         "pid": worker.pid,
@@ -299,7 +308,11 @@ pub fn worker_json(worker: &WorkerInfo) -> Value {
         "uptime_ms": worker.uptime_ms,
         "attached": worker.attached,
         "cpu_ms": worker.cpu_ms,
-    })
+    });
+    if !worker.notify_status.is_empty() {
+        value["notify_status"] = json!(worker.notify_status);
+    }
+    value
 }
 
 /// An event as `--json` prints it: the common fields, then the kind-specific ones
@@ -689,6 +702,7 @@ mod tests {
             uptime_ms: 1500,
             attached: true,
             cpu_ms: 420,
+            ..WorkerInfo::default()
         };
         let value = worker_json(&worker);
         for key in [

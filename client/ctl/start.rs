@@ -57,6 +57,7 @@ fn spec(args: &StartArgs) -> ProgramSpec {
         heartbeat_ms: args.heartbeat.map(millis),
         start_grace_ms: args.start_grace.map(millis),
         timeout_ms: args.timeout.map(millis),
+        ready: args.ready.clone().unwrap_or_default(),
         ..ProgramSpec::default()
     }
 }

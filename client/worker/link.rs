@@ -31,7 +31,8 @@ use super::env::Supervision;
 use super::{DaemonStop, WorkerError};
 use crate::proto::worker_channel_client::WorkerChannelClient;
 use crate::proto::{
-    self, daemon_message, worker_message, DaemonMessage, Failed, Heartbeat, Hello, WorkerMessage,
+    self, daemon_message, worker_message, DaemonMessage, Failed, Heartbeat, Hello, Stopped,
+    WorkerMessage,
 };
 
 /// How long the daemon has to answer `Hello`. Generous: a loaded daemon may be
@@ -65,7 +66,8 @@ pub(super) struct Outbound {
 pub(super) enum Control {
     Ready,
     Failed(String),
-    Stopped,
+    /// The stop hook's error, empty when it succeeded.
+    Stopped(String),
 }
 
 impl Outbound {
@@ -74,7 +76,7 @@ impl Outbound {
         let msg = match control {
             Control::Ready => worker_message::Msg::Ready(Default::default()),
             Control::Failed(error) => worker_message::Msg::Failed(Failed { error }),
-            Control::Stopped => worker_message::Msg::Stopped(Default::default()),
+            Control::Stopped(error) => worker_message::Msg::Stopped(Stopped { error }),
         };
         self.control.send(wrap(msg)).is_ok()
     }

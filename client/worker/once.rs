@@ -52,8 +52,15 @@ impl Worker {
         let exec = hooks::start(exec, session.handle.clone());
         match session.drive(exec, &mut signals).await {
             Ok(outcome) => {
-                // The exit status carries the outcome; the stream only needs to
-                // deliver what `exec` sent before the process exits.
+                // The exit status carries the outcome; the error's text goes
+                // ahead of it, so that the daemon can report it (to `Start` with
+                // `wait`, in the `error` event). The stream only needs to deliver
+                // it and what `exec` sent before the process exits.
+                if let Err(error) = &outcome {
+                    session
+                        .handle
+                        .post(Control::Failed(hooks::failure_text(error)));
+                }
                 let flushed = session.flush().await;
                 outcome.map_err(WorkerError::JobFailed)?;
                 match flushed {

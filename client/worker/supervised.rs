@@ -273,7 +273,14 @@ impl Session {
             process::kill_rest_of_group();
             return Err(WorkerError::MasterLost(why));
         }
-        self.handle.post(Control::Stopped);
+        // The hook's error goes to the daemon too: whoever asked for the stop
+        // hears why it was not clean.
+        let error = outcome
+            .as_ref()
+            .err()
+            .map(|error| hooks::failure_text(error))
+            .unwrap_or_default();
+        self.handle.post(Control::Stopped(error));
         let flushed = self.flush().await;
         if flushed.is_err() && process::orphaned(self.parent) {
             // The same race, lost later: the SIGHUP came from a dying daemon.
@@ -319,7 +326,7 @@ impl Session {
         };
         self.handle.set_stop_reason(reason);
         tracing::debug!(?reason, "abandoning the job");
-        self.handle.post(Control::Stopped);
+        self.handle.post(Control::Stopped(String::new()));
         let _ = self.flush().await;
         WorkerError::JobAbandoned(reason)
     }

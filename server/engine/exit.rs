@@ -35,9 +35,21 @@ impl Engine {
             tracing::debug!(worker = instance.id, %pid, %error, "exec failed");
         }
         instance.exec_pending = false;
+        let exec_ok = error.is_none();
         instance.exec_error = error;
         if let Some(exit) = instance.deferred_exit.take() {
             self.on_exit(exit);
+            return;
+        }
+        // `ready = "spawn"`: the exec succeeding is all it takes.
+        if exec_ok {
+            if let Some((name, id)) = self.pids.get(&pid).cloned() {
+                if let Ok(index) = self.find(&name) {
+                    if self.programs[index].spec.ready == crate::daemon::spec::Ready::Spawn {
+                        self.mark_ok(index, id);
+                    }
+                }
+            }
         }
     }
 
@@ -75,6 +87,13 @@ impl Engine {
         let signalled = instance.signalled;
         let killed_because = instance.killed_because.take();
         let exec_error = instance.exec_error.take();
+        let reported_error = instance.reported_error.take();
+        // An exit the worker or the API asked for, not a failure: a `Kill`
+        // through the API, or a worker that stopped itself gracefully (SIGHUP,
+        // the config-reload convention) and exited 0. Respawned at once, without
+        // the program turning `error`.
+        let planned = signalled.is_some()
+            || (instance.stopped_itself && matches!(exit.status, ExitStatus::Code(0)));
         let exec_failed = exec_error.is_some();
         let stable = instance
             .ok_at
@@ -100,6 +119,13 @@ impl Engine {
             (Some(why), _) => format!("{} ({})", exit.status, why.as_str()),
             (None, Some(sig)) => format!("{} (sent {} through kill)", exit.status, sig.as_str()),
             (None, None) => exit.status.to_string(),
+        };
+        // A running job reported why its run failed: say it first.
+        let reason = match reported_error {
+            Some(text) if stopping.is_none() && !exec_failed => {
+                format!("{text} ({reason})")
+            }
+            _ => reason,
         };
         let mut event = Event::new(&name, EventKind::Exit).worker(id, Some(exit.pid));
         event.exit = Some(exit.status);
@@ -135,23 +161,25 @@ impl Engine {
                 self.abort(index);
                 return;
             }
-        } else if was != InstanceStatus::Error {
+        } else if was != InstanceStatus::Error && !planned {
             self.programs[index].last_error = Some(format!("worker {id} {reason}"));
         }
         if !self.programs[index].spec.respawn {
             self.remove_instance(index, id, exit);
             return;
         }
-        if let Some(reason) = self.restart_limit_reached(index) {
-            self.give_up(index, id, exit, reason);
-            return;
+        if !planned {
+            if let Some(reason) = self.restart_limit_reached(index) {
+                self.give_up(index, id, exit, reason);
+                return;
+            }
         }
         let program = &mut self.programs[index];
         let cap = program.spec.respawn_delay;
         let Some(instance) = program.instance_mut(id) else {
             return;
         };
-        if stable || signalled.is_some() {
+        if stable || planned {
             instance.streak = 0;
         }
         let delay = backoff::delay(instance.streak, cap);

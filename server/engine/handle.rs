@@ -132,6 +132,14 @@ pub enum Command {
     Close(oneshot::Sender<()>),
     /// SIGKILL everything now (second signal).
     ForceShutdown,
+    /// A notify-protocol datagram (`READY=1`, `STATUS=…`) from process `pid`,
+    /// for a `ready = "notify"` instance.
+    Notify {
+        /// The sender, by the kernel's word (its credentials).
+        pid: i32,
+        /// The datagram's text.
+        text: String,
+    },
 }
 
 /// A cloneable handle on the engine task.

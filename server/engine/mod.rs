@@ -21,6 +21,7 @@ mod exit;
 mod handle;
 mod jobs;
 mod leftovers;
+mod notify;
 mod order;
 pub mod os;
 mod query;
@@ -83,6 +84,9 @@ pub struct EngineConfig {
     pub socket: PathBuf,
     /// Trim the process's resident memory after bursts (see [`Engine::trim_memory`]).
     pub trim_memory: bool,
+    /// The `NOTIFY_SOCKET` given to `ready = "notify"` instances, if the daemon
+    /// listens on one (see [`notify`]).
+    pub notify_socket: Option<String>,
 }
 
 /// The engine task's state.
@@ -162,7 +166,7 @@ pub(crate) fn spawn_with(
     let engine = Engine {
         config,
         inherited_env: std::env::vars_os()
-            .filter(|(k, _)| !k.to_string_lossy().starts_with("INFANT_"))
+            .filter(|(k, _)| passed_on(&k.to_string_lossy()))
             .collect(),
         programs: Vec::new(),
         pids: HashMap::new(),
@@ -180,6 +184,18 @@ pub(crate) fn spawn_with(
     };
     let task = tokio::spawn(engine.run(rx, exits, exec_rx));
     (EngineHandle::new(tx), task)
+}
+
+/// Whether a variable of the daemon's own environment is passed on to its
+/// programs. Not the daemon's `INFANT_*`, and not what its service manager told
+/// the daemon alone: `NOTIFY_SOCKET` (a program would speak for the daemon),
+/// `WATCHDOG_USEC`/`WATCHDOG_PID` (the daemon's watchdog), `LISTEN_*` (the
+/// daemon's activated sockets; a program's own are set per spawn).
+fn passed_on(key: &str) -> bool {
+    !(key.starts_with("INFANT_")
+        || key.starts_with("LISTEN_")
+        || key.starts_with("WATCHDOG_")
+        || key == "NOTIFY_SOCKET")
 }
 
 impl Engine {
@@ -273,6 +289,7 @@ impl Engine {
                 let _ = done.send(());
             }
             Command::ForceShutdown => self.force_shutdown(),
+            Command::Notify { pid, text } => self.on_notify(pid, &text),
         }
     }
 

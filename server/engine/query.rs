@@ -52,6 +52,7 @@ impl Engine {
                     uptime: instance.spawned_at.elapsed(),
                     attached: instance.channel.is_some(),
                     cpu: instance.pid.and_then(cpu_time).unwrap_or_default(),
+                    notify_status: instance.notify_status.clone(),
                 });
             }
         }

@@ -79,7 +79,9 @@ impl Engine {
         let mut next_due: Option<Duration> = None;
         for instance in &mut self.programs[index].instances {
             let Some(pid) = instance.pid else { continue };
-            if instance.channel.is_none()
+            // Only an instance that heartbeats can go silent: an attached SDK
+            // worker, or a `ready = "notify"` one that has sent WATCHDOG=1.
+            if (instance.channel.is_none() && !instance.notify_watchdog)
                 || instance.stopping.is_some()
                 || instance.killed_because.is_some()
             {

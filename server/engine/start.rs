@@ -13,7 +13,7 @@ use super::state::{
 use super::{Engine, FailedDependency, Timer};
 use crate::daemon::error::{Error, Result};
 use crate::daemon::process::spawn;
-use crate::daemon::spec::{Kind, ProgramDef};
+use crate::daemon::spec::{Kind, ProgramDef, Ready};
 
 /// How long an instance of a program known to link the SDK may take to attach
 /// before it is treated as a plain process.
@@ -228,6 +228,14 @@ impl Engine {
         env.push(("INFANT_TOKEN".into(), token.clone().into()));
         env.push(("INFANT_PROGRAM".into(), spec.name.clone().into()));
         env.push(("INFANT_TITLE".into(), spec.title.clone().into()));
+        if spec.ready == Ready::Notify {
+            if let Some(notify) = &self.config.notify_socket {
+                // One socket for every instance: the sender's credentials (its
+                // process group) tell which instance spoke.
+                env.push(("NOTIFY_SOCKET".into(), notify.into()));
+            }
+        }
+        let ready = spec.ready;
         let fds: Vec<_> = program.sockets.iter().map(|s| s.raw_fd()).collect();
         let names: Vec<String> = fds.iter().map(|_| spec.name.clone()).collect();
         let prepared = self.contain.prepare();
@@ -297,6 +305,10 @@ impl Engine {
         instance.exec_pending = true;
         instance.exec_error = None;
         instance.deferred_exit = None;
+        instance.reported_error = None;
+        instance.stopped_itself = false;
+        instance.notify_status.clear();
+        instance.notify_watchdog = false;
         instance.rss_at_ok = None;
         instance.last_seen = Instant::now();
         self.pids.insert(pid, (name.clone(), id));
@@ -319,6 +331,8 @@ impl Engine {
                 }
                 self.mark_ok(index, id);
             }
+            // `spawn` is ok on its exec, `sdk` on `Ready`, `notify` on READY=1.
+            None if matches!(ready, Ready::Spawn | Ready::Sdk | Ready::Notify) => {}
             None => self.after(
                 grace,
                 Timer::StartGrace {
@@ -340,9 +354,10 @@ impl Engine {
         let Some(instance) = self.programs[index].instance(id) else {
             return;
         };
-        if instance.pid != Some(pid)
-            || instance.status != InstanceStatus::Starting
-            || instance.channel.is_some()
+        // `auto`: an SDK worker that attached in time waits for its `Ready`.
+        let waits_for_sdk =
+            instance.channel.is_some() && self.programs[index].spec.ready != Ready::Grace;
+        if instance.pid != Some(pid) || instance.status != InstanceStatus::Starting || waits_for_sdk
         {
             return;
         }

@@ -129,6 +129,17 @@ pub struct Instance {
     /// An exit that came in while the exec's outcome was pending: handled once it
     /// is known, so the exit is reported with its real cause.
     pub deferred_exit: Option<crate::daemon::process::reaper::Exit>,
+    /// What the worker reported going wrong once running: a `once` run's error
+    /// or its stop hook's, kept to explain the exit that follows.
+    pub reported_error: Option<String>,
+    /// The worker ran its stop hook and said `Stopped` unasked (SIGHUP, the
+    /// SDK's config-reload convention): the exit 0 that follows is planned.
+    pub stopped_itself: bool,
+    /// `ready = "notify"`: the last `STATUS=` text the process sent.
+    pub notify_status: String,
+    /// `ready = "notify"`: the process sent `WATCHDOG=1`, so its silence counts
+    /// (hung detection), as an SDK worker's does.
+    pub notify_watchdog: bool,
 }
 
 impl Instance {
@@ -158,6 +169,10 @@ impl Instance {
             exec_pending: false,
             exec_error: None,
             deferred_exit: None,
+            reported_error: None,
+            stopped_itself: false,
+            notify_status: String::new(),
+            notify_watchdog: false,
         }
     }
 
@@ -447,4 +462,6 @@ pub struct WorkerInfo {
     pub attached: bool,
     /// CPU time (user + system) used since spawn, read now.
     pub cpu: Duration,
+    /// `ready = "notify"`: the last `STATUS=` text it sent.
+    pub notify_status: String,
 }

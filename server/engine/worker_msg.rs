@@ -76,6 +76,8 @@ pub enum FromWorker {
     Message(Vec<u8>),
     /// The stop hook finished.
     Stopped,
+    /// The stop hook finished with this error.
+    StopFailed(String),
 }
 
 /// The engine's way to one attached worker: two queues, so that a control

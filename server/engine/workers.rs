@@ -9,6 +9,7 @@ use super::state::InstanceStatus;
 use super::worker_msg::{FromWorker, Hello, ToWorker, Welcome, WorkerKey, WorkerLink};
 use super::Engine;
 use crate::daemon::error::{Error, Result};
+use crate::daemon::spec::{Kind, Ready};
 
 /// Largest message payload, either way.
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
@@ -114,12 +115,21 @@ impl Engine {
         };
         match message {
             FromWorker::Ready => {
-                if status == InstanceStatus::Starting {
+                // `grace`, `spawn` and `notify` have readiness of their own.
+                let by_sdk = matches!(self.programs[index].spec.ready, Ready::Auto | Ready::Sdk);
+                if status == InstanceStatus::Starting && by_sdk {
                     self.mark_ok(index, id);
                 }
             }
             FromWorker::Failed(text) => match status {
                 InstanceStatus::Starting => self.start_failed(index, id, text),
+                // A running job's run failed: its exit reports the text (to
+                // `Start` with `wait` and in the `error` event), once.
+                InstanceStatus::Ok if self.programs[index].spec.kind == Kind::Once => {
+                    if let Some(instance) = self.programs[index].instance_mut(id) {
+                        instance.reported_error = Some(text);
+                    }
+                }
                 // Counted `ok` without `Ready` (it attached after the start
                 // grace), or failing after `Ready`: the text must not be lost.
                 InstanceStatus::Ok => self.worker_failed(index, id, pid, text),
@@ -148,6 +158,31 @@ impl Engine {
             }
             FromWorker::Stopped => {
                 tracing::debug!(program = %key.program, worker = id, "stop hook finished");
+                self.stopped_itself(index, id);
+            }
+            FromWorker::StopFailed(text) => {
+                self.stopped_itself(index, id);
+                let reason = format!("worker {id}: the stop hook failed: {text}");
+                if let Some(instance) = self.programs[index].instance_mut(id) {
+                    instance.reported_error = Some(text);
+                }
+                // The caller of `Stop` reads it in the program's error.
+                self.programs[index].last_error = Some(reason.clone());
+                self.publish(
+                    Event::new(&key.program, EventKind::Error)
+                        .worker(id, pid)
+                        .reason(reason),
+                );
+            }
+        }
+    }
+
+    /// Notes a `Stopped` the daemon did not ask for: the worker is leaving by
+    /// itself, gracefully.
+    fn stopped_itself(&mut self, index: usize, id: u64) {
+        if let Some(instance) = self.programs[index].instance_mut(id) {
+            if instance.stopping.is_none() {
+                instance.stopped_itself = true;
             }
         }
     }

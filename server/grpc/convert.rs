@@ -81,7 +81,22 @@ pub fn program_def(name: &str, spec: proto::ProgramSpec) -> Result<ProgramDef, E
         max_restarts: spec.max_restarts,
         max_recycling: spec.max_recycling,
         restart_window: millis(name, "restart_window", spec.restart_window_ms)?,
+        ready: ready(name, &spec.ready)?,
     })
+}
+
+/// `ready`: empty is the default.
+fn ready(program: &str, value: &str) -> Result<Option<crate::daemon::spec::Ready>, Error> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    crate::daemon::spec::Ready::parse(value)
+        .map(Some)
+        .ok_or_else(|| Error::InvalidField {
+            program: program.to_string(),
+            field: "ready",
+            reason: format!("{value:?} is not one of auto, spawn, grace, sdk, notify"),
+        })
 }
 
 fn kind(kind: Kind) -> proto::ProgramKind {
@@ -152,6 +167,7 @@ pub fn worker_info(info: WorkerInfo) -> proto::WorkerInfo {
         uptime_ms: u64::try_from(info.uptime.as_millis()).unwrap_or(u64::MAX),
         attached: info.attached,
         cpu_ms: u64::try_from(info.cpu.as_millis()).unwrap_or(u64::MAX),
+        notify_status: info.notify_status,
     }
 }
 

@@ -8,6 +8,7 @@
 //! call. Over TCP a bearer token takes their place.
 
 mod convert;
+pub mod health;
 mod remote;
 mod stats;
 mod status;
@@ -38,16 +39,15 @@ pub use worker_channel::WorkerChannelService;
 const MAX_REQUEST: usize = 1024 * 1024 + 64 * 1024;
 
 /// Serves the control and worker APIs on `listener` until `shutdown` resolves.
+/// `health` holds the statuses of the standard health service (see [`health`]).
 pub async fn serve(
     engine: EngineHandle,
     listener: UnixListener,
+    health: tonic_health::server::HealthReporter,
     stats: Arc<RpcStats>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<SupervisorServer<SupervisorService>>()
-        .await;
+    let health_service = health::service(&health);
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 

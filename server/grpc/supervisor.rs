@@ -145,7 +145,7 @@ impl Supervisor for SupervisorService {
         }
         let subscription = self.engine.subscribe().await?;
         let wanted = move |program: &str| name.as_deref().is_none_or(|n| n == program);
-        let history: Vec<_> = if request.replay {
+        let mut history: Vec<_> = if request.replay {
             subscription
                 .history
                 .into_iter()
@@ -155,8 +155,14 @@ impl Supervisor for SupervisorService {
         } else {
             Vec::new()
         };
+        if let Some(last) = request.last.filter(|&n| n > 0) {
+            let keep = usize::try_from(last).unwrap_or(usize::MAX);
+            history.drain(..history.len().saturating_sub(keep));
+        }
         let replay = tokio_stream::iter(history);
-        if !request.follow {
+        // Unset means follow: an empty request, what a generated client sends
+        // first, must not come back empty and closed.
+        if !request.follow.unwrap_or(true) {
             return Ok(Response::new(Box::pin(replay)));
         }
         // The broadcast channel never waits for us; when we fall behind it says how

@@ -119,7 +119,8 @@ fn from_worker(message: proto::WorkerMessage) -> Option<FromWorker> {
             requests: beat.requests,
         },
         worker_message::Msg::Message(message) => FromWorker::Message(message.payload),
-        worker_message::Msg::Stopped(_) => FromWorker::Stopped,
+        worker_message::Msg::Stopped(stopped) if stopped.error.is_empty() => FromWorker::Stopped,
+        worker_message::Msg::Stopped(stopped) => FromWorker::StopFailed(stopped.error),
     })
 }
 

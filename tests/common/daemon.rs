@@ -90,6 +90,16 @@ impl Daemon {
         Self::launch(command, dir, socket).await
     }
 
+    /// Spawns `command`, an infantd set up by the caller (its environment, its
+    /// fds), in `dir`, and waits until it answers on `socket`.
+    pub async fn start_command(
+        command: Command,
+        dir: tempfile::TempDir,
+        socket: PathBuf,
+    ) -> Daemon {
+        Self::launch(command, dir, socket).await
+    }
+
     /// Spawns `command` (infantd with its arguments) in `dir` and waits until it
     /// answers on `socket`.
     async fn launch(mut command: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {

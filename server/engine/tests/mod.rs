@@ -42,6 +42,7 @@ impl Harness {
         let config = EngineConfig {
             socket: "/nonexistent/infant.sock".into(),
             trim_memory: false,
+            notify_socket: None,
         };
         let (engine, task) = super::spawn_with(config, os, Containment::new(None, None), exits);
         Harness {
