@@ -56,6 +56,13 @@ struct Args {
     /// Remote control without TLS: plain TCP, allowed only on a loopback address.
     #[arg(long, requires = "control_listen", conflicts_with_all = ["tls_cert", "tls_key"])]
     insecure_plaintext: bool,
+    /// Remote control: connections served at once (default 256). More wait in the
+    /// kernel's queue until one closes; so do all new ones while the daemon has
+    /// few file descriptors left, whatever this says. A connection that sends
+    /// nothing for 60 s is closed (live clients answer the server's pings), and
+    /// one that has not finished its TLS handshake within 10 s too.
+    #[arg(long, value_name = "N", requires = "control_listen")]
+    max_remote_connections: Option<usize>,
 }
 
 fn parse_kind(text: &str) -> Result<Kind, String> {
@@ -69,7 +76,8 @@ fn parse_kind(text: &str) -> Result<Kind, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    infant::daemon::init_logging();
+    // Held to the end, so that the last lines are written before exit.
+    let _logs = infant::daemon::init_logging();
     let inline = (!args.command.is_empty()).then(|| {
         let def = ProgramDef {
             kind: args.kind,
@@ -90,5 +98,6 @@ fn main() -> ExitCode {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         insecure_plaintext: args.insecure_plaintext,
+        max_remote_connections: args.max_remote_connections,
     })
 }

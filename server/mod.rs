@@ -21,13 +21,18 @@
 //!   order and stopped in reverse.
 //! - `run`: start-up, signals and ordered shutdown; `server/main.rs` only
 //!   parses arguments and calls [`run`].
+//! - `fds`: the daemon's own descriptors: the limit, raised at start, and
+//!   how many are free.
+//! - `logging`: log lines to stderr without ever blocking the daemon.
 //! - `error`: the one error type.
 
 mod app;
 pub mod config;
 mod engine;
 mod error;
+mod fds;
 mod grpc;
+mod logging;
 mod process;
 mod run;
 mod socket;
@@ -37,6 +42,7 @@ mod supervisor;
 pub use engine::state::{InstanceStatus, ProgramInfo, ProgramStatus, WorkerInfo};
 pub use error::{Error, Result};
 pub use grpc::RemoteListener;
+pub use logging::LogGuard;
 pub use process::reaper::ExitStatus;
 pub use run::{init_logging, run, Options};
 pub use spec::{Kind, ListenAddr, ProgramDef, ProgramSpec};

@@ -71,6 +71,8 @@ impl SupervisorOptions {
 pub struct Supervisor {
     engine: EngineHandle,
     socket: PathBuf,
+    /// The socket file as bound, removed at shutdown only if it is still ours.
+    bound: socket::BoundPath,
     engine_task: JoinHandle<()>,
     server: ServerTask,
     /// The control API over TCP, if asked for: its bound address and server.
@@ -89,6 +91,11 @@ impl Supervisor {
     /// Like [`Supervisor::start`], with `options`. With a remote listener, both
     /// servers stop together, at shutdown.
     pub async fn start_with(socket: &Path, options: SupervisorOptions) -> Result<Supervisor> {
+        // Workers get this path as `INFANT_SOCKET` and may run in another folder.
+        let socket = &std::path::absolute(socket).map_err(|e| Error::Socket {
+            path: socket.to_path_buf(),
+            reason: format!("cannot make the path absolute: {e}"),
+        })?;
         let SupervisorOptions {
             remote,
             trim_memory,
@@ -108,7 +115,7 @@ impl Supervisor {
             }
             None => None,
         };
-        let listener = socket::bind(socket)?;
+        let (listener, bound) = socket::bind(socket)?;
         let (engine, engine_task) = engine::spawn(EngineConfig {
             socket: socket.to_path_buf(),
             trim_memory,
@@ -138,6 +145,7 @@ impl Supervisor {
         Ok(Supervisor {
             engine,
             socket: socket.to_path_buf(),
+            bound,
             engine_task,
             server,
             remote,
@@ -213,7 +221,12 @@ impl Supervisor {
         if let Some((_, server)) = self.remote {
             close_server("remote control server", server, deadline).await;
         }
-        let _ = std::fs::remove_file(&self.socket);
+        if !self.bound.remove() {
+            tracing::info!(
+                socket = %self.socket.display(),
+                "the control socket was removed or replaced since it was bound; left as it is"
+            );
+        }
         let leftovers = process::kill_leftovers();
         if leftovers > 0 {
             tracing::info!(leftovers, "killed processes left behind by workers");

@@ -3,9 +3,9 @@
 
 use std::pin::Pin;
 
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::convert;
@@ -140,36 +140,35 @@ impl Supervisor for SupervisorService {
             // started later), but the name must be one that could exist.
             crate::daemon::spec::validate_name(name)?;
         }
-        let subscription = self.engine.subscribe().await?;
-        let wanted = move |program: &str| name.as_deref().is_none_or(|n| n == program);
-        let history: Vec<_> = if request.replay {
-            subscription
-                .history
-                .into_iter()
-                .filter(|e| wanted(&e.program))
-                .map(|e| Ok(convert::event(&e, 0)))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let replay = tokio_stream::iter(history);
-        if !request.follow {
-            return Ok(Response::new(Box::pin(replay)));
+        let mut subscription = self.engine.subscribe().await?;
+        if !request.replay {
+            subscription.skip_history();
         }
-        // The broadcast channel never waits for us; when we fall behind it says how
-        // far, and the next event we do deliver carries that count.
-        let mut missed = 0u64;
-        let live = BroadcastStream::new(subscription.live).filter_map(move |item| match item {
-            Ok(event) if wanted(&event.program) => {
-                let lost = std::mem::take(&mut missed);
-                Some(Ok(convert::event(&event, lost)))
-            }
-            Ok(_) => None,
-            Err(BroadcastStreamRecvError::Lagged(n)) => {
-                missed += n;
-                None
+        if !request.follow {
+            subscription.stop_at_now();
+        }
+        // One task per watcher moves events from the bus to the stream, one at a
+        // time: a watcher that does not read holds one event, and the bus drops
+        // nothing on its account (it falls behind and is told what it missed).
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut missed = 0;
+            loop {
+                let delivery = tokio::select! {
+                    delivery = subscription.next() => delivery,
+                    () = tx.closed() => return,
+                };
+                let Some(delivery) = delivery else { return };
+                missed += delivery.missed;
+                if name.as_deref().is_some_and(|n| n != delivery.event.program) {
+                    continue;
+                }
+                let event = convert::event(&delivery.event, std::mem::take(&mut missed));
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
             }
         });
-        Ok(Response::new(Box::pin(replay.chain(live))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
