@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tonic::codegen::http::Uri;
-use tonic::transport::{Channel, Endpoint};
 #[cfg(feature = "tls")]
 use tonic::transport::{Certificate, ClientTlsConfig};
+use tonic::transport::{Channel, Endpoint};
 
 /// How long connecting to a remote daemon (TCP and TLS handshake) may take: a
 /// firewall that drops packets must not hang `infantctl` for minutes.

@@ -63,6 +63,25 @@ fn rss_kib(pid: i32) -> u64 {
         .expect("VmRSS")
 }
 
+/// Bytes written to the pipe at `path` and not read yet.
+fn unread_bytes(path: &str) -> usize {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(pipe) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return 0;
+    };
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer given.
+    if unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut unread) } != 0 {
+        return 0;
+    }
+    usize::try_from(unread).unwrap_or(0)
+}
+
 /// `infantctl status` answers within `deadline` (it is killed past it).
 async fn status_answers(daemon: &Daemon, deadline: Duration) -> bool {
     let mut child = Command::new(infantctl_bin())
@@ -383,6 +402,12 @@ async fn a_full_stderr_pipe_never_blocks_supervision() {
         )
         .await;
     }
+    // The pipe is full: the test is not vacuous.
+    let pid = daemon.pid();
+    wait_until("the daemon's stderr pipe to fill up", DEADLINE, || async move {
+        unread_bytes(&format!("/proc/{pid}/fd/2")) >= 60 * 1024
+    })
+    .await;
     assert!(
         status_answers(&daemon, DEADLINE).await,
         "infantctl status did not answer while stderr was full"

@@ -45,7 +45,9 @@ pub async fn supervise(
     let supervisor = Supervisor::start(&dir.join("infantd.sock")).await?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    let result = supervisor.start_program(name, Some(def), wait_for_job).await;
+    let result = supervisor
+        .start_program(name, Some(def), wait_for_job)
+        .await;
     let outcome = match result {
         Ok(info) if !info.error.is_empty() => Err(info.error.into()),
         Ok(_) => {

@@ -309,11 +309,12 @@ mod tests {
             bus.publish(message(1 << 20));
         }
         bus.publish(Event::new("p", EventKind::Status));
-        let ring = lock(&bus.ring);
-        let bytes: usize = ring.events.iter().map(|e| e.payload.len()).sum();
-        assert!(bytes <= HISTORY_PAYLOAD_BYTES, "{bytes} bytes retained");
-        assert_eq!(ring.payload, bytes);
-        drop(ring);
+        {
+            let ring = lock(&bus.ring);
+            let bytes: usize = ring.events.iter().map(|e| e.payload.len()).sum();
+            assert!(bytes <= HISTORY_PAYLOAD_BYTES, "{bytes} bytes retained");
+            assert_eq!(ring.payload, bytes);
+        }
         let seqs: Vec<u64> = read_all(bus.subscribe())
             .await
             .iter()
