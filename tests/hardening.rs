@@ -404,9 +404,11 @@ async fn a_full_stderr_pipe_never_blocks_supervision() {
     }
     // The pipe is full: the test is not vacuous.
     let pid = daemon.pid();
-    wait_until("the daemon's stderr pipe to fill up", DEADLINE, || async move {
-        unread_bytes(&format!("/proc/{pid}/fd/2")) >= 60 * 1024
-    })
+    wait_until(
+        "the daemon's stderr pipe to fill up",
+        DEADLINE,
+        || async move { unread_bytes(&format!("/proc/{pid}/fd/2")) >= 60 * 1024 },
+    )
     .await;
     assert!(
         status_answers(&daemon, DEADLINE).await,
