@@ -3,12 +3,14 @@
 
 use std::pin::Pin;
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use std::future::Future;
+use std::task::{Context, Poll};
+
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use crate::daemon::engine::events::{Delivery, Subscription};
 use crate::daemon::engine::EngineHandle;
 use crate::daemon::error::Error;
 use crate::daemon::process::signal::parse_signal;
@@ -147,28 +149,63 @@ impl Supervisor for SupervisorService {
         if !request.follow {
             subscription.stop_at_now();
         }
-        // One task per watcher moves events from the bus to the stream, one at a
-        // time: a watcher that does not read holds one event, and the bus drops
-        // nothing on its account (it falls behind and is told what it missed).
-        let (tx, rx) = mpsc::channel(1);
-        tokio::spawn(async move {
-            let mut missed = 0;
-            loop {
-                let delivery = tokio::select! {
-                    delivery = subscription.next() => delivery,
-                    () = tx.closed() => return,
-                };
-                let Some(delivery) = delivery else { return };
-                missed += delivery.missed;
-                if name.as_deref().is_some_and(|n| n != delivery.event.program) {
-                    continue;
-                }
-                let event = convert::event(&delivery.event, std::mem::take(&mut missed));
-                if tx.send(Ok(event)).await.is_err() {
-                    return;
-                }
+        Ok(Response::new(Box::pin(WatchStream::new(
+            subscription,
+            name,
+        ))))
+    }
+}
+
+/// A watcher's `Events` stream: the next event is taken from the bus only when
+/// the transport asks for one, so a watcher that does not read holds nothing
+/// (it falls behind in the bus's ring and is told what it missed).
+struct WatchStream {
+    next: Pin<Box<dyn Future<Output = (Option<Delivery>, Subscription)> + Send>>,
+    /// Only this program's events, if set.
+    name: Option<String>,
+    /// Events missed since the last one delivered.
+    missed: u64,
+}
+
+impl WatchStream {
+    fn new(subscription: Subscription, name: Option<String>) -> Self {
+        WatchStream {
+            next: Self::read(subscription),
+            name,
+            missed: 0,
+        }
+    }
+
+    fn read(
+        mut subscription: Subscription,
+    ) -> Pin<Box<dyn Future<Output = (Option<Delivery>, Subscription)> + Send>> {
+        Box::pin(async move { (subscription.next().await, subscription) })
+    }
+}
+
+impl Stream for WatchStream {
+    type Item = Result<proto::Event, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            let (delivery, subscription) = match self.next.as_mut().poll(cx) {
+                Poll::Ready(read) => read,
+                Poll::Pending => return Poll::Pending,
+            };
+            self.next = Self::read(subscription);
+            let Some(delivery) = delivery else {
+                return Poll::Ready(None);
+            };
+            self.missed += delivery.missed;
+            if self
+                .name
+                .as_deref()
+                .is_some_and(|n| n != delivery.event.program)
+            {
+                continue;
             }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+            let missed = std::mem::take(&mut self.missed);
+            return Poll::Ready(Some(Ok(convert::event(&delivery.event, missed))));
+        }
     }
 }
