@@ -69,6 +69,13 @@ struct Args {
     /// authentication, so a proxy in front of it must control access.
     #[arg(long, requires = "metrics_listen")]
     metrics_behind_proxy: bool,
+    /// Remote control: connections served at once (default 256). More wait in the
+    /// kernel's queue until one closes; so do all new ones while the daemon has
+    /// few file descriptors left, whatever this says. A connection that sends
+    /// nothing for 60 s is closed (live clients answer the server's pings), and
+    /// one that has not finished its TLS handshake within 10 s too.
+    #[arg(long, value_name = "N", requires = "control_listen")]
+    max_remote_connections: Option<usize>,
 }
 
 fn parse_kind(text: &str) -> Result<Kind, String> {
@@ -82,7 +89,6 @@ fn parse_kind(text: &str) -> Result<Kind, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    infant::daemon::init_logging();
     let inline = (!args.command.is_empty()).then(|| {
         let def = ProgramDef {
             kind: args.kind,
@@ -106,5 +112,6 @@ fn main() -> ExitCode {
         health_listen: args.health_listen,
         metrics_listen: args.metrics_listen,
         metrics_behind_proxy: args.metrics_behind_proxy,
+        max_remote_connections: args.max_remote_connections,
     })
 }

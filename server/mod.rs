@@ -22,6 +22,9 @@
 //!   order and stopped in reverse.
 //! - `run`: start-up, signals and ordered shutdown; `server/main.rs` only
 //!   parses arguments and calls [`run`].
+//! - `fds`: the daemon's own descriptors: the limit, raised at start, and
+//!   how many are free.
+//! - `logging`: log lines to stderr without ever blocking the daemon.
 //! - `systemd`: the notify protocol towards a service manager and socket
 //!   activation of the control socket.
 //! - `error`: the one error type.
@@ -30,7 +33,9 @@ mod app;
 pub mod config;
 mod engine;
 mod error;
+mod fds;
 mod grpc;
+mod logging;
 mod metrics;
 mod process;
 mod run;
@@ -42,6 +47,7 @@ mod systemd;
 pub use engine::state::{InstanceStatus, ProgramInfo, ProgramStatus, WorkerInfo};
 pub use error::{Error, Result};
 pub use grpc::RemoteListener;
+pub use logging::LogGuard;
 pub use process::reaper::ExitStatus;
 pub use run::{init_logging, run, Options};
 pub use spec::{Kind, ListenAddr, ProgramDef, ProgramSpec, Ready};

@@ -17,7 +17,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -29,12 +29,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{Error, Result};
 use super::grpc::{BearerToken, RemoteListener};
+use super::logging::{LogGuard, LossyStderr};
 use super::metrics::{self, MetricsListener, Tally};
 use super::process::contain::Containment;
 use super::process::guardian::Guardian;
 use super::spec::{ProgramDef, ProgramSpec};
 use super::supervisor::{Supervisor, SupervisorOptions};
-use super::{app, config, process, socket, systemd};
+use super::{app, config, fds, process, socket, systemd};
 
 /// How `infantd` was asked to run.
 #[derive(Debug, Default)]
@@ -62,14 +63,21 @@ pub struct Options {
     pub metrics_listen: Option<String>,
     /// `--metrics-behind-proxy`: allow a non-loopback metrics address.
     pub metrics_behind_proxy: bool,
+    /// `--max-remote-connections N`: remote connections open at once (default 256).
+    pub max_remote_connections: Option<usize>,
 }
 
 /// The longest token file read; a token is a few dozen bytes.
 const MAX_TOKEN_FILE: u64 = 4096;
 
-/// Sets up logging: `INFANT_LOG` in `RUST_LOG` syntax; Node infant's `DEBUG=infant*`
-/// turns on debug output too; `info` otherwise.
-pub fn init_logging() {
+/// Sets up logging: `INFANT_LOG` in `RUST_LOG` syntax; `DEBUG=infant*` turns on
+/// debug output too; `info` otherwise.
+///
+/// Lines reach stderr through a bounded queue and a thread of their own: when
+/// stderr does not take them (a pipe nobody reads), lines are dropped and
+/// counted, and supervision goes on. Keep the guard until the daemon exits: its
+/// drop gives the last lines a moment to be written.
+pub fn init_logging() -> LogGuard {
     // `Targets` understands the `target=level,level` subset of RUST_LOG syntax
     // without pulling a regex engine into the daemon (that alone is ~1 MiB of
     // code, most of it resident).
@@ -87,22 +95,39 @@ pub fn init_logging() {
             .with_default(LevelFilter::INFO),
         _ => fallback(),
     };
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
+    let (writer, guard) = match LossyStderr::start() {
+        Ok((writer, guard)) => (BoxMakeWriter::new(writer), guard),
+        Err(e) => {
+            eprintln!("infantd: cannot start the log writer ({e}); logging to stderr directly");
+            (BoxMakeWriter::new(std::io::stderr), LogGuard::none())
+        }
+    };
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .with_writer(writer)
                 .with_target(false)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
         )
         .with(filter)
         .try_init();
+    guard
 }
 
-/// Runs the daemon in the foreground until it is told to stop.
+/// Runs the daemon in the foreground until it is told to stop. Sets up logging
+/// itself (see [`init_logging`]): the guardian must be forked while the process
+/// is still a single thread, before the log writer's thread starts.
 pub fn run(options: Options) -> ExitCode {
-    match run_inner(options) {
+    let (containment, trouble) = containment();
+    // Held to the end, so that the last lines are written before exit.
+    let _logs = init_logging();
+    if let Some(trouble) = trouble {
+        tracing::warn!("{trouble}");
+    }
+    match run_inner(options, containment) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("infantd: {e}");
@@ -111,7 +136,7 @@ pub fn run(options: Options) -> ExitCode {
     }
 }
 
-fn run_inner(options: Options) -> Result<ExitCode> {
+fn run_inner(options: Options, containment: Containment) -> Result<ExitCode> {
     // Everything the user wrote is checked before anything is started.
     let mut programs: Vec<ProgramSpec> = match &options.config {
         Some(path) => config::load(path)?,
@@ -151,8 +176,14 @@ fn run_inner(options: Options) -> Result<ExitCode> {
         .map(|index| programs[index].name.clone())
         .collect();
 
-    let containment = containment();
     process::become_subreaper().map_err(|e| Error::io("PR_SET_CHILD_SUBREAPER", e))?;
+    // Every worker costs the daemon a few descriptors, and so does every remote
+    // client: take what the system allows, not the soft default.
+    match fds::raise_limit() {
+        Ok(Some((old, new))) => tracing::info!("open-file limit raised from {old} to {new}"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     // A control socket passed by the service manager wins over every default.
     let activated = systemd::activated_listener()?;
     let path = match &activated {
@@ -212,23 +243,28 @@ fn activated_path(
 
 /// The daemon's cgroup, if it can have one, and its guardian (see
 /// [`process::guardian`]), forked while the daemon is still a single thread.
-fn containment() -> Containment {
+/// Logging is not set up yet when this runs, so a problem comes back as text.
+fn containment() -> (Containment, Option<String>) {
     let cgroups = process::cgroup::Tree::create();
-    let guardian = if process::single_threaded() {
-        // SAFETY: the process has a single thread (just checked; the runtime
-        // is started later).
+    let (guardian, trouble) = if process::single_threaded() {
+        // SAFETY: the process has a single thread (just checked; logging and
+        // the runtime start later).
         match unsafe { Guardian::start(cgroups.as_ref().map(|tree| tree.root())) } {
-            Ok(guardian) => Some(guardian),
-            Err(e) => {
-                tracing::warn!("cannot start the guardian: {e}; a kill -9 of infantd may leave processes behind");
-                None
-            }
+            Ok(guardian) => (Some(guardian), None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "cannot start the guardian: {e}; a kill -9 of infantd may leave processes behind"
+                )),
+            ),
         }
     } else {
-        tracing::warn!("not started as a single thread: no guardian");
-        None
+        (
+            None,
+            Some("not started as a single thread: no guardian".to_owned()),
+        )
     };
-    Containment::new(cgroups, guardian)
+    (Containment::new(cgroups, guardian), trouble)
 }
 
 /// The remote control listener the flags ask for, checked: the address resolves,
@@ -241,6 +277,10 @@ fn remote_listener(options: &Options) -> Result<Option<RemoteListener>> {
             ("--tls-cert", options.tls_cert.is_some()),
             ("--tls-key", options.tls_key.is_some()),
             ("--insecure-plaintext", options.insecure_plaintext),
+            (
+                "--max-remote-connections",
+                options.max_remote_connections.is_some(),
+            ),
         ] {
             if given {
                 return Err(flag_error(
@@ -313,6 +353,11 @@ fn remote_listener(options: &Options) -> Result<Option<RemoteListener>> {
             ))
         }
     };
+    let remote = match options.max_remote_connections {
+        Some(0) => return Err(flag_error("--max-remote-connections", "must be at least 1")),
+        Some(max) => remote.max_connections(max),
+        None => remote,
+    };
     Ok(Some(remote))
 }
 
@@ -358,11 +403,7 @@ fn read_token(path: &Path) -> Result<BearerToken> {
     let action = || format!("--token-file {}", path.display());
     let refuse = |why: &str| flag_error("--token-file", format!("{}: {why}", path.display()));
     // Check the file that was opened, not the path, so it cannot be swapped between.
-    let file = File::open(path).map_err(|e| Error::io(action(), e))?;
-    let meta = file.metadata().map_err(|e| Error::io(action(), e))?;
-    if !meta.is_file() {
-        return Err(refuse("not a regular file"));
-    }
+    let (file, meta) = open_regular("--token-file", path)?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(refuse(&format!(
@@ -385,10 +426,32 @@ fn read_token(path: &Path) -> Result<BearerToken> {
     BearerToken::new(token).map_err(|e| refuse(&reason(e)))
 }
 
+/// Opens the file a flag names, refusing anything but a regular file. The open
+/// does not block: a FIFO would otherwise hang start-up until a writer came, and a
+/// device could block for ever.
+fn open_regular(flag: &'static str, path: &Path) -> Result<(File, std::fs::Metadata)> {
+    let action = || format!("{flag} {}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io(action(), e))?;
+    let meta = file.metadata().map_err(|e| Error::io(action(), e))?;
+    if !meta.is_file() {
+        return Err(flag_error(
+            flag,
+            format!("{}: not a regular file", path.display()),
+        ));
+    }
+    Ok((file, meta))
+}
+
 /// The bytes of a PEM file that must contain a block ending in `marker`.
 fn read_pem(flag: &'static str, path: &Path, marker: &str) -> Result<Vec<u8>> {
-    let pem =
-        std::fs::read(path).map_err(|e| Error::io(format!("{flag} {}", path.display()), e))?;
+    let (mut file, _) = open_regular(flag, path)?;
+    let mut pem = Vec::new();
+    file.read_to_end(&mut pem)
+        .map_err(|e| Error::io(format!("{flag} {}", path.display()), e))?;
     if !String::from_utf8_lossy(&pem).contains(marker) {
         return Err(flag_error(
             flag,
@@ -475,7 +538,7 @@ async fn serve(
         tracing::info!(address = %bound, "serving metrics on http://{bound}/metrics");
     }
     engine.define(programs).await?;
-    tracing::info!(socket = %path.display(), "infantd ready");
+    tracing::info!(socket = %supervisor.socket().display(), "infantd ready");
     // Start-up code is done with: let it leave the resident set.
     process::trim_resident_memory();
 

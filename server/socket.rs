@@ -1,16 +1,73 @@
 //! The control socket: where it lives, who may open it, and making sure only one
 //! daemon serves it.
 
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::error::{Error, Result};
+
+/// A socket file this daemon bound, identified by its inode so that it is removed
+/// only while it is still ours: once another process has replaced it (another
+/// daemon started on the same path after ours was deleted), the path is theirs.
+#[derive(Debug)]
+pub struct BoundPath {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl BoundPath {
+    /// Records the inode now at `path`, just bound by this process.
+    pub fn new(path: &Path) -> std::io::Result<BoundPath> {
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(BoundPath {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// Removes the path if it is still the socket this daemon bound; returns
+    /// whether it did.
+    pub fn remove(&self) -> bool {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
+                std::fs::remove_file(&self.path).is_ok()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether a process accepts connections on the Unix socket at `path`. The
+/// connect does not block: a live server with a full backlog counts as live.
+pub fn answers(path: &Path) -> bool {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let Ok(address) = UnixAddr::new(path) else {
+        return false;
+    };
+    let Ok(fd) = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    ) else {
+        // Out of descriptors: say it answers, so that nothing is replaced blindly.
+        return true;
+    };
+    match connect(fd.as_raw_fd(), &address) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINPROGRESS) => true,
+        Err(_) => false,
+    }
+}
 
 /// Prepares the socket's folder and binds the socket: folder 0700 (created if
 /// missing), socket 0600. A socket file nobody answers on is a leftover of a
 /// crashed daemon and is replaced; one that answers belongs to a live daemon and
 /// is an error.
-pub fn bind(path: &Path) -> Result<tokio::net::UnixListener> {
+pub fn bind(path: &Path) -> Result<(tokio::net::UnixListener, BoundPath)> {
     let fail = |reason: String| Error::Socket {
         path: path.to_path_buf(),
         reason,
@@ -36,7 +93,7 @@ pub fn bind(path: &Path) -> Result<tokio::net::UnixListener> {
                 "exists and is not a socket; refusing to replace it".into(),
             ));
         }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        if answers(path) {
             return Err(fail("another infantd is already serving on it".into()));
         }
         std::fs::remove_file(path).map_err(|e| fail(format!("cannot remove stale socket: {e}")))?;
@@ -48,12 +105,14 @@ pub fn bind(path: &Path) -> Result<tokio::net::UnixListener> {
     let bound = std::os::unix::net::UnixListener::bind(path);
     nix::sys::stat::umask(old);
     let listener = bound.map_err(|e| fail(e.to_string()))?;
+    let bound = BoundPath::new(path).map_err(|e| fail(e.to_string()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| fail(format!("chmod 0600: {e}")))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| fail(e.to_string()))?;
-    tokio::net::UnixListener::from_std(listener).map_err(|e| fail(e.to_string()))
+    let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| fail(e.to_string()))?;
+    Ok((listener, bound))
 }
 
 /// Makes the default socket folder private. Only for folders infant owns (the

@@ -257,6 +257,13 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Variables infantd sets for each instance: `INFANT_*` (the worker channel: the
+/// socket, the worker's id and token) and the socket-activation trio. A program
+/// that overrode one would lose its channel to the daemon or its sockets.
+fn is_reserved_variable(key: &str) -> bool {
+    key.starts_with("INFANT_") || matches!(key, "LISTEN_FDS" | "LISTEN_PID" | "LISTEN_FDNAMES")
+}
+
 impl ProgramDef {
     /// Applies defaults and checks every field; errors name `name` and the field.
     pub fn validate(self, name: &str) -> Result<ProgramSpec> {
@@ -288,6 +295,21 @@ impl ProgramDef {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(invalid("env", format!("{key:?} is not a variable name")));
             }
+        }
+        let reserved: Vec<&str> = env
+            .keys()
+            .map(String::as_str)
+            .filter(|key| is_reserved_variable(key))
+            .collect();
+        if !reserved.is_empty() {
+            return Err(invalid(
+                "env",
+                format!(
+                    "{}: set by infantd for every instance (its channel to the daemon, its \
+                     sockets); a program may not override them",
+                    reserved.join(", ")
+                ),
+            ));
         }
         if env.values().any(|value| value.contains('\0')) {
             return Err(invalid("env", "values must not contain NUL".into()));
@@ -490,6 +512,21 @@ mod tests {
             command: Some(command.iter().map(|s| s.to_string()).collect()),
             ..ProgramDef::default()
         }
+    }
+
+    #[test]
+    fn env_may_not_override_what_the_daemon_sets() {
+        let mut overriding = def(&["x"]);
+        overriding.env = Some(BTreeMap::from([
+            ("INFANT_SOCKET".to_owned(), "/elsewhere".to_owned()),
+            ("LISTEN_FDS".to_owned(), "3".to_owned()),
+            ("LISTEN_PORT".to_owned(), "80".to_owned()),
+            ("PORT".to_owned(), "80".to_owned()),
+        ]));
+        let err = overriding.validate("web").unwrap_err().to_string();
+        assert!(err.contains("web") && err.contains("env"), "{err}");
+        assert!(err.contains("INFANT_SOCKET, LISTEN_FDS:"), "{err}");
+        assert!(!err.contains("PORT:"), "{err}");
     }
 
     #[test]

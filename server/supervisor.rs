@@ -84,13 +84,14 @@ impl SupervisorOptions {
 pub struct Supervisor {
     engine: EngineHandle,
     socket: PathBuf,
+    /// The socket file as bound, removed at shutdown only if it is still ours;
+    /// `None` for a socket passed by the service manager, which is not ours.
+    bound: Option<socket::BoundPath>,
     engine_task: JoinHandle<()>,
     server: ServerTask,
     /// The control API over TCP, if asked for: its bound address and server.
     remote: Option<(SocketAddr, ServerTask)>,
     stop_serving: CancellationToken,
-    /// Whether the socket file is ours to remove at shutdown (not an activated one).
-    owns_socket: bool,
     /// The health service over TCP, if asked for: its bound address and server.
     health: Option<(SocketAddr, ServerTask)>,
     rpc_stats: Arc<RpcStats>,
@@ -107,6 +108,11 @@ impl Supervisor {
     /// Like [`Supervisor::start`], with `options`. With a remote listener, both
     /// servers stop together, at shutdown.
     pub async fn start_with(socket: &Path, options: SupervisorOptions) -> Result<Supervisor> {
+        // Workers get this path as `INFANT_SOCKET` and may run in another folder.
+        let socket = &std::path::absolute(socket).map_err(|e| Error::Socket {
+            path: socket.to_path_buf(),
+            reason: format!("cannot make the path absolute: {e}"),
+        })?;
         let SupervisorOptions {
             remote,
             trim_memory,
@@ -143,15 +149,20 @@ impl Supervisor {
             }
             None => None,
         };
-        let owns_socket = control_listener.is_none();
-        let listener = match control_listener {
+        // An activated socket's file belongs to whoever bound it: never removed.
+        let (listener, bound) = match control_listener {
             Some(listener) => {
-                tokio::net::UnixListener::from_std(listener).map_err(|e| Error::Socket {
-                    path: socket.to_path_buf(),
-                    reason: format!("the socket passed by the service manager: {e}"),
-                })?
+                let listener =
+                    tokio::net::UnixListener::from_std(listener).map_err(|e| Error::Socket {
+                        path: socket.to_path_buf(),
+                        reason: format!("the socket passed by the service manager: {e}"),
+                    })?;
+                (listener, None)
             }
-            None => socket::bind(socket)?,
+            None => {
+                let (listener, bound) = socket::bind(socket)?;
+                (listener, Some(bound))
+            }
         };
         let notify = systemd::NotifyListener::bind()?;
         let (engine, engine_task) = engine::spawn(
@@ -202,11 +213,11 @@ impl Supervisor {
         Ok(Supervisor {
             engine,
             socket: socket.to_path_buf(),
+            bound,
             engine_task,
             server,
             remote,
             stop_serving,
-            owns_socket,
             health,
             rpc_stats,
         })
@@ -293,8 +304,11 @@ impl Supervisor {
         if let Some((_, server)) = self.health {
             close_server("health server", server, deadline).await;
         }
-        if self.owns_socket {
-            let _ = std::fs::remove_file(&self.socket);
+        if self.bound.as_ref().is_some_and(|bound| !bound.remove()) {
+            tracing::info!(
+                socket = %self.socket.display(),
+                "the control socket was removed or replaced since it was bound; left as it is"
+            );
         }
         let leftovers = process::kill_leftovers();
         if leftovers > 0 {

@@ -129,10 +129,10 @@ pub async fn keep_informed(notifier: Notifier, engine: EngineHandle) {
     if !notifier.enabled() {
         return;
     }
-    let Ok(subscription) = engine.subscribe().await else {
+    let Ok(mut events) = engine.subscribe().await else {
         return;
     };
-    let mut events = subscription.live;
+    events.skip_history();
     let watchdog = notifier.watchdog_interval();
     // Without a watchdog the ticker still runs, as the summary's slow path.
     let mut ticker = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(30)));
@@ -142,8 +142,8 @@ pub async fn keep_informed(notifier: Notifier, engine: EngineHandle) {
     loop {
         let ping = tokio::select! {
             _ = ticker.tick() => watchdog.is_some(),
-            event = events.recv(), if summary_due.is_none() => {
-                if let Err(tokio::sync::broadcast::error::RecvError::Closed) = event {
+            event = events.next(), if summary_due.is_none() => {
+                if event.is_none() {
                     return;
                 }
                 summary_due = Some(tokio::time::Instant::now() + SETTLE);
@@ -154,7 +154,7 @@ pub async fn keep_informed(notifier: Notifier, engine: EngineHandle) {
             {
                 summary_due = None;
                 // What piled up meanwhile is in this summary already.
-                events = events.resubscribe();
+                events.skip_to_now();
                 false
             }
         };

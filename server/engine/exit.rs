@@ -95,6 +95,12 @@ impl Engine {
         let planned = signalled.is_some()
             || (instance.stopped_itself && matches!(exit.status, ExitStatus::Code(0)));
         let exec_failed = exec_error.is_some();
+        // What the exit status alone does not say: an SDK worker exits when
+        // its attach is refused.
+        let status_text = match instance.attach_refused.take() {
+            Some(why) => format!("{} after the daemon refused its attach: {why}", exit.status),
+            None => exit.status.to_string(),
+        };
         let stable = instance
             .ok_at
             .is_some_and(|t| t.elapsed() >= backoff::STABLE_RUN);
@@ -118,7 +124,7 @@ impl Engine {
             }
             (Some(why), _) => format!("{} ({})", exit.status, why.as_str()),
             (None, Some(sig)) => format!("{} (sent {} through kill)", exit.status, sig.as_str()),
-            (None, None) => exit.status.to_string(),
+            (None, None) => status_text.clone(),
         };
         // A running job reported why its run failed: say it first.
         let reason = match reported_error {
@@ -151,7 +157,7 @@ impl Engine {
             let why = if exec_failed {
                 reason.clone()
             } else {
-                format!("exited while starting: {}", exit.status)
+                format!("exited while starting: {status_text}")
             };
             self.start_failed(index, id, why);
             // An exec failure is deterministic: while the program starts, a respawn

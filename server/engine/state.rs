@@ -126,6 +126,9 @@ pub struct Instance {
     pub exec_pending: bool,
     /// Why its exec failed (then it exited with 127).
     pub exec_error: Option<String>,
+    /// Why the daemon refused its attach over the worker channel, if it did: an
+    /// SDK worker then exits, and its exit says why.
+    pub attach_refused: Option<String>,
     /// An exit that came in while the exec's outcome was pending: handled once it
     /// is known, so the exit is reported with its real cause.
     pub deferred_exit: Option<crate::daemon::process::reaper::Exit>,
@@ -168,6 +171,7 @@ impl Instance {
             killed_because: None,
             exec_pending: false,
             exec_error: None,
+            attach_refused: None,
             deferred_exit: None,
             reported_error: None,
             stopped_itself: false,

@@ -20,7 +20,37 @@ impl Engine {
     /// The token proves the worker was started by us for this slot; the socket's
     /// peer credentials (from the kernel, not the worker) prove the caller is that
     /// process or one in its process group, so a leaked token alone is not enough.
+    ///
+    /// A refusal is also recorded on the instance the caller belongs to (by its
+    /// process group), so that when that worker exits, its exit says why.
     pub(super) fn attach(
+        &mut self,
+        hello: Hello,
+        peer_pid: Option<i32>,
+        channel: WorkerLink,
+    ) -> Result<(WorkerKey, Welcome)> {
+        let admitted = self.admit(hello, peer_pid, channel);
+        if let (Err(Error::AttachRefused(why)), Some(peer)) = (&admitted, peer_pid) {
+            let peer = Pid::from_raw(peer);
+            let leader = nix::unistd::getpgid(Some(peer)).unwrap_or(peer);
+            let owner = [peer, leader]
+                .iter()
+                .find_map(|pid| self.pids.get(pid).cloned());
+            if let Some((name, id)) = owner {
+                tracing::warn!(program = %name, worker = id, "attach refused: {why}");
+                if let Some(instance) = self
+                    .find(&name)
+                    .ok()
+                    .and_then(|index| self.programs[index].instance_mut(id))
+                {
+                    instance.attach_refused = Some(why.clone());
+                }
+            }
+        }
+        admitted
+    }
+
+    fn admit(
         &mut self,
         hello: Hello,
         peer_pid: Option<i32>,

@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::pb::health_server::HealthServer;
@@ -64,10 +63,10 @@ async fn follow(engine: EngineHandle, reporter: HealthReporter) {
         .set_service_status(DAEMON, ServingStatus::Serving)
         .await;
     // Subscribe first, then list: nothing falls between the two.
-    let Ok(subscription) = engine.subscribe().await else {
+    let Ok(mut events) = engine.subscribe().await else {
         return stopped(&reporter, &BTreeMap::new()).await;
     };
-    let mut events = subscription.live;
+    events.skip_history();
     let mut statuses = BTreeMap::new();
     let mut published = BTreeMap::new();
     loop {
@@ -80,15 +79,16 @@ async fn follow(engine: EngineHandle, reporter: HealthReporter) {
         publish(&reporter, &statuses, &mut published).await;
         // Status changes until the watcher falls behind; then list again.
         loop {
-            match events.recv().await {
-                Ok(event) => {
-                    if let Some(status) = event.program_status {
-                        statuses.insert(event.program.clone(), status);
-                        publish(&reporter, &statuses, &mut published).await;
-                    }
-                }
-                Err(RecvError::Lagged(_)) => break,
-                Err(RecvError::Closed) => return stopped(&reporter, &statuses).await,
+            let Some(delivery) = events.next().await else {
+                return stopped(&reporter, &statuses).await;
+            };
+            if let Some(status) = delivery.event.program_status {
+                statuses.insert(delivery.event.program.clone(), status);
+                publish(&reporter, &statuses, &mut published).await;
+            }
+            if delivery.missed > 0 {
+                // Fell behind: what was missed may have changed a status.
+                break;
             }
         }
     }

@@ -7,6 +7,7 @@
 //! against the socket's peer credentials: only the daemon's own uid and root may
 //! call. Over TCP a bearer token takes their place.
 
+mod admission;
 mod convert;
 pub mod health;
 mod remote;

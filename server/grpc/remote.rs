@@ -20,6 +20,7 @@ use tonic::transport::server::{TcpConnectInfo, TcpIncoming, TlsConnectInfo};
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Status};
 
+use super::admission::{self, DEFAULT_MAX_CONNECTIONS, PING_INTERVAL, PING_TIMEOUT};
 use super::{reflection, SupervisorService, MAX_REQUEST};
 use crate::daemon::engine::EngineHandle;
 use crate::daemon::error::{Error, Result};
@@ -80,6 +81,7 @@ pub struct RemoteListener {
     address: SocketAddr,
     tls: Option<ServerTlsConfig>,
     token: BearerToken,
+    max_connections: usize,
 }
 
 impl RemoteListener {
@@ -106,6 +108,7 @@ impl RemoteListener {
             address,
             tls: Some(tls),
             token,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         })
     }
 
@@ -124,6 +127,7 @@ impl RemoteListener {
             address,
             tls: None,
             token,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         })
     }
 
@@ -135,6 +139,15 @@ impl RemoteListener {
     /// Whether connections are encrypted.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// Accepts at most `max` (at least 1) connections at once, 256 unless told
+    /// otherwise; more wait in the kernel's backlog until one closes. Whatever
+    /// the cap, connections are also held back while the daemon has few file
+    /// descriptors free, so that supervision never runs short of them.
+    pub fn max_connections(mut self, max: usize) -> RemoteListener {
+        self.max_connections = max.max(1);
+        self
     }
 }
 
@@ -154,13 +167,20 @@ pub async fn serve_remote(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let mut server = Server::builder();
+    // The pings keep a quiet client's connection from counting as idle, and
+    // drop one whose peer has gone.
+    let mut server = Server::builder()
+        .http2_keepalive_interval(Some(PING_INTERVAL))
+        .http2_keepalive_timeout(Some(PING_TIMEOUT));
     if let Some(tls) = remote.tls {
         server = server.tls_config(tls)?;
     }
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(KEEPALIVE));
+    let incoming = admission::admit(
+        TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(KEEPALIVE)),
+        remote.max_connections,
+    );
     server
         .layer(super::stats::CountCalls(std::sync::Arc::clone(&stats)))
         .layer(tonic::service::InterceptorLayer::new(BearerAuth {

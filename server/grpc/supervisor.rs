@@ -4,13 +4,15 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::{Stream, StreamExt};
+use std::future::Future;
+use std::task::{Context, Poll};
+
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::stats::RpcStats;
+use super::stats::{RpcStats, WatcherGuard};
+use crate::daemon::engine::events::{Delivery, Subscription};
 use crate::daemon::engine::EngineHandle;
 use crate::daemon::error::Error;
 use crate::daemon::process::signal::parse_signal;
@@ -143,49 +145,84 @@ impl Supervisor for SupervisorService {
             // started later), but the name must be one that could exist.
             crate::daemon::spec::validate_name(name)?;
         }
-        let subscription = self.engine.subscribe().await?;
-        let wanted = move |program: &str| name.as_deref().is_none_or(|n| n == program);
-        let mut history: Vec<_> = if request.replay {
-            subscription
-                .history
-                .into_iter()
-                .filter(|e| wanted(&e.program))
-                .map(|e| Ok(convert::event(&e, 0)))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        if let Some(last) = request.last.filter(|&n| n > 0) {
+        let mut subscription = self.engine.subscribe().await?;
+        if !request.replay {
+            subscription.skip_history();
+        } else if let Some(last) = request.last.filter(|&n| n > 0) {
             let keep = usize::try_from(last).unwrap_or(usize::MAX);
-            history.drain(..history.len().saturating_sub(keep));
+            subscription.replay_last(keep, |e| name.as_deref().is_none_or(|n| n == e.program));
         }
-        let replay = tokio_stream::iter(history);
         // Unset means follow: an empty request, what a generated client sends
         // first, must not come back empty and closed.
         if !request.follow.unwrap_or(true) {
-            return Ok(Response::new(Box::pin(replay)));
+            subscription.stop_at_now();
         }
-        // The broadcast channel never waits for us; when we fall behind it says how
-        // far, and the next event we do deliver carries that count.
-        let mut missed = 0u64;
-        // Counted as a watcher for as long as the stream lives.
-        let watcher = self.stats.watching();
-        let stats = Arc::clone(&self.stats);
-        let live = BroadcastStream::new(subscription.live).filter_map(move |item| {
-            let _watching = &watcher;
-            match item {
-                Ok(event) if wanted(&event.program) => {
-                    let lost = std::mem::take(&mut missed);
-                    Some(Ok(convert::event(&event, lost)))
-                }
-                Ok(_) => None,
-                Err(BroadcastStreamRecvError::Lagged(n)) => {
-                    stats.dropped(n);
-                    missed += n;
-                    None
-                }
+        Ok(Response::new(Box::pin(WatchStream::new(
+            subscription,
+            name,
+            &self.stats,
+        ))))
+    }
+}
+
+/// A watcher's `Events` stream: the next event is taken from the bus only when
+/// the transport asks for one, so a watcher that does not read holds nothing
+/// (it falls behind in the bus's ring and is told what it missed).
+struct WatchStream {
+    next: Pin<Box<dyn Future<Output = (Option<Delivery>, Subscription)> + Send>>,
+    /// Only this program's events, if set.
+    name: Option<String>,
+    /// Events missed since the last one delivered.
+    missed: u64,
+    /// Counts this watcher and what it misses, for the metrics.
+    stats: Arc<RpcStats>,
+    _watching: WatcherGuard,
+}
+
+impl WatchStream {
+    fn new(subscription: Subscription, name: Option<String>, stats: &Arc<RpcStats>) -> Self {
+        WatchStream {
+            next: Self::read(subscription),
+            name,
+            missed: 0,
+            stats: Arc::clone(stats),
+            _watching: stats.watching(),
+        }
+    }
+
+    fn read(
+        mut subscription: Subscription,
+    ) -> Pin<Box<dyn Future<Output = (Option<Delivery>, Subscription)> + Send>> {
+        Box::pin(async move { (subscription.next().await, subscription) })
+    }
+}
+
+impl Stream for WatchStream {
+    type Item = Result<proto::Event, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            let (delivery, subscription) = match self.next.as_mut().poll(cx) {
+                Poll::Ready(read) => read,
+                Poll::Pending => return Poll::Pending,
+            };
+            self.next = Self::read(subscription);
+            let Some(delivery) = delivery else {
+                return Poll::Ready(None);
+            };
+            if delivery.missed > 0 {
+                self.stats.dropped(delivery.missed);
             }
-        });
-        Ok(Response::new(Box::pin(replay.chain(live))))
+            self.missed += delivery.missed;
+            if self
+                .name
+                .as_deref()
+                .is_some_and(|n| n != delivery.event.program)
+            {
+                continue;
+            }
+            let missed = std::mem::take(&mut self.missed);
+            return Poll::Ready(Some(Ok(convert::event(&delivery.event, missed))));
+        }
     }
 }

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::engine::events::EventKind;
@@ -55,27 +54,26 @@ impl Tally {
 
 /// Watches the event bus and counts into `tally` until `shutdown`.
 pub async fn watch(engine: EngineHandle, tally: Arc<Tally>, shutdown: CancellationToken) {
-    let Ok(subscription) = engine.subscribe().await else {
+    let Ok(mut live) = engine.subscribe().await else {
         return;
     };
-    let mut live = subscription.live;
+    live.skip_history();
     loop {
-        let event = tokio::select! {
-            event = live.recv() => event,
+        let delivery = tokio::select! {
+            delivery = live.next() => delivery,
             () = shutdown.cancelled() => return,
         };
-        match event {
-            Ok(event) => match event.kind {
-                EventKind::Recycle => tally.count(&event.program, |t| t.recycles += 1),
-                EventKind::Status if event.instance_status == Some(InstanceStatus::Error) => {
-                    tally.count(&event.program, |t| t.starts_failed += 1)
-                }
-                _ => {}
-            },
-            Err(RecvError::Lagged(lost)) => {
-                tally.drops.fetch_add(lost, Ordering::Relaxed);
+        let Some(delivery) = delivery else { return };
+        if delivery.missed > 0 {
+            tally.drops.fetch_add(delivery.missed, Ordering::Relaxed);
+        }
+        let event = &delivery.event;
+        match event.kind {
+            EventKind::Recycle => tally.count(&event.program, |t| t.recycles += 1),
+            EventKind::Status if event.instance_status == Some(InstanceStatus::Error) => {
+                tally.count(&event.program, |t| t.starts_failed += 1)
             }
-            Err(RecvError::Closed) => return,
+            _ => {}
         }
     }
 }

@@ -6,8 +6,8 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
-use std::path::PathBuf;
 
+use crate::daemon::socket::{answers, BoundPath};
 use crate::daemon::spec::ListenAddr;
 
 /// Connections the kernel queues per socket while workers are busy or being
@@ -20,7 +20,8 @@ pub struct BoundSocket {
     /// Where it is bound, with port 0 resolved: `tcp://127.0.0.1:41234`.
     pub local: String,
     fd: OwnedFd,
-    unix_path: Option<PathBuf>,
+    /// A Unix socket's file, removed when the socket closes if still ours.
+    unix_path: Option<BoundPath>,
 }
 
 impl BoundSocket {
@@ -33,7 +34,7 @@ impl BoundSocket {
 impl Drop for BoundSocket {
     fn drop(&mut self) {
         if let Some(path) = &self.unix_path {
-            let _ = std::fs::remove_file(path);
+            path.remove();
         }
     }
 }
@@ -53,20 +54,32 @@ pub fn bind(addr: &ListenAddr) -> std::io::Result<BoundSocket> {
             })
         }
         ListenAddr::Unix(path) => {
-            // A socket file left by a crashed run would make bind fail; anything
-            // that is not a socket is left alone and reported.
+            // A socket file nobody answers on is left by a crashed run and would
+            // make bind fail, so it is replaced. One that answers belongs to a
+            // live server (another service, or this daemon's own control
+            // socket) and is refused; anything that is not a socket is left
+            // alone and bind reports it.
             if let Ok(meta) = std::fs::symlink_metadata(path) {
                 if meta.file_type().is_socket() {
+                    if answers(path) {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::AddrInUse,
+                            "a server is already listening on it; refusing to replace its socket",
+                        ));
+                    }
                     std::fs::remove_file(path)?;
                 }
             }
             let listener = std::os::unix::net::UnixListener::bind(path)?;
+            // Recorded before anything else can happen to the path, so that the
+            // file removed at close is the one bound here.
+            let bound = BoundPath::new(path)?;
             let fd = OwnedFd::from(listener);
             relisten(&fd)?;
             Ok(BoundSocket {
                 local: format!("unix://{}", path.display()),
                 fd,
-                unix_path: Some(path.clone()),
+                unix_path: Some(bound),
             })
         }
     }

@@ -102,13 +102,16 @@ impl Daemon {
 
     /// Spawns `command` (infantd with its arguments) in `dir` and waits until it
     /// answers on `socket`.
-    async fn launch(mut command: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {
-        let child = command
-            .current_dir(dir.path())
-            .env(
+    pub async fn launch(mut command: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {
+        // A command that sets its own INFANT_LOG keeps it.
+        if !command.get_envs().any(|(key, _)| key == "INFANT_LOG") {
+            command.env(
                 "INFANT_LOG",
                 std::env::var("INFANT_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            );
+        }
+        let child = command
+            .current_dir(dir.path())
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn infantd");
