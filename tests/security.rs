@@ -35,14 +35,28 @@ async fn attach_refused(daemon: &Daemon, id: u64, token: &str) -> tonic::Status 
     }
 }
 
-/// `INFANT_TOKEN` from a worker's environment (we run as the same user).
+/// `INFANT_TOKEN` from a worker's environment (we run as the same user). Read
+/// again until it is there: a process between its fork and its exec still has
+/// the daemon's environment.
 fn token_of(pid: u32) -> String {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
-    environ
-        .split(|&b| b == 0)
-        .find_map(|entry| entry.strip_prefix(b"INFANT_TOKEN="))
-        .map(|t| String::from_utf8_lossy(t).into_owned())
-        .expect("a token")
+    let read = || {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        environ
+            .split(|&b| b == 0)
+            .find_map(|entry| entry.strip_prefix(b"INFANT_TOKEN="))
+            .map(|t| String::from_utf8_lossy(t).into_owned())
+    };
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(token) = read() {
+            return token;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no INFANT_TOKEN in the environment of {pid}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 async fn start_echo(daemon: &Daemon, name: &str, extra: &[(&str, &str)]) -> u32 {

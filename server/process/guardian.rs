@@ -171,6 +171,7 @@ fn guard(pipe: OwnedFd, cgroup: Option<PathBuf>) -> ! {
             tokens.remove(token);
         }
     }
+    grace(&groups);
     let killed = sweep(cgroup.as_deref(), &groups, &tokens);
     if killed > 0 {
         tracing::warn!(
@@ -183,6 +184,21 @@ fn guard(pipe: OwnedFd, cgroup: Option<PathBuf>) -> ! {
         cgroup::remove_when_empty(dir, Duration::from_secs(2));
     }
     std::process::exit(0)
+}
+
+/// How long the instances get, once the daemon is gone, to end on their own
+/// before everything is killed: an SDK worker notices the loss within 50 ms and
+/// runs its stop hook (telling its clients, flushing), and a plain worker dies
+/// of its parent-death signal. Short enough that nothing outlives the daemon by
+/// more than a second.
+const GRACE: Duration = Duration::from_millis(500);
+
+/// Waits up to [`GRACE`] for every instance leader to end.
+fn grace(groups: &HashSet<Pid>) {
+    let deadline = Instant::now() + GRACE;
+    while Instant::now() < deadline && groups.iter().any(|&leader| is_alive(leader)) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Kills everything the daemon left, round after round until a round finds
