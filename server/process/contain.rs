@@ -116,15 +116,21 @@ impl Containment {
         };
         let killed = match &contained.cgroup {
             Some(dir) => {
-                let left: Vec<Pid> = cgroup::members(dir)
+                let alive: Vec<Pid> = cgroup::members(dir)
                     .into_iter()
                     .filter(|&p| p != pid && is_alive(p))
                     .collect();
-                if !left.is_empty() {
+                if !alive.is_empty() {
                     cgroup::kill(dir);
                 }
                 self.to_remove.push(dir.clone());
-                left
+                // What is still in the instance's own process group was killed
+                // with it (the engine signals the group): only what left the
+                // group was left behind.
+                alive
+                    .into_iter()
+                    .filter(|&p| nix::unistd::getpgid(Some(p)).ok() != Some(pid))
+                    .collect()
             }
             None => self.kill_orphans(pid, &contained.token),
         };
@@ -168,7 +174,18 @@ impl Containment {
         for &pid in &found {
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         }
+        // What is still in the instance's own process group was killed with it
+        // (the engine signals the group): only what left the group was left
+        // behind.
         found
+            .into_iter()
+            .filter(|&p| {
+                table
+                    .iter()
+                    .find(|e| e.pid == p)
+                    .is_none_or(|e| e.pgid != pgid)
+            })
+            .collect()
     }
 
     /// Removes the cgroups of exited instances that have emptied.
