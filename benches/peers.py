@@ -165,6 +165,14 @@ def children(pid):
     return out
 
 
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def children_now(pid):
     """The live children of `pid` from /proc/PID/task/*/children: one small read
     per thread instead of a scan of all of /proc, so polling it every 0.5 ms
@@ -265,7 +273,9 @@ class Infantd:
         return ms
 
     def worker_pids(self):
-        return children(self.pid)
+        # Its guardian (an infantd child that outlives it to kill what it
+        # started) is not a worker.
+        return {c for c in children(self.pid) if comm(c) != "infantd"}
 
     def down(self):
         self.proc.send_signal(signal.SIGTERM)
