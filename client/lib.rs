@@ -32,6 +32,7 @@ pub mod daemon;
 pub mod lifecycle;
 pub mod names;
 pub mod paths;
+mod text;
 pub mod transport;
 pub mod worker;
 

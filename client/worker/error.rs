@@ -249,18 +249,8 @@ pub(super) const MAX_ERROR: usize = 4096;
 
 /// `text` cut to at most [`MAX_ERROR`] bytes on a character boundary, saying how
 /// much was cut.
-pub(super) fn truncated(mut text: String) -> String {
-    if text.len() <= MAX_ERROR {
-        return text;
-    }
-    let total = text.len();
-    let mut end = MAX_ERROR;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    text.push_str(&format!("… ({} of {total} bytes cut)", total - end));
-    text
+pub(super) fn truncated(text: String) -> String {
+    crate::text::cut_to(text, MAX_ERROR)
 }
 
 /// Says why a worker stopped, for an error message.

@@ -144,16 +144,6 @@ fn to_worker(message: ToWorker) -> proto::DaemonMessage {
 
 /// `text` cut to at most [`MAX_ERROR`] bytes (on a character boundary), saying
 /// how much was cut.
-fn truncated(mut text: String) -> String {
-    if text.len() <= MAX_ERROR {
-        return text;
-    }
-    let total = text.len();
-    let mut end = MAX_ERROR;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    text.push_str(&format!("… ({} of {total} bytes cut)", total - end));
-    text
+fn truncated(text: String) -> String {
+    crate::text::cut_to(text, MAX_ERROR)
 }
