@@ -32,7 +32,7 @@
 //!
 //! Messages `flood N` (answer N messages at once) and `big N` (try to send N
 //! bytes, then report the outcome as `big: …`) exercise the channel's bounds;
-//! `block N` blocks the handler's thread N ms, `spin N` computes for N ms,
+//! `block N` answers `blocking N`, then blocks the handler's thread N ms, `spin N` computes for N ms,
 //! `panic` panics in the handler, `request N` counts N requests, `shutdown` and
 //! `fail TEXT` end the worker through its `Handle`. With a stop marker, the stop
 //! hook also appends `started true|false`: whether the start hook completed.
@@ -93,6 +93,9 @@ async fn echo(payload: Vec<u8>, handle: Handle) {
         return;
     }
     if let Some(ms) = text.strip_prefix("block ").and_then(|n| n.parse().ok()) {
+        // Says so first (the SDK's own thread delivers it), so that a test can
+        // wait for the block to have begun.
+        let _ = handle.send(format!("blocking {ms}")).await;
         // Deliberately blocks the runtime's only thread.
         std::thread::sleep(Duration::from_millis(ms));
         return;

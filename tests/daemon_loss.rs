@@ -14,7 +14,7 @@ pub mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use infant::proto::{self, ProgramKind};
+use infant::proto::{self, EventKind, ProgramKind};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -203,6 +203,7 @@ async fn a_wedged_worker_dies_within_2_seconds_and_sends_after_loss_are_closed()
     nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
 
     let mut daemon = Daemon::start(&[]).await;
+    let events = Recorder::new(&daemon).await;
     let mut client = daemon.client().await;
     let worker = example_bin("echo_worker");
     let worker = worker.to_string_lossy();
@@ -232,8 +233,11 @@ async fn a_wedged_worker_dies_within_2_seconds_and_sends_after_loss_are_closed()
         })
         .await
         .expect("Send block");
-    // Give the handler a moment to be inside its block.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    events
+        .wait_for("the handler inside its block", |e| {
+            is(e, EventKind::Message) && e.program == "wedged" && e.payload == b"blocking 600000"
+        })
+        .await;
     drop(client);
 
     daemon.signal(Signal::SIGKILL);

@@ -16,25 +16,10 @@ use nix::unistd::Pid;
 
 type Client = proto::supervisor_client::SupervisorClient<tonic::transport::Channel>;
 
-/// `echo_worker` with `knobs`, its stdout appended to `out` (a shell execs it
-/// with the redirection, so the supervised pid is the worker's own).
+/// [`common::echo_spec`], not respawned, with a start grace long enough for
+/// the slowest start below.
 fn echo_spec(out: &Path, knobs: &[(&str, &str)]) -> proto::ProgramSpec {
-    let worker = example_bin("echo_worker");
-    let mut s = spec(
-        ProgramKind::Child,
-        &[
-            "sh",
-            "-c",
-            r#"exec "$0" >> "$1""#,
-            &worker.to_string_lossy(),
-            &out.to_string_lossy(),
-        ],
-    );
-    s.env = knobs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    // Only the worker's `Ready` makes it `ok`.
+    let mut s = common::echo_spec(out, knobs);
     s.start_grace_ms = Some(30_000);
     s.respawn = Some(false);
     s

@@ -14,31 +14,6 @@ use infant::proto::{self, EventKind, InstanceStatus, ProgramKind, ProgramStatus}
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-/// A child running `echo_worker` with `knobs` in its environment. Its stdout (the
-/// `started`/`grandchild`/`stopped` lines) is appended to `stdout`: a shell execs
-/// the worker with the redirection, so the supervised pid is the worker's own.
-fn echo_spec(stdout: &Path, knobs: &[(&str, &str)]) -> proto::ProgramSpec {
-    let worker = example_bin("echo_worker");
-    let mut s = spec(
-        ProgramKind::Child,
-        &[
-            "sh",
-            "-c",
-            r#"exec "$0" >> "$1""#,
-            &worker.to_string_lossy(),
-            &stdout.to_string_lossy(),
-        ],
-    );
-    s.env = knobs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    // Long enough that only the worker's `Ready` can make it `ok`, even on a
-    // loaded machine where attaching is slow; short Starts below prove it.
-    s.start_grace_ms = Some(10_000);
-    s
-}
-
 async fn start(
     control: &Control,
     name: &str,

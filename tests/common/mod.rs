@@ -48,7 +48,7 @@ pub use events::{describe, is, Recorder};
 pub use http::{http_get, KeepAlive, Load, LoadTotals};
 pub use paths::{example_bin, free_port, infantctl_bin, infantd_bin, short_tempdir};
 pub use procs::{children_of, descendants, exists, group_members, running, state, wait_gone};
-pub use programs::{http_cluster, spec, APP, TREE};
+pub use programs::{echo_spec, http_cluster, spec, APP, TREE};
 pub use raw::{listen_addr, ok_pids, start_program, start_program_result, wait_program, workers};
 pub use wait::{
     poll, poll_blocking, stop_child, wait_child, wait_child_blocking, wait_until, DEADLINE,

@@ -50,3 +50,27 @@ after = ["migrate"]
 /// (`sleep 3003`) and a double-forked one in a new session (`sleep 3004`).
 pub const TREE: &str = "sleep 3001 & setsid sleep 3002 & sh -c 'sleep 3003 &'; \
                         setsid sh -c 'sleep 3004 &'; exec sleep 3000";
+
+/// A child running `echo_worker` with `knobs` in its environment. Its stdout is
+/// appended to `stdout`: a shell execs the worker with the redirection, so the
+/// supervised pid is the worker's own. Its start grace is long enough that only
+/// the worker's `Ready` can make it `ok`, even on a loaded machine.
+pub fn echo_spec(stdout: &std::path::Path, knobs: &[(&str, &str)]) -> ProgramSpec {
+    let worker = example_bin("echo_worker");
+    let mut s = spec(
+        ProgramKind::Child,
+        &[
+            "sh",
+            "-c",
+            r#"exec "$0" >> "$1""#,
+            &worker.to_string_lossy(),
+            &stdout.to_string_lossy(),
+        ],
+    );
+    s.env = knobs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    s.start_grace_ms = Some(10_000);
+    s
+}
