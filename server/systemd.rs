@@ -232,19 +232,16 @@ pub struct NotifyListener {
 }
 
 impl NotifyListener {
-    /// Binds a fresh abstract socket.
+    /// Binds a fresh abstract socket with a name the kernel picks (autobind):
+    /// unique in the network namespace, so two daemons never collide on it —
+    /// not even two that are each PID 1 of their own container on a shared
+    /// host network, which a name made of the daemon's pid would.
     pub fn bind() -> Result<NotifyListener> {
         use nix::sys::socket::{
-            bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, UnixAddr,
+            bind, getsockname, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
+            UnixAddr,
         };
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
         let fail = |e: nix::Error| Error::io("the notify socket", std::io::Error::from(e));
-        let name = format!(
-            "infant/{}/notify-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
         let fd = socket(
             AddressFamily::Unix,
             SockType::Datagram,
@@ -253,14 +250,19 @@ impl NotifyListener {
         )
         .map_err(fail)?;
         setsockopt(&fd, sockopt::PassCred, &true).map_err(fail)?;
-        let address = UnixAddr::new_abstract(name.as_bytes()).map_err(fail)?;
-        bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &address).map_err(fail)?;
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        bind(raw, &UnixAddr::new_unnamed()).map_err(fail)?;
+        let bound: UnixAddr = getsockname(raw).map_err(fail)?;
+        let Some(name) = bound.as_abstract() else {
+            return Err(Error::io(
+                "the notify socket",
+                std::io::Error::other("the kernel gave it no abstract name"),
+            ));
+        };
+        let address = format!("@{}", String::from_utf8_lossy(name));
         let socket = tokio::net::UnixDatagram::from_std(std::os::unix::net::UnixDatagram::from(fd))
             .map_err(|e| Error::io("the notify socket", e))?;
-        Ok(NotifyListener {
-            socket,
-            address: format!("@{name}"),
-        })
+        Ok(NotifyListener { socket, address })
     }
 
     /// The `NOTIFY_SOCKET` value for instances.
