@@ -46,7 +46,7 @@ mod systemd;
 
 pub use engine::state::{InstanceStatus, ProgramInfo, ProgramStatus, WorkerInfo};
 pub use error::{Error, Result};
-pub use grpc::RemoteListener;
+pub use grpc::{BearerToken, RemoteListener};
 pub use logging::LogGuard;
 pub use process::reaper::ExitStatus;
 pub use run::{init_logging, run, Options};
