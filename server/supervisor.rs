@@ -94,6 +94,9 @@ pub struct Supervisor {
     stop_serving: CancellationToken,
     /// The health service over TCP, if asked for: its bound address and server.
     health: Option<(SocketAddr, ServerTask)>,
+    /// The worker channel alone, on an abstract socket (see
+    /// [`grpc::serve_workers`]).
+    workers: ServerTask,
     rpc_stats: Arc<RpcStats>,
 }
 
@@ -165,11 +168,13 @@ impl Supervisor {
             }
         };
         let notify = systemd::NotifyListener::bind()?;
+        let (worker_listener, worker_socket) = bind_worker_socket()?;
         let (engine, engine_task) = engine::spawn(
             EngineConfig {
                 socket: socket.to_path_buf(),
                 trim_memory,
                 notify_socket: Some(notify.address().to_owned()),
+                worker_socket: Some(worker_socket),
             },
             containment,
         )
@@ -183,6 +188,11 @@ impl Supervisor {
             listener,
             health.clone(),
             Arc::clone(&rpc_stats),
+            stop_serving.clone().cancelled_owned(),
+        ));
+        let workers = tokio::spawn(grpc::serve_workers(
+            engine.clone(),
+            worker_listener,
             stop_serving.clone().cancelled_owned(),
         ));
         let health = health_listener.map(|(listener, bound)| {
@@ -219,6 +229,7 @@ impl Supervisor {
             remote,
             stop_serving,
             health,
+            workers,
             rpc_stats,
         })
     }
@@ -298,6 +309,7 @@ impl Supervisor {
         self.stop_serving.cancel();
         let deadline = Instant::now() + SERVE_DEADLINE;
         close_server("control server", self.server, deadline).await;
+        close_server("worker socket server", self.workers, deadline).await;
         if let Some((_, server)) = self.remote {
             close_server("remote control server", server, deadline).await;
         }
@@ -316,6 +328,22 @@ impl Supervisor {
             reap_leftovers().await;
         }
     }
+}
+
+/// Binds the worker-only socket: an abstract Unix socket (no file, so no
+/// folder permission keeps another user out, and nothing to clean up). Its
+/// `INFANT_SOCKET` form is `@` and the name.
+fn bind_worker_socket() -> Result<(tokio::net::UnixListener, String)> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "infant/{}/workers-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let listener = tokio::net::UnixListener::bind(format!("\0{name}"))
+        .map_err(|e| Error::io("binding the worker socket", e))?;
+    Ok((listener, format!("@{name}")))
 }
 
 /// Waits for a server that was told to stop until `deadline`, then drops it with
