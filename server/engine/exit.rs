@@ -166,6 +166,9 @@ impl Engine {
             && spec.restart != Restart::Always
             && spec.is_success(code);
         if finished {
+            // One instance fewer to keep: what is left is the whole program.
+            let program = &mut self.programs[index];
+            program.desired = program.desired.saturating_sub(1);
             self.remove_instance(index, id, exit);
             return;
         }

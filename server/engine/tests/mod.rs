@@ -5,6 +5,7 @@
 //! behaviour with real processes.
 
 mod fake;
+mod fields;
 mod jobs;
 mod order;
 mod respawn;
