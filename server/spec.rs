@@ -64,7 +64,7 @@ pub enum Ready {
     /// `ok` once it has lived through `start_grace`, SDK or not.
     Grace,
     /// `ok` only when the SDK reports `Ready` (its start hook ran), however long
-    /// that takes; never taken for a plain program.
+    /// that takes within `start_timeout`; never taken for a plain program.
     Sdk,
     /// `ok` when it sends `READY=1` on the private `NOTIFY_SOCKET` the daemon
     /// gives it (systemd's notify protocol): `STATUS=` text shows in the
@@ -120,7 +120,7 @@ pub struct ProgramDef {
     pub enhanced: Option<bool>,
     /// Sockets bound by the daemon and handed to every instance.
     pub listen: Option<Vec<String>>,
-    /// Restart an instance that exits unexpectedly.
+    /// The older name of `restart`: `true` is `always`, `false` is `never`.
     pub respawn: Option<bool>,
     /// Longest hold-down between respawns (default 15s). A first crash, and the
     /// first after 5 s of `ok`, respawns at once; crashes in a row wait 100 ms,
