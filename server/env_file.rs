@@ -89,7 +89,11 @@ mod tests {
         let text = "# a comment\n\n; another\nPLAIN = value with spaces  \nexport SHELLISH=1\n\
                     DOUBLE=\"a \\\"quoted\\\" $HOME\\n\" # trailing\nSINGLE='raw \\n $X'\nEMPTY=\n";
         let vars = parse(text).expect("parses");
-        let get = |k: &str| vars.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            vars.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(get("PLAIN"), Some("value with spaces"));
         assert_eq!(get("SHELLISH"), Some("1"));
         assert_eq!(get("DOUBLE"), Some("a \"quoted\" $HOME\n"));

@@ -248,7 +248,9 @@ impl<'de> Deserialize<'de> for Size {
             serde::de::Error::custom("expected a size such as \"512MiB\" or a number of bytes")
         })? {
             Raw::Number(n) => Ok(Size(n)),
-            Raw::Text(text) => parse_size(&text).map(Size).map_err(serde::de::Error::custom),
+            Raw::Text(text) => parse_size(&text)
+                .map(Size)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -598,7 +600,10 @@ impl ProgramDef {
         for (field, value) in [("user", &self.user), ("group", &self.group)] {
             if let Some(value) = value {
                 if value.is_empty() || value.contains('\0') || value.contains(':') {
-                    return Err(invalid(field, format!("{value:?} is not a {field} name or id")));
+                    return Err(invalid(
+                        field,
+                        format!("{value:?} is not a {field} name or id"),
+                    ));
                 }
             }
         }
@@ -633,11 +638,7 @@ impl ProgramDef {
         };
         let start_timeout = match self.start_timeout {
             Some(t) if t.is_zero() => None,
-            other => Some(duration(
-                "start_timeout",
-                other,
-                DEFAULT_START_TIMEOUT,
-            )?),
+            other => Some(duration("start_timeout", other, DEFAULT_START_TIMEOUT)?),
         };
 
         Ok(ProgramSpec {
@@ -728,7 +729,9 @@ fn parse_rlimit(key: &str, value: &LimitValue) -> std::result::Result<Rlimit, St
             libc::RLIM_INFINITY
         }
         LimitValue::Text(text) => parse_size(text).map_err(|_| {
-            format!("{key} = {text:?}: expected a number, \"unlimited\" or a size such as \"64MiB\"")
+            format!(
+                "{key} = {text:?}: expected a number, \"unlimited\" or a size such as \"64MiB\""
+            )
         })?,
     };
     Ok(Rlimit {
@@ -906,6 +909,70 @@ mod tests {
 
         assert!(def(&["x"]).validate("bad name").is_err());
         assert!(def(&["x"]).validate("").is_err());
+    }
+
+    #[test]
+    fn sizes_signals_umasks_and_limits_parse() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("64 kb"), Ok(64 << 10));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("1.5G").is_err());
+        assert!(parse_size("99999999999T").is_err());
+
+        use nix::sys::signal::Signal;
+        assert_eq!(parse_signal("TERM"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("sigint"), Ok(Signal::SIGINT));
+        assert_eq!(parse_signal("Quit"), Ok(Signal::SIGQUIT));
+        assert!(parse_signal("NOPE").is_err());
+
+        assert_eq!(parse_umask("022"), Ok(0o022));
+        assert_eq!(parse_umask("0o077"), Ok(0o077));
+        assert!(parse_umask("8").is_err());
+        assert!(parse_umask("1777").is_err());
+
+        let limit = parse_rlimit("nofile", &LimitValue::Number(1024)).expect("nofile");
+        assert_eq!(limit.value, 1024);
+        let limit = parse_rlimit("core", &LimitValue::Text("unlimited".into())).expect("core");
+        assert_eq!(limit.value, libc::RLIM_INFINITY);
+        let limit = parse_rlimit("stack", &LimitValue::Text("8MiB".into())).expect("stack");
+        assert_eq!(limit.value, 8 << 20);
+        assert!(parse_rlimit("files", &LimitValue::Number(1)).is_err());
+    }
+
+    #[test]
+    fn restart_defaults_and_its_respawn_alias() {
+        let spec = def(&["x"]).validate("web").expect("valid");
+        assert_eq!(spec.restart, Restart::Always);
+        assert_eq!(spec.success_exit_codes, [0]);
+        assert_eq!(spec.stop_signal, nix::sys::signal::Signal::SIGTERM);
+        assert_eq!(spec.start_timeout, Some(DEFAULT_START_TIMEOUT));
+
+        let mut old = def(&["x"]);
+        old.respawn = Some(false);
+        let spec = old.validate("web").expect("valid");
+        assert_eq!((spec.restart, spec.respawn), (Restart::Never, false));
+
+        let mut on_failure = def(&["x"]);
+        on_failure.restart = Some(Restart::OnFailure);
+        assert!(on_failure.validate("web").expect("valid").respawn);
+
+        let mut both = def(&["x"]);
+        both.restart = Some(Restart::Always);
+        both.respawn = Some(true);
+        let err = both.validate("web").unwrap_err().to_string();
+        assert!(
+            err.contains("`respawn`") && err.contains("`restart`"),
+            "{err}"
+        );
+
+        let mut unlimited = def(&["x"]);
+        unlimited.start_timeout = Some(Duration::ZERO);
+        assert_eq!(
+            unlimited.validate("web").expect("valid").start_timeout,
+            None
+        );
     }
 
     #[test]

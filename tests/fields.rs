@@ -11,7 +11,6 @@
 
 pub mod common;
 
-
 use common::*;
 use infant::proto::{self, EventKind, ProgramKind, ProgramSpec, ProgramStatus};
 
@@ -39,7 +38,10 @@ fn environ(pid: u32) -> Vec<(String, String)> {
 }
 
 fn env_of(pid: u32, key: &str) -> Option<String> {
-    environ(pid).into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    environ(pid)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
 }
 
 fn is_root() -> bool {
@@ -88,13 +90,15 @@ async fn user_group_and_umask_are_those_of_the_running_process() {
     let pid = the_pid(&control, "grouped").await;
     assert!(status_line(pid, "Uid").starts_with("65534\t"));
     assert_eq!(status_line(pid, "Gid"), "1\t1\t1\t1");
-    assert!(status_line(pid, "Groups").split_whitespace().any(|g| g == "1"));
+    assert!(status_line(pid, "Groups")
+        .split_whitespace()
+        .any(|g| g == "1"));
 
     // Still in an instance cgroup of its own (`…/infantd.PID.N/iSEQ`), as every
     // instance is where the machine has a writable cgroup v2 hierarchy.
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
-    let daemon_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", daemon.pid()))
-        .expect("daemon cgroup");
+    let daemon_cgroup =
+        std::fs::read_to_string(format!("/proc/{}/cgroup", daemon.pid())).expect("daemon cgroup");
     if daemon_cgroup.starts_with("0::") && daemon_cgroup.lines().count() == 1 {
         assert!(
             cgroup.contains(&format!("infantd.{}.", daemon.pid())),
@@ -127,7 +131,9 @@ async fn an_sdk_worker_running_as_another_user_attaches_and_serves() {
     let socket = env_of(pid, "INFANT_SOCKET").expect("INFANT_SOCKET");
     assert!(socket.starts_with('@'), "{socket}");
     let addr = control.listen_addr("web").await;
-    let reply = http_get(addr.trim_start_matches("tcp://")).await.expect("GET");
+    let reply = http_get(addr.trim_start_matches("tcp://"))
+        .await
+        .expect("GET");
     assert!(reply.contains(&format!("pid {pid}")), "{reply}");
     assert!(daemon.stop().await.success());
 }
@@ -161,7 +167,10 @@ async fn a_daemon_that_is_not_root_refuses_another_user() {
         .await
         .expect_err("a non-root daemon cannot start a program as root")
         .to_string();
-    assert!(err.contains("`user`") && err.contains("not as root"), "{err}");
+    assert!(
+        err.contains("`user`") && err.contains("not as root"),
+        "{err}"
+    );
     // Its own user is fine.
     let mut own = sleeper();
     own.user = "nobody".into();
@@ -173,14 +182,21 @@ async fn a_daemon_that_is_not_root_refuses_another_user() {
 async fn a_plain_program_is_stopped_with_its_stop_signal() {
     let daemon = Daemon::start(&[]).await;
     let control = daemon.control().await;
-    for (name, signal, want) in [("int", "INT", "INT"), ("quit", "SIGQUIT", "QUIT"), ("default", "", "TERM")] {
+    for (name, signal, want) in [
+        ("int", "INT", "INT"),
+        ("quit", "SIGQUIT", "QUIT"),
+        ("default", "", "TERM"),
+    ] {
         let log = daemon.dir.path().join(format!("{name}.log"));
         // The shell logs the signal it got; its `sleep`s are short so that the
         // trap runs at once.
         // It says `up` once its traps are set.
         let script = r#"for s in INT QUIT TERM; do trap "echo $s > \"$0\"; exit 0" $s; done
                         echo up > "$0"; while :; do sleep 0.05; done"#;
-        let mut s = spec(ProgramKind::Child, &["sh", "-c", script, &log.to_string_lossy()]);
+        let mut s = spec(
+            ProgramKind::Child,
+            &["sh", "-c", script, &log.to_string_lossy()],
+        );
         s.ready = "spawn".into();
         s.stop_signal = signal.into();
         control.start_spec(name, s).await;
@@ -217,12 +233,21 @@ async fn rlimits_and_nice_are_those_of_the_running_process() {
             .unwrap_or_else(|| panic!("{name} in {limits}"))
     };
     assert_eq!(line("Max open files"), "Max open files 1024 1024 files");
-    assert_eq!(line("Max core file size"), "Max core file size unlimited unlimited bytes");
-    assert_eq!(line("Max stack size"), "Max stack size 4194304 4194304 bytes");
+    assert_eq!(
+        line("Max core file size"),
+        "Max core file size unlimited unlimited bytes"
+    );
+    assert_eq!(
+        line("Max stack size"),
+        "Max stack size 4194304 4194304 bytes"
+    );
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
     let after_name = &stat[stat.rfind(')').expect("stat name") + 2..];
     // Fields after the name start at field 3 (state); nice is field 19.
-    let nice = after_name.split_whitespace().nth(19 - 3).expect("nice field");
+    let nice = after_name
+        .split_whitespace()
+        .nth(19 - 3)
+        .expect("nice field");
     assert_eq!(nice, "7");
     assert!(daemon.stop().await.success());
 }
@@ -274,7 +299,10 @@ async fn env_file_is_read_at_each_start_and_env_wins() {
         .await
         .expect_err("a missing env file")
         .to_string();
-    assert!(err.contains("`env_file`") && err.contains("/nonexistent/app.env"), "{err}");
+    assert!(
+        err.contains("`env_file`") && err.contains("/nonexistent/app.env"),
+        "{err}"
+    );
     assert!(daemon.stop().await.success());
 }
 
@@ -299,7 +327,9 @@ async fn a_memory_hog_is_restarted_with_an_event_that_says_why() {
     assert_eq!(recycle.pid, first);
     assert!(recycle.reason.contains("max_memory"), "{}", recycle.reason);
     let respawn = events
-        .wait_for("the hog's respawn", |e| is(e, EventKind::Respawn) && e.program == "hog")
+        .wait_for("the hog's respawn", |e| {
+            is(e, EventKind::Respawn) && e.program == "hog"
+        })
         .await;
     assert_ne!(respawn.pid, first);
     let stopping = events.all().into_iter().any(|e| {
@@ -320,7 +350,10 @@ async fn a_never_ready_replacement_fails_within_start_timeout_and_the_old_worker
     // "sdk"` it never becomes ok.
     let worker = example_bin("http_worker");
     let script = r#"if [ -e "$STUCK" ]; then exec sleep 1000; fi; exec "$0""#;
-    let mut web = spec(ProgramKind::Cluster, &["sh", "-c", script, &worker.to_string_lossy()]);
+    let mut web = spec(
+        ProgramKind::Cluster,
+        &["sh", "-c", script, &worker.to_string_lossy()],
+    );
     web.count = Some(2);
     web.listen = vec!["tcp://127.0.0.1:0".into()];
     web.ready = "sdk".into();
@@ -347,15 +380,27 @@ async fn a_never_ready_replacement_fails_within_start_timeout_and_the_old_worker
     now.sort_unstable();
     assert_eq!(now, old, "the old workers serve on");
     let reply = http_get(&addr).await.expect("the old workers answer");
-    assert!(reply.starts_with("pid ") || reply.contains("pid "), "{reply}");
+    assert!(
+        reply.starts_with("pid ") || reply.contains("pid "),
+        "{reply}"
+    );
 
     // Nothing is left blocked: a later scale and a later restart work.
     std::fs::remove_file(&stuck).expect("remove stuck");
-    control.scale("web", 3).await.expect("scale up after the failed restart");
-    control.restart("web", false).await.expect("a later rolling restart");
+    control
+        .scale("web", 3)
+        .await
+        .expect("scale up after the failed restart");
+    control
+        .restart("web", false)
+        .await
+        .expect("a later rolling restart");
     let after = control.ok_pids("web").await;
     assert_eq!(after.len(), 3);
-    assert!(after.iter().all(|p| !old.contains(p)), "every worker replaced");
+    assert!(
+        after.iter().all(|p| !old.contains(p)),
+        "every worker replaced"
+    );
     assert!(daemon.stop().await.success());
 }
 
@@ -368,7 +413,10 @@ async fn on_failure_respawns_failures_only_and_jobs_honour_success_exit_codes() 
     std::fs::write(&code, "4").expect("write code");
     // Exits with the code in the file, once it is up.
     let script = r#"sleep 0.3; exit $(cat "$0")"#;
-    let mut s = spec(ProgramKind::Child, &["sh", "-c", script, &code.to_string_lossy()]);
+    let mut s = spec(
+        ProgramKind::Child,
+        &["sh", "-c", script, &code.to_string_lossy()],
+    );
     s.ready = "spawn".into();
     s.restart = "on-failure".into();
     s.success_exit_codes = vec![0, 3];
@@ -403,17 +451,29 @@ async fn bad_values_are_refused_naming_the_field() {
         ("umask", Box::new(|s| s.umask = "999".into())),
         ("stop_signal", Box::new(|s| s.stop_signal = "NOPE".into())),
         ("restart", Box::new(|s| s.restart = "sometimes".into())),
-        ("restart", Box::new(|s| {
-            s.restart = "never".into();
-            s.respawn = Some(true);
-        })),
-        ("success_exit_codes", Box::new(|s| s.success_exit_codes = vec![300])),
-        ("rlimits", Box::new(|s| {
-            s.rlimits = [("bogus".to_string(), "1".to_string())].into();
-        })),
-        ("rlimits", Box::new(|s| {
-            s.rlimits = [("nofile".to_string(), "many".to_string())].into();
-        })),
+        (
+            "restart",
+            Box::new(|s| {
+                s.restart = "never".into();
+                s.respawn = Some(true);
+            }),
+        ),
+        (
+            "success_exit_codes",
+            Box::new(|s| s.success_exit_codes = vec![300]),
+        ),
+        (
+            "rlimits",
+            Box::new(|s| {
+                s.rlimits = [("bogus".to_string(), "1".to_string())].into();
+            }),
+        ),
+        (
+            "rlimits",
+            Box::new(|s| {
+                s.rlimits = [("nofile".to_string(), "many".to_string())].into();
+            }),
+        ),
         ("nice", Box::new(|s| s.nice = Some(40))),
         ("max_memory", Box::new(|s| s.max_memory = "lots".into())),
         ("start_timeout", Box::new(|s| s.start_timeout_ms = Some(-1))),
@@ -457,7 +517,9 @@ start_timeout = "30s"
     let daemon = Daemon::with_config(&text).await;
     let control = daemon.control().await;
     control
-        .wait_program("web", "web ok", DEADLINE, |p| p.status() == ProgramStatus::Ok)
+        .wait_program("web", "web ok", DEADLINE, |p| {
+            p.status() == ProgramStatus::Ok
+        })
         .await;
     let pid = the_pid(&control, "web").await;
     assert_eq!(status_line(pid, "Umask"), "0077");

@@ -166,11 +166,21 @@ pub struct StartArgs {
     pub stop_signal: Option<String>,
     /// Inline program: when an exited instance is started again: always,
     /// on-failure or never.
-    #[arg(long, value_name = "POLICY", conflicts_with = "no_respawn", requires = "command")]
+    #[arg(
+        long,
+        value_name = "POLICY",
+        conflicts_with = "no_respawn",
+        requires = "command"
+    )]
     pub restart: Option<String>,
     /// Inline program: exit codes that count as success, comma-separated
     /// [default: 0].
-    #[arg(long, value_name = "CODES", value_delimiter = ',', requires = "command")]
+    #[arg(
+        long,
+        value_name = "CODES",
+        value_delimiter = ',',
+        requires = "command"
+    )]
     pub success_exit_codes: Vec<i32>,
     /// Inline program: a file of KEY=VALUE lines read at each instance's start;
     /// --env wins over it.
@@ -181,7 +191,12 @@ pub struct StartArgs {
     #[arg(long, value_name = "NAME=VALUE", value_parser = parse_env, requires = "command")]
     pub rlimit: Vec<(String, String)>,
     /// Inline program: scheduling priority, -20 to 19.
-    #[arg(long, value_name = "N", allow_negative_numbers = true, requires = "command")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        requires = "command"
+    )]
     pub nice: Option<i32>,
     /// Inline program: restart an instance gracefully once its RSS passes this
     /// (512MiB, 2G).

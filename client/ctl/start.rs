@@ -171,7 +171,10 @@ mod tests {
         assert_eq!(spec.command, ["sh", "-c", "exit 3"]);
         assert_eq!(spec.count, None);
         assert_eq!(spec.stop_timeout_ms, None);
-        assert_eq!((spec.user.as_str(), spec.group.as_str()), ("nobody", "nogroup"));
+        assert_eq!(
+            (spec.user.as_str(), spec.group.as_str()),
+            ("nobody", "nogroup")
+        );
         assert_eq!(spec.umask, "027");
         assert_eq!(spec.stop_signal, "INT");
         assert_eq!(spec.success_exit_codes, [0, 3]);

@@ -228,7 +228,9 @@ impl Engine {
         // systemd does: a change to them takes effect at the next respawn.
         let setup = ExecSetup::prepare(spec).map_err(|e| invalid(e.field, e.reason))?;
         let from_file = match &spec.env_file {
-            Some(path) => crate::daemon::env_file::read(path).map_err(|e| invalid("env_file", e))?,
+            Some(path) => {
+                crate::daemon::env_file::read(path).map_err(|e| invalid("env_file", e))?
+            }
             None => Vec::new(),
         };
         let mut env: Vec<(OsString, OsString)> = self.inherited_env.clone();
@@ -247,7 +249,9 @@ impl Engine {
             if crate::daemon::spec::is_reserved_variable(key) {
                 return Err(invalid(
                     "env_file",
-                    format!("{key} is set by infantd for every instance; a program may not override it"),
+                    format!(
+                        "{key} is set by infantd for every instance; a program may not override it"
+                    ),
                 ));
             }
             set(key, value.as_ref());

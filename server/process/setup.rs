@@ -95,9 +95,7 @@ impl ExecSetup {
         }
         if let Some(ids) = &self.ids {
             // Groups before the user: once the uid is dropped, they cannot change.
-            if libc::geteuid() == 0
-                && libc::setgroups(ids.groups.len(), ids.groups.as_ptr()) != 0
-            {
+            if libc::geteuid() == 0 && libc::setgroups(ids.groups.len(), ids.groups.as_ptr()) != 0 {
                 return Err(errno());
             }
             if libc::setgid(ids.gid) != 0 || libc::setuid(ids.uid) != 0 {

@@ -95,10 +95,17 @@ async fn on_failure_restarts_only_exits_that_are_not_successes() {
     assert_eq!(again.worker, 1, "exit 4 is a failure: respawned");
     h.crash(pids[1], 3);
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert!(h.spawned_meanwhile().is_none(), "exit 3 is a success: not respawned");
+    assert!(
+        h.spawned_meanwhile().is_none(),
+        "exit 3 is a success: not respawned"
+    );
     assert_eq!(h.pids("web"), [again.pid]);
     let info = h.info("web").await;
-    assert_eq!(info.status, ProgramStatus::Ok, "what is left is the program");
+    assert_eq!(
+        info.status,
+        ProgramStatus::Ok,
+        "what is left is the program"
+    );
     h.shut_down().await;
 }
 
@@ -113,7 +120,10 @@ async fn respawn_and_restart_together_are_refused() {
     match h.start("web", d).await {
         Err(e @ Error::InvalidField { .. }) => {
             let text = e.to_string();
-            assert!(text.contains("`respawn`") && text.contains("`restart`"), "{text}");
+            assert!(
+                text.contains("`respawn`") && text.contains("`restart`"),
+                "{text}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -153,7 +163,11 @@ async fn an_instance_past_max_memory_is_stopped_and_started_again() {
     h.fake.set_rss(pid, 65 << 20);
     let next = h.next_spawn().await;
     let sent: Vec<Signal> = h.fake.signals(pid).iter().map(|s| s.signal).collect();
-    assert_eq!(sent.first(), Some(&Signal::SIGTERM), "a graceful stop: {sent:?}");
+    assert_eq!(
+        sent.first(),
+        Some(&Signal::SIGTERM),
+        "a graceful stop: {sent:?}"
+    );
     assert_eq!(next.worker, 1, "the same slot, even with restart = never");
     let info = h.info("web").await;
     assert_eq!(info.error, "", "a planned restart is no error");
@@ -182,5 +196,103 @@ async fn an_enhanced_worker_past_max_memory_is_recycled_replacement_first() {
     let term = h.fake.signals(old[0])[0].clone();
     assert_eq!(term.signal, Signal::SIGTERM);
     assert_eq!(ms(replacement.spawned_at, term.at), 100);
+    h.shut_down().await;
+}
+
+/// A `ready = "notify"` cluster of `count` whose workers are `ok` only when the
+/// test says `READY=1` for them, with a 5 s `start_timeout`.
+fn notify_cluster(count: u32) -> ProgramDef {
+    ProgramDef {
+        ready: Some(Ready::Notify),
+        start_timeout: Some(Duration::from_secs(5)),
+        ..cluster(count)
+    }
+}
+
+/// Says `READY=1` for every running worker of `program` spawned so far.
+async fn ready_all(h: &Harness, program: &str) {
+    for pid in h.pids(program) {
+        h.engine
+            .tell(crate::daemon::engine::Command::Notify {
+                pid: pid.as_raw(),
+                text: "READY=1".into(),
+            })
+            .await
+            .expect("notify");
+    }
+}
+
+/// Starts a notify cluster of `count` and makes every worker ready.
+async fn notify_started(h: &Harness, count: u32) {
+    let engine = h.engine.clone();
+    let start = tokio::spawn(async move {
+        engine
+            .start("web".into(), Some(notify_cluster(count)), false)
+            .await
+    });
+    while h.pids("web").len() < count as usize {
+        h.next_spawn().await;
+    }
+    ready_all(h, "web").await;
+    start.await.expect("join").expect("start web");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rolling_restart_meeting_a_start_timeout_stops_and_nothing_stays_blocked() {
+    let h = Harness::new();
+    notify_started(&h, 2).await;
+    let old = h.pids("web");
+    let asked = tokio::time::Instant::now();
+    // The replacement never says READY=1.
+    match h.engine.restart("web".into(), false).await {
+        Err(Error::Precondition { reason, .. }) => {
+            assert!(reason.contains("old workers keep serving"), "{reason}");
+            assert!(reason.contains("start_timeout"), "{reason}");
+        }
+        other => panic!("the rolling restart must fail: {other:?}"),
+    }
+    assert_eq!(ms(asked, tokio::time::Instant::now()), 5000);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        h.pids("web"),
+        old,
+        "the old workers serve on, the replacement is gone"
+    );
+    assert!(old.iter().all(|&pid| h.fake.signals(pid).is_empty()));
+
+    // Nothing is left blocked: the next scale and restart go through.
+    while h.spawned_meanwhile().is_some() {}
+    let engine = h.engine.clone();
+    let scale = tokio::spawn(async move { engine.scale("web".into(), 3).await });
+    h.next_spawn().await;
+    ready_all(&h, "web").await;
+    scale
+        .await
+        .expect("join")
+        .expect("scale after the failed restart");
+    let engine = h.engine.clone();
+    let restart = tokio::spawn(async move { engine.restart("web".into(), false).await });
+    for _ in 0..3 {
+        h.next_spawn().await;
+        ready_all(&h, "web").await;
+    }
+    restart
+        .await
+        .expect("join")
+        .expect("a later rolling restart");
+    assert!(h.pids("web").iter().all(|pid| !old.contains(pid)));
+    h.shut_down().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scale_up_meeting_a_start_timeout_returns_the_error() {
+    let h = Harness::new();
+    notify_started(&h, 1).await;
+    match h.engine.scale("web".into(), 2).await {
+        Err(Error::StartFailed { reason, .. }) => {
+            assert!(reason.contains("start_timeout"), "{reason}")
+        }
+        other => panic!("the scale must fail: {other:?}"),
+    }
     h.shut_down().await;
 }
