@@ -443,11 +443,14 @@ async fn on_failure_respawns_failures_only_and_jobs_honour_success_exit_codes() 
     assert!(daemon.stop().await.success());
 }
 
+/// Makes a good spec bad.
+type Breaker = Box<dyn Fn(&mut ProgramSpec)>;
+
 #[tokio::test]
 async fn bad_values_are_refused_naming_the_field() {
     let daemon = Daemon::start(&[]).await;
     let control = daemon.control().await;
-    let cases: Vec<(&str, Box<dyn Fn(&mut ProgramSpec)>)> = vec![
+    let cases: Vec<(&str, Breaker)> = vec![
         ("umask", Box::new(|s| s.umask = "999".into())),
         ("stop_signal", Box::new(|s| s.stop_signal = "NOPE".into())),
         ("restart", Box::new(|s| s.restart = "sometimes".into())),

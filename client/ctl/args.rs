@@ -49,7 +49,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a configured program, or define one inline after `--`.
-    Start(StartArgs),
+    // Boxed: its many inline options would make every command as large.
+    Start(Box<StartArgs>),
     /// Stop a program gracefully; returns once every instance has exited.
     Stop(StopArgs),
     /// Restart a program (clusters: rolling, one worker at a time).

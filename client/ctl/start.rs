@@ -117,7 +117,7 @@ mod tests {
             .into_iter()
             .chain(args.iter().copied());
         match Cli::try_parse_from(argv).map(|cli| cli.command) {
-            Ok(Command::Start(start)) => start,
+            Ok(Command::Start(start)) => *start,
             other => panic!("{args:?}: {other:?}"),
         }
     }
