@@ -636,10 +636,29 @@ impl ProgramDef {
             Some(Size(bytes)) => Some(bytes),
             None => None,
         };
+        let start_grace = duration("start_grace", self.start_grace, Duration::from_millis(250))?;
+        let ready = self.ready.unwrap_or_default();
         let start_timeout = match self.start_timeout {
             Some(t) if t.is_zero() => None,
+            // A long start grace brings its own room: the default never makes a
+            // grace-gated program unable to become `ok`.
+            None if start_grace >= DEFAULT_START_TIMEOUT => {
+                Some(start_grace + DEFAULT_START_TIMEOUT)
+            }
             other => Some(duration("start_timeout", other, DEFAULT_START_TIMEOUT)?),
         };
+        if let Some(limit) = start_timeout {
+            if ready == Ready::Grace && limit <= start_grace && kind != Kind::Once {
+                return Err(invalid(
+                    "start_timeout",
+                    format!(
+                        "{} is not longer than start_grace ({}): no instance could become ok",
+                        humantime::format_duration(limit),
+                        humantime::format_duration(start_grace)
+                    ),
+                ));
+            }
+        }
 
         Ok(ProgramSpec {
             name: name.to_string(),
@@ -664,7 +683,7 @@ impl ProgramDef {
             heartbeat,
             timeout,
             after,
-            start_grace: duration("start_grace", self.start_grace, Duration::from_millis(250))?,
+            start_grace,
             max_retries: self.max_retries,
             max_restarts: self.max_restarts,
             max_recycling,
@@ -673,7 +692,7 @@ impl ProgramDef {
                 self.restart_window,
                 Duration::from_secs(60),
             )?,
-            ready: self.ready.unwrap_or_default(),
+            ready,
             user: self.user,
             group: self.group,
             umask,
@@ -966,6 +985,15 @@ mod tests {
             err.contains("`respawn`") && err.contains("`restart`"),
             "{err}"
         );
+
+        let mut slow = def(&["x"]);
+        slow.ready = Some(Ready::Grace);
+        slow.start_grace = Some(Duration::from_secs(120));
+        let spec = slow.clone().validate("web").expect("valid");
+        assert_eq!(spec.start_timeout, Some(Duration::from_secs(210)));
+        slow.start_timeout = Some(Duration::from_secs(60));
+        let err = slow.validate("web").unwrap_err().to_string();
+        assert!(err.contains("`start_timeout`"), "{err}");
 
         let mut unlimited = def(&["x"]);
         unlimited.start_timeout = Some(Duration::ZERO);
