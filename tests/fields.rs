@@ -555,3 +555,56 @@ start_timeout = "30s"
         assert!(err.contains(ours), "{foreign}: {err}");
     }
 }
+
+#[tokio::test]
+async fn infantctl_start_takes_a_flag_for_each_field() {
+    let daemon = Daemon::start(&[]).await;
+    let env_file = daemon.dir.path().join("cli.env");
+    std::fs::write(&env_file, "FROM_FILE=cli\n").expect("write env file");
+    let env_file = env_file.to_string_lossy().into_owned();
+    let (status, _, stderr) = daemon.ctl(&[
+        "start",
+        "cli",
+        "--ready",
+        "spawn",
+        "--umask",
+        "077",
+        "--nice",
+        "4",
+        "--rlimit",
+        "nofile=512",
+        "--rlimit",
+        "core=0",
+        "--stop-signal",
+        "INT",
+        "--restart",
+        "on-failure",
+        "--success-exit-codes",
+        "0,3",
+        "--env-file",
+        &env_file,
+        "--max-memory",
+        "1GiB",
+        "--start-timeout",
+        "30s",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    assert!(status.success(), "{stderr}");
+    let control = daemon.control().await;
+    let pid = the_pid(&control, "cli").await;
+    assert_eq!(status_line(pid, "Umask"), "0077");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    assert!(
+        limits.lines().any(|l| l.starts_with("Max open files")
+            && l.split_whitespace().filter(|w| *w == "512").count() == 2),
+        "{limits}"
+    );
+    assert_eq!(env_of(pid, "FROM_FILE").as_deref(), Some("cli"));
+
+    let (status, _, stderr) = daemon.ctl(&["start", "bad", "--nice", "99", "--", "sleep", "1"]);
+    assert!(!status.success());
+    assert!(stderr.contains("`nice`"), "{stderr}");
+    assert!(daemon.stop().await.success());
+}
