@@ -95,8 +95,8 @@ pub struct Supervisor {
     /// The health service over TCP, if asked for: its bound address and server.
     health: Option<(SocketAddr, ServerTask)>,
     /// The worker channel alone, on an abstract socket (see
-    /// [`grpc::serve_workers`]).
-    workers: ServerTask,
+    /// [`grpc::serve_workers`]); a root daemon's only.
+    workers: Option<ServerTask>,
     rpc_stats: Arc<RpcStats>,
 }
 
@@ -168,13 +168,20 @@ impl Supervisor {
             }
         };
         let notify = systemd::NotifyListener::bind()?;
-        let (worker_listener, worker_socket) = bind_worker_socket()?;
+        // Only a root daemon runs programs as other users, so only it needs the
+        // worker-only socket that any local user can reach.
+        let worker_listener = if nix::unistd::geteuid().is_root() {
+            Some(bind_worker_socket()?)
+        } else {
+            None
+        };
+        let worker_socket = worker_listener.as_ref().map(|(_, name)| name.clone());
         let (engine, engine_task) = engine::spawn(
             EngineConfig {
                 socket: socket.to_path_buf(),
                 trim_memory,
                 notify_socket: Some(notify.address().to_owned()),
-                worker_socket: Some(worker_socket),
+                worker_socket,
             },
             containment,
         )
@@ -190,11 +197,13 @@ impl Supervisor {
             Arc::clone(&rpc_stats),
             stop_serving.clone().cancelled_owned(),
         ));
-        let workers = tokio::spawn(grpc::serve_workers(
-            engine.clone(),
-            worker_listener,
-            stop_serving.clone().cancelled_owned(),
-        ));
+        let workers = worker_listener.map(|(listener, _)| {
+            tokio::spawn(grpc::serve_workers(
+                engine.clone(),
+                listener,
+                stop_serving.clone().cancelled_owned(),
+            ))
+        });
         let health = health_listener.map(|(listener, bound)| {
             tracing::info!(address = %bound, "health service listening (plain TCP, health only)");
             let server = tokio::spawn(grpc::health::serve_health(
@@ -309,7 +318,9 @@ impl Supervisor {
         self.stop_serving.cancel();
         let deadline = Instant::now() + SERVE_DEADLINE;
         close_server("control server", self.server, deadline).await;
-        close_server("worker socket server", self.workers, deadline).await;
+        if let Some(workers) = self.workers {
+            close_server("worker socket server", workers, deadline).await;
+        }
         if let Some((_, server)) = self.remote {
             close_server("remote control server", server, deadline).await;
         }
