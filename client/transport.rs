@@ -20,8 +20,12 @@ const REMOTE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// The channel connects eagerly, so a missing or dead socket is reported here, with
 /// the path, rather than on the first call.
+///
+/// A path that starts with `@` names a socket in Linux's abstract namespace (as
+/// `NOTIFY_SOCKET` does): the daemon gives one to instances that run as another
+/// user than its own.
 pub async fn connect_unix(path: &Path) -> Result<Channel, ConnectError> {
-    let socket: PathBuf = path.to_path_buf();
+    let socket: PathBuf = abstract_to_nul(path);
     // The URI is never dialled: the connector below ignores it. gRPC over a Unix
     // socket sends `localhost` as the authority, which is what external clients
     // (grpcurl -authority localhost) send too.
@@ -39,6 +43,19 @@ pub async fn connect_unix(path: &Path) -> Result<Channel, ConnectError> {
             path: path.to_path_buf(),
             source,
         })
+}
+
+/// `@name` as tokio spells an abstract socket address: a leading NUL byte.
+fn abstract_to_nul(path: &Path) -> PathBuf {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    match path.as_os_str().as_bytes().strip_prefix(b"@") {
+        Some(name) => {
+            let mut bytes = vec![0u8];
+            bytes.extend_from_slice(name);
+            PathBuf::from(std::ffi::OsString::from_vec(bytes))
+        }
+        None => path.to_path_buf(),
+    }
 }
 
 /// Opens a gRPC channel to a daemon's remote control address (`infantd

@@ -81,7 +81,47 @@ const FOREIGN_KEYS: &[(&str, &str)] = &[
     ("numprocs", "`count`, with kind = \"cluster\""),
     ("instances", "`count`, with kind = \"cluster\""),
     ("exec_mode", "kind = \"cluster\""),
-    ("autorestart", "`respawn` (true or false)"),
+    (
+        "autorestart",
+        "`restart`: \"always\", \"on-failure\" or \"never\"",
+    ),
+    ("stopsignal", "`stop_signal`, a signal name such as \"INT\""),
+    (
+        "kill_signal",
+        "`stop_signal`, a signal name such as \"INT\"",
+    ),
+    ("killsignal", "`stop_signal`, a signal name such as \"INT\""),
+    ("exitcodes", "`success_exit_codes`, a list such as [0, 2]"),
+    (
+        "successexitstatus",
+        "`success_exit_codes`, a list such as [0, 2]",
+    ),
+    (
+        "max_memory_restart",
+        "`max_memory`, a size such as \"512MiB\"",
+    ),
+    ("environment_file", "`env_file`, a path"),
+    ("environmentfile", "`env_file`, a path"),
+    ("env_files", "`env_file`, a path"),
+    (
+        "limits",
+        "`rlimits`, a table such as rlimits = { nofile = 4096 }",
+    ),
+    (
+        "ulimits",
+        "`rlimits`, a table such as rlimits = { nofile = 4096 }",
+    ),
+    ("priority", "`nice`, -20 to 19"),
+    ("uid", "`user`, a name or a uid"),
+    ("gid", "`group`, a name or a gid"),
+    (
+        "timeoutstartsec",
+        "`start_timeout`, a duration such as \"90s\"",
+    ),
+    (
+        "listen_timeout",
+        "`start_timeout`, a duration such as \"90s\"",
+    ),
     (
         "autostart",
         "nothing: every configured program starts with the daemon",
@@ -228,7 +268,7 @@ mod tests {
         let err = parse("[program.web]\ncommand = [\"a\"]\nnumprocs = 4\n").unwrap_err();
         assert!(err.contains("`count`") && err.contains("cluster"), "{err}");
         let err = parse("[program.web]\ncommand = [\"a\"]\nautorestart = true\n").unwrap_err();
-        assert!(err.contains("`respawn`"), "{err}");
+        assert!(err.contains("`restart`"), "{err}");
         // An unknown key nobody else uses gets no hint.
         let err = parse("[program.web]\ncommand = [\"a\"]\nbogus = 1\n").unwrap_err();
         assert!(!err.contains("infant's key"), "{err}");

@@ -9,7 +9,8 @@
 //!
 //! # Layout (private modules)
 //!
-//! - `spec`: program definitions, defaults and validation; `config`: the TOML file.
+//! - `spec`: program definitions, defaults and validation; `config`: the TOML file;
+//!   `env_file`: the `KEY=VALUE` files of `env_file`.
 //! - `engine`: the one task that owns all supervisor state. Typed commands in,
 //!   typed events out; it knows nothing of gRPC.
 //! - `process`: everything that touches processes — spawn, signals, reaping,
@@ -32,6 +33,7 @@
 mod app;
 pub mod config;
 mod engine;
+mod env_file;
 mod error;
 mod fds;
 mod grpc;

@@ -64,7 +64,7 @@ pub enum Ready {
     /// `ok` once it has lived through `start_grace`, SDK or not.
     Grace,
     /// `ok` only when the SDK reports `Ready` (its start hook ran), however long
-    /// that takes; never taken for a plain program.
+    /// that takes within `start_timeout`; never taken for a plain program.
     Sdk,
     /// `ok` when it sends `READY=1` on the private `NOTIFY_SOCKET` the daemon
     /// gives it (systemd's notify protocol): `STATUS=` text shows in the
@@ -120,7 +120,7 @@ pub struct ProgramDef {
     pub enhanced: Option<bool>,
     /// Sockets bound by the daemon and handed to every instance.
     pub listen: Option<Vec<String>>,
-    /// Restart an instance that exits unexpectedly.
+    /// The older name of `restart`: `true` is `always`, `false` is `never`.
     pub respawn: Option<bool>,
     /// Longest hold-down between respawns (default 15s). A first crash, and the
     /// first after 5 s of `ok`, respawns at once; crashes in a row wait 100 ms,
@@ -161,7 +161,134 @@ pub struct ProgramDef {
     pub restart_window: Option<Duration>,
     /// When an instance counts as `ok`: see [`Ready`].
     pub ready: Option<Ready>,
+    /// Run as this user (a name or a uid); with it, its primary group and its
+    /// supplementary groups unless `group` says otherwise.
+    pub user: Option<String>,
+    /// Run with this primary group (a name or a gid).
+    pub group: Option<String>,
+    /// The file mode creation mask, in octal (`"022"`).
+    pub umask: Option<String>,
+    /// The signal of a plain program's graceful stop (default `TERM`).
+    pub stop_signal: Option<String>,
+    /// When an instance that exits on its own is started again: see [`Restart`].
+    pub restart: Option<Restart>,
+    /// Exit codes that count as success (default `[0]`), for `restart =
+    /// "on-failure"` and for `once` jobs.
+    pub success_exit_codes: Option<Vec<i32>>,
+    /// A file of `KEY=VALUE` lines read at each instance's start; `env` wins.
+    pub env_file: Option<PathBuf>,
+    /// Resource limits set on each instance: name → number or `"unlimited"`.
+    pub rlimits: Option<BTreeMap<String, LimitValue>>,
+    /// Scheduling priority of each instance, -20 (first) to 19 (last).
+    pub nice: Option<i32>,
+    /// An instance whose resident memory passes this is restarted gracefully.
+    pub max_memory: Option<Size>,
+    /// An instance not `ok` within this is killed: a failed start (`"0s"`: no
+    /// limit).
+    #[serde(default, deserialize_with = "humane::option")]
+    pub start_timeout: Option<Duration>,
 }
+
+/// When an instance that exited on its own is started again (the `restart`
+/// field; `respawn = true` is `always`, `false` is `never`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    /// Whatever its exit.
+    #[default]
+    Always,
+    /// Unless it exited with one of `success_exit_codes`.
+    OnFailure,
+    /// Never.
+    Never,
+}
+
+impl Restart {
+    /// The name used in config files and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::Always => "always",
+            Restart::OnFailure => "on-failure",
+            Restart::Never => "never",
+        }
+    }
+
+    /// Parses a name as [`Restart::as_str`] spells it.
+    pub fn parse(name: &str) -> Option<Restart> {
+        [Restart::Always, Restart::OnFailure, Restart::Never]
+            .into_iter()
+            .find(|restart| restart.as_str() == name)
+    }
+}
+
+/// A resource limit's value as written: a number, or text (`"unlimited"`, a
+/// size such as `"64MiB"`, or digits).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum LimitValue {
+    /// A number.
+    Number(u64),
+    /// Text.
+    Text(String),
+}
+
+/// A size in bytes, written as a number of bytes or as text such as `"512MiB"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Size, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a size such as \"512MiB\" or a number of bytes")
+        })? {
+            Raw::Number(n) => Ok(Size(n)),
+            Raw::Text(text) => parse_size(&text)
+                .map(Size)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// One resource limit, checked: soft and hard limits are both set to `value`
+/// (`RLIM_INFINITY` for unlimited).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rlimit {
+    /// The name as written in `rlimits`.
+    pub name: &'static str,
+    /// The resource.
+    pub resource: nix::sys::resource::Resource,
+    /// The limit.
+    pub value: u64,
+}
+
+/// What `rlimits` may name, and the resource each is.
+pub const RLIMIT_NAMES: &[(&str, nix::sys::resource::Resource)] = {
+    use nix::sys::resource::Resource as R;
+    &[
+        ("as", R::RLIMIT_AS),
+        ("core", R::RLIMIT_CORE),
+        ("cpu", R::RLIMIT_CPU),
+        ("data", R::RLIMIT_DATA),
+        ("fsize", R::RLIMIT_FSIZE),
+        ("locks", R::RLIMIT_LOCKS),
+        ("memlock", R::RLIMIT_MEMLOCK),
+        ("msgqueue", R::RLIMIT_MSGQUEUE),
+        ("nice", R::RLIMIT_NICE),
+        ("nofile", R::RLIMIT_NOFILE),
+        ("nproc", R::RLIMIT_NPROC),
+        ("rss", R::RLIMIT_RSS),
+        ("rtprio", R::RLIMIT_RTPRIO),
+        ("rttime", R::RLIMIT_RTTIME),
+        ("sigpending", R::RLIMIT_SIGPENDING),
+        ("stack", R::RLIMIT_STACK),
+    ]
+};
 
 /// A validated program definition with every default applied.
 #[derive(Clone, Debug, PartialEq)]
@@ -216,6 +343,37 @@ pub struct ProgramSpec {
     pub max_recycling: u32,
     /// When an instance counts as `ok`.
     pub ready: Ready,
+    /// Run as this user (name or uid), if not the daemon's.
+    pub user: Option<String>,
+    /// Run with this primary group (name or gid), if not the user's.
+    pub group: Option<String>,
+    /// File mode creation mask, if not the daemon's.
+    pub umask: Option<u32>,
+    /// The signal of a plain program's graceful stop.
+    pub stop_signal: nix::sys::signal::Signal,
+    /// When an instance that exits on its own is started again (`respawn` is
+    /// `restart != Never`).
+    pub restart: Restart,
+    /// Exit codes that count as success.
+    pub success_exit_codes: Vec<i32>,
+    /// Read at each instance's start; `env` wins over it.
+    pub env_file: Option<PathBuf>,
+    /// Resource limits of each instance.
+    pub rlimits: Vec<Rlimit>,
+    /// Scheduling priority of each instance, if not the daemon's.
+    pub nice: Option<i32>,
+    /// Restart an instance whose RSS passes this many bytes.
+    pub max_memory: Option<u64>,
+    /// An instance not `ok` within this is killed (a failed start); `None`: no
+    /// limit.
+    pub start_timeout: Option<Duration>,
+}
+
+impl ProgramSpec {
+    /// Whether an exit status counts as success (`success_exit_codes`).
+    pub fn is_success(&self, code: Option<i32>) -> bool {
+        code.is_some_and(|code| self.success_exit_codes.contains(&code))
+    }
 }
 
 /// A socket address from `listen`.
@@ -260,7 +418,7 @@ pub fn validate_name(name: &str) -> Result<()> {
 /// Variables infantd sets for each instance: `INFANT_*` (the worker channel: the
 /// socket, the worker's id and token) and the socket-activation trio. A program
 /// that overrode one would lose its channel to the daemon or its sockets.
-fn is_reserved_variable(key: &str) -> bool {
+pub(crate) fn is_reserved_variable(key: &str) -> bool {
     key.starts_with("INFANT_") || matches!(key, "LISTEN_FDS" | "LISTEN_PID" | "LISTEN_FDNAMES")
 }
 
@@ -411,6 +569,97 @@ impl ProgramDef {
             return Err(invalid("title", "must not contain NUL".into()));
         }
 
+        let restart = match (self.restart, self.respawn) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "restart",
+                    "`respawn` and `restart` are both given; `respawn` is the old name of \
+                     `restart` (true = \"always\", false = \"never\"): keep only `restart`"
+                        .into(),
+                ))
+            }
+            (Some(restart), None) => restart,
+            (None, Some(true)) => Restart::Always,
+            (None, Some(false)) => Restart::Never,
+            (None, None) if kind == Kind::Once => Restart::Never,
+            (None, None) => Restart::Always,
+        };
+        let success_exit_codes = self.success_exit_codes.unwrap_or_else(|| vec![0]);
+        if success_exit_codes.is_empty() {
+            return Err(invalid(
+                "success_exit_codes",
+                "must list at least one exit code".into(),
+            ));
+        }
+        if let Some(bad) = success_exit_codes.iter().find(|c| !(0..=255).contains(*c)) {
+            return Err(invalid(
+                "success_exit_codes",
+                format!("{bad} is not an exit code (0 to 255)"),
+            ));
+        }
+        for (field, value) in [("user", &self.user), ("group", &self.group)] {
+            if let Some(value) = value {
+                if value.is_empty() || value.contains('\0') || value.contains(':') {
+                    return Err(invalid(
+                        field,
+                        format!("{value:?} is not a {field} name or id"),
+                    ));
+                }
+            }
+        }
+        let umask = match &self.umask {
+            None => None,
+            Some(text) => Some(parse_umask(text).map_err(|reason| invalid("umask", reason))?),
+        };
+        let stop_signal = match &self.stop_signal {
+            None => nix::sys::signal::Signal::SIGTERM,
+            Some(text) => parse_signal(text).map_err(|reason| invalid("stop_signal", reason))?,
+        };
+        if let Some(path) = &self.env_file {
+            if path.as_os_str().is_empty() {
+                return Err(invalid("env_file", "must not be empty".into()));
+            }
+        }
+        let rlimits = self
+            .rlimits
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| parse_rlimit(&key, &value).map_err(|r| invalid("rlimits", r)))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(nice) = self.nice {
+            if !(-20..=19).contains(&nice) {
+                return Err(invalid("nice", format!("{nice} is not from -20 to 19")));
+            }
+        }
+        let max_memory = match self.max_memory {
+            Some(Size(0)) => return Err(invalid("max_memory", "must be more than 0".into())),
+            Some(Size(bytes)) => Some(bytes),
+            None => None,
+        };
+        let start_grace = duration("start_grace", self.start_grace, Duration::from_millis(250))?;
+        let ready = self.ready.unwrap_or_default();
+        let start_timeout = match self.start_timeout {
+            Some(t) if t.is_zero() => None,
+            // A long start grace brings its own room: the default never makes a
+            // grace-gated program unable to become `ok`.
+            None if start_grace >= DEFAULT_START_TIMEOUT => {
+                Some(start_grace + DEFAULT_START_TIMEOUT)
+            }
+            other => Some(duration("start_timeout", other, DEFAULT_START_TIMEOUT)?),
+        };
+        if let Some(limit) = start_timeout {
+            if ready == Ready::Grace && limit <= start_grace && kind != Kind::Once {
+                return Err(invalid(
+                    "start_timeout",
+                    format!(
+                        "{} is not longer than start_grace ({}): no instance could become ok",
+                        humantime::format_duration(limit),
+                        humantime::format_duration(start_grace)
+                    ),
+                ));
+            }
+        }
+
         Ok(ProgramSpec {
             name: name.to_string(),
             kind,
@@ -421,7 +670,7 @@ impl ProgramDef {
             count,
             enhanced,
             listen,
-            respawn: self.respawn.unwrap_or(kind != Kind::Once),
+            respawn: restart != Restart::Never,
             respawn_delay: duration("respawn_delay", self.respawn_delay, Duration::from_secs(15))?,
             stop_timeout: duration("stop_timeout", self.stop_timeout, stop_default)?,
             recycle_timeout: duration(
@@ -434,7 +683,7 @@ impl ProgramDef {
             heartbeat,
             timeout,
             after,
-            start_grace: duration("start_grace", self.start_grace, Duration::from_millis(250))?,
+            start_grace,
             max_retries: self.max_retries,
             max_restarts: self.max_restarts,
             max_recycling,
@@ -443,9 +692,96 @@ impl ProgramDef {
                 self.restart_window,
                 Duration::from_secs(60),
             )?,
-            ready: self.ready.unwrap_or_default(),
+            ready,
+            user: self.user,
+            group: self.group,
+            umask,
+            stop_signal,
+            restart,
+            success_exit_codes,
+            env_file: self.env_file,
+            rlimits,
+            nice: self.nice,
+            max_memory,
+            start_timeout,
         })
     }
+}
+
+/// How long an instance may take to become `ok` unless `start_timeout` says
+/// otherwise: systemd's default for a service's start.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Parses a umask written in octal: `"022"`, `"0o027"`, `"0077"`.
+fn parse_umask(text: &str) -> std::result::Result<u32, String> {
+    let digits = text.trim().trim_start_matches("0o");
+    match u32::from_str_radix(digits, 8) {
+        Ok(mask) if mask <= 0o777 && !digits.is_empty() => Ok(mask),
+        _ => Err(format!(
+            "{text:?} is not a umask (octal digits, at most 0777, such as \"022\")"
+        )),
+    }
+}
+
+/// Parses a signal name, with or without `SIG`, any case: `TERM`, `SIGINT`,
+/// `quit`.
+pub fn parse_signal(text: &str) -> std::result::Result<nix::sys::signal::Signal, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map_err(|_| format!("{text:?} is not a signal name (such as TERM, INT, QUIT, HUP)"))
+}
+
+/// Parses one `rlimits` entry.
+fn parse_rlimit(key: &str, value: &LimitValue) -> std::result::Result<Rlimit, String> {
+    let Some(&(name, resource)) = RLIMIT_NAMES.iter().find(|(name, _)| *name == key) else {
+        let names: Vec<&str> = RLIMIT_NAMES.iter().map(|(name, _)| *name).collect();
+        return Err(format!("{key:?} is not a limit ({})", names.join(", ")));
+    };
+    let value = match value {
+        LimitValue::Number(n) => *n,
+        LimitValue::Text(text) if text.trim() == "unlimited" || text.trim() == "infinity" => {
+            libc::RLIM_INFINITY
+        }
+        LimitValue::Text(text) => parse_size(text).map_err(|_| {
+            format!(
+                "{key} = {text:?}: expected a number, \"unlimited\" or a size such as \"64MiB\""
+            )
+        })?,
+    };
+    Ok(Rlimit {
+        name,
+        resource,
+        value,
+    })
+}
+
+/// Parses a size: a number of bytes, or a number with a unit — `K`/`KB`/`KiB`
+/// and so on up to `T`, all powers of 1024 (as `ulimit` and the kernel count
+/// memory), or `B`.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let bad = || format!("{text:?} is not a size (such as \"512MiB\", \"2G\" or 1048576)");
+    let number: u64 = digits.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(bad()),
+    };
+    number
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// The default cluster size: one worker per CPU.
@@ -592,6 +928,79 @@ mod tests {
 
         assert!(def(&["x"]).validate("bad name").is_err());
         assert!(def(&["x"]).validate("").is_err());
+    }
+
+    #[test]
+    fn sizes_signals_umasks_and_limits_parse() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("64 kb"), Ok(64 << 10));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("1.5G").is_err());
+        assert!(parse_size("99999999999T").is_err());
+
+        use nix::sys::signal::Signal;
+        assert_eq!(parse_signal("TERM"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("sigint"), Ok(Signal::SIGINT));
+        assert_eq!(parse_signal("Quit"), Ok(Signal::SIGQUIT));
+        assert!(parse_signal("NOPE").is_err());
+
+        assert_eq!(parse_umask("022"), Ok(0o022));
+        assert_eq!(parse_umask("0o077"), Ok(0o077));
+        assert!(parse_umask("8").is_err());
+        assert!(parse_umask("1777").is_err());
+
+        let limit = parse_rlimit("nofile", &LimitValue::Number(1024)).expect("nofile");
+        assert_eq!(limit.value, 1024);
+        let limit = parse_rlimit("core", &LimitValue::Text("unlimited".into())).expect("core");
+        assert_eq!(limit.value, libc::RLIM_INFINITY);
+        let limit = parse_rlimit("stack", &LimitValue::Text("8MiB".into())).expect("stack");
+        assert_eq!(limit.value, 8 << 20);
+        assert!(parse_rlimit("files", &LimitValue::Number(1)).is_err());
+    }
+
+    #[test]
+    fn restart_defaults_and_its_respawn_alias() {
+        let spec = def(&["x"]).validate("web").expect("valid");
+        assert_eq!(spec.restart, Restart::Always);
+        assert_eq!(spec.success_exit_codes, [0]);
+        assert_eq!(spec.stop_signal, nix::sys::signal::Signal::SIGTERM);
+        assert_eq!(spec.start_timeout, Some(DEFAULT_START_TIMEOUT));
+
+        let mut old = def(&["x"]);
+        old.respawn = Some(false);
+        let spec = old.validate("web").expect("valid");
+        assert_eq!((spec.restart, spec.respawn), (Restart::Never, false));
+
+        let mut on_failure = def(&["x"]);
+        on_failure.restart = Some(Restart::OnFailure);
+        assert!(on_failure.validate("web").expect("valid").respawn);
+
+        let mut both = def(&["x"]);
+        both.restart = Some(Restart::Always);
+        both.respawn = Some(true);
+        let err = both.validate("web").unwrap_err().to_string();
+        assert!(
+            err.contains("`respawn`") && err.contains("`restart`"),
+            "{err}"
+        );
+
+        let mut slow = def(&["x"]);
+        slow.ready = Some(Ready::Grace);
+        slow.start_grace = Some(Duration::from_secs(120));
+        let spec = slow.clone().validate("web").expect("valid");
+        assert_eq!(spec.start_timeout, Some(Duration::from_secs(210)));
+        slow.start_timeout = Some(Duration::from_secs(60));
+        let err = slow.validate("web").unwrap_err().to_string();
+        assert!(err.contains("`start_timeout`"), "{err}");
+
+        let mut unlimited = def(&["x"]);
+        unlimited.start_timeout = Some(Duration::ZERO);
+        assert_eq!(
+            unlimited.validate("web").expect("valid").start_timeout,
+            None
+        );
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub struct Supervisor {
     stop_serving: CancellationToken,
     /// The health service over TCP, if asked for: its bound address and server.
     health: Option<(SocketAddr, ServerTask)>,
+    /// The worker channel alone, on an abstract socket (see
+    /// [`grpc::serve_workers`]); a root daemon's only.
+    workers: Option<ServerTask>,
     rpc_stats: Arc<RpcStats>,
 }
 
@@ -165,11 +168,20 @@ impl Supervisor {
             }
         };
         let notify = systemd::NotifyListener::bind()?;
+        // Only a root daemon runs programs as other users, so only it needs the
+        // worker-only socket that any local user can reach.
+        let worker_listener = if nix::unistd::geteuid().is_root() {
+            Some(bind_worker_socket()?)
+        } else {
+            None
+        };
+        let worker_socket = worker_listener.as_ref().map(|(_, name)| name.clone());
         let (engine, engine_task) = engine::spawn(
             EngineConfig {
                 socket: socket.to_path_buf(),
                 trim_memory,
                 notify_socket: Some(notify.address().to_owned()),
+                worker_socket,
             },
             containment,
         )
@@ -185,6 +197,13 @@ impl Supervisor {
             Arc::clone(&rpc_stats),
             stop_serving.clone().cancelled_owned(),
         ));
+        let workers = worker_listener.map(|(listener, _)| {
+            tokio::spawn(grpc::serve_workers(
+                engine.clone(),
+                listener,
+                stop_serving.clone().cancelled_owned(),
+            ))
+        });
         let health = health_listener.map(|(listener, bound)| {
             tracing::info!(address = %bound, "health service listening (plain TCP, health only)");
             let server = tokio::spawn(grpc::health::serve_health(
@@ -219,6 +238,7 @@ impl Supervisor {
             remote,
             stop_serving,
             health,
+            workers,
             rpc_stats,
         })
     }
@@ -298,6 +318,9 @@ impl Supervisor {
         self.stop_serving.cancel();
         let deadline = Instant::now() + SERVE_DEADLINE;
         close_server("control server", self.server, deadline).await;
+        if let Some(workers) = self.workers {
+            close_server("worker socket server", workers, deadline).await;
+        }
         if let Some((_, server)) = self.remote {
             close_server("remote control server", server, deadline).await;
         }
@@ -316,6 +339,22 @@ impl Supervisor {
             reap_leftovers().await;
         }
     }
+}
+
+/// Binds the worker-only socket: an abstract Unix socket (no file, so no
+/// folder permission keeps another user out, and nothing to clean up). Its
+/// `INFANT_SOCKET` form is `@` and the name.
+fn bind_worker_socket() -> Result<(tokio::net::UnixListener, String)> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "infant/{}/workers-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let listener = tokio::net::UnixListener::bind(format!("\0{name}"))
+        .map_err(|e| Error::io("binding the worker socket", e))?;
+    Ok((listener, format!("@{name}")))
 }
 
 /// Waits for a server that was told to stop until `deadline`, then drops it with

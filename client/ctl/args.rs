@@ -49,7 +49,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a configured program, or define one inline after `--`.
-    Start(StartArgs),
+    // Boxed: its many inline options would make every command as large.
+    Start(Box<StartArgs>),
     /// Stop a program gracefully; returns once every instance has exited.
     Stop(StopArgs),
     /// Restart a program (clusters: rolling, one worker at a time).
@@ -151,6 +152,61 @@ pub struct StartArgs {
     /// Inline program: do not respawn instances that exit unexpectedly.
     #[arg(long, requires = "command")]
     pub no_respawn: bool,
+    /// Inline program: run as this user (name or uid); needs a root daemon.
+    #[arg(long, value_name = "USER", requires = "command")]
+    pub user: Option<String>,
+    /// Inline program: run with this primary group (name or gid).
+    #[arg(long, value_name = "GROUP", requires = "command")]
+    pub group: Option<String>,
+    /// Inline program: file mode creation mask, in octal (022).
+    #[arg(long, value_name = "OCTAL", requires = "command")]
+    pub umask: Option<String>,
+    /// Inline program: the signal of a plain program's graceful stop (TERM, INT,
+    /// QUIT, …) [default: TERM].
+    #[arg(long, value_name = "SIGNAL", requires = "command")]
+    pub stop_signal: Option<String>,
+    /// Inline program: when an exited instance is started again: always,
+    /// on-failure or never.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        conflicts_with = "no_respawn",
+        requires = "command"
+    )]
+    pub restart: Option<String>,
+    /// Inline program: exit codes that count as success, comma-separated
+    /// [default: 0].
+    #[arg(
+        long,
+        value_name = "CODES",
+        value_delimiter = ',',
+        requires = "command"
+    )]
+    pub success_exit_codes: Vec<i32>,
+    /// Inline program: a file of KEY=VALUE lines read at each instance's start;
+    /// --env wins over it.
+    #[arg(long, value_name = "FILE", requires = "command")]
+    pub env_file: Option<String>,
+    /// Inline program: a resource limit, NAME=VALUE (nofile=1024,
+    /// core=unlimited); repeatable.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_env, requires = "command")]
+    pub rlimit: Vec<(String, String)>,
+    /// Inline program: scheduling priority, -20 to 19.
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        requires = "command"
+    )]
+    pub nice: Option<i32>,
+    /// Inline program: restart an instance gracefully once its RSS passes this
+    /// (512MiB, 2G).
+    #[arg(long, value_name = "SIZE", requires = "command")]
+    pub max_memory: Option<String>,
+    /// Inline program: an instance not ok within this is killed, a failed start
+    /// [default: 90s; 0s: no limit].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "command")]
+    pub start_timeout: Option<Duration>,
     /// Inline program: the command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -138,7 +138,7 @@ async fn execute(cli: Cli, out: &mut Output) -> Result<(), Failure> {
     };
     let named = hint::program_named(&cli.command);
     let result = match cli.command {
-        Command::Start(args) => start::start(&control, args, out).await,
+        Command::Start(args) => start::start(&control, *args, out).await,
         Command::Stop(args) => stop::stop(&control, args, out).await,
         Command::Restart(args) => restart::restart(&control, args, out).await,
         Command::Send(args) => send::send(&control, args, out).await,

@@ -58,6 +58,21 @@ fn spec(args: &StartArgs) -> ProgramSpec {
         start_grace_ms: args.start_grace.map(millis),
         timeout_ms: args.timeout.map(millis),
         ready: args.ready.clone().unwrap_or_default(),
+        user: args.user.clone().unwrap_or_default(),
+        group: args.group.clone().unwrap_or_default(),
+        umask: args.umask.clone().unwrap_or_default(),
+        stop_signal: args.stop_signal.clone().unwrap_or_default(),
+        restart: args.restart.clone().unwrap_or_default(),
+        success_exit_codes: args.success_exit_codes.clone(),
+        env_file: args
+            .env_file
+            .as_deref()
+            .map(|file| working_directory(Some(file)))
+            .unwrap_or_default(),
+        rlimits: args.rlimit.iter().cloned().collect::<HashMap<_, _>>(),
+        nice: args.nice,
+        max_memory: args.max_memory.clone().unwrap_or_default(),
+        start_timeout_ms: args.start_timeout.map(millis),
         ..ProgramSpec::default()
     }
 }
@@ -102,7 +117,7 @@ mod tests {
             .into_iter()
             .chain(args.iter().copied());
         match Cli::try_parse_from(argv).map(|cli| cli.command) {
-            Ok(Command::Start(start)) => start,
+            Ok(Command::Start(start)) => *start,
             other => panic!("{args:?}: {other:?}"),
         }
     }
@@ -122,6 +137,26 @@ mod tests {
             "/srv",
             "--env",
             "A=1",
+            "--user",
+            "nobody",
+            "--group",
+            "nogroup",
+            "--umask",
+            "027",
+            "--stop-signal",
+            "INT",
+            "--success-exit-codes",
+            "0,3",
+            "--env-file",
+            "/etc/job.env",
+            "--rlimit",
+            "nofile=1024",
+            "--nice",
+            "-5",
+            "--max-memory",
+            "512MiB",
+            "--start-timeout",
+            "20s",
             "--",
             "sh",
             "-c",
@@ -136,6 +171,18 @@ mod tests {
         assert_eq!(spec.command, ["sh", "-c", "exit 3"]);
         assert_eq!(spec.count, None);
         assert_eq!(spec.stop_timeout_ms, None);
+        assert_eq!(
+            (spec.user.as_str(), spec.group.as_str()),
+            ("nobody", "nogroup")
+        );
+        assert_eq!(spec.umask, "027");
+        assert_eq!(spec.stop_signal, "INT");
+        assert_eq!(spec.success_exit_codes, [0, 3]);
+        assert_eq!(spec.env_file, "/etc/job.env");
+        assert_eq!(spec.rlimits.get("nofile").map(String::as_str), Some("1024"));
+        assert_eq!(spec.nice, Some(-5));
+        assert_eq!(spec.max_memory, "512MiB");
+        assert_eq!(spec.start_timeout_ms, Some(20_000));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::state::{InstanceStatus, ProgramStatus, Run, StopReason};
 use super::{Engine, Timer};
 use crate::daemon::error::Error;
 use crate::daemon::process::reaper::{Exit, ExitStatus};
-use crate::daemon::spec::Kind;
+use crate::daemon::spec::{Kind, Restart};
 
 impl Engine {
     /// The live instance whose process is `pid`, if any.
@@ -88,11 +88,14 @@ impl Engine {
         let killed_because = instance.killed_because.take();
         let exec_error = instance.exec_error.take();
         let reported_error = instance.reported_error.take();
+        // Stopped because it passed `max_memory`: started again at once.
+        let memory_restart = std::mem::take(&mut instance.respawn_after_stop);
         // An exit the worker or the API asked for, not a failure: a `Kill`
         // through the API, or a worker that stopped itself gracefully (SIGHUP,
         // the config-reload convention) and exited 0. Respawned at once, without
         // the program turning `error`.
         let planned = signalled.is_some()
+            || memory_restart
             || (instance.stopped_itself && matches!(exit.status, ExitStatus::Code(0)));
         let exec_failed = exec_error.is_some();
         // What the exit status alone does not say: an SDK worker exits when
@@ -140,7 +143,7 @@ impl Engine {
         self.report_leftovers(&name, id, exit.pid, leftovers);
 
         let program = &self.programs[index];
-        let crash = stopping.is_none();
+        let crash = stopping.is_none() || memory_restart;
         if !crash || !program.is_running() {
             self.remove_instance(index, id, exit);
             return;
@@ -149,7 +152,26 @@ impl Engine {
             return;
         }
 
-        // A crash of a running program's instance.
+        // An exit of a running program's instance that the daemon did not ask
+        // for. One with a success code is not restarted unless `restart =
+        // "always"`: it finished.
+        let spec = &self.programs[index].spec;
+        let code = match exit.status {
+            ExitStatus::Code(code) => Some(code),
+            ExitStatus::Signal(_) => None,
+        };
+        let finished = spec.kind != Kind::Once
+            && !planned
+            && !exec_failed
+            && spec.restart != Restart::Always
+            && spec.is_success(code);
+        if finished {
+            // One instance fewer to keep: what is left is the whole program.
+            let program = &mut self.programs[index];
+            program.desired = program.desired.saturating_sub(1);
+            self.remove_instance(index, id, exit);
+            return;
+        }
         if self.programs[index].spec.kind == Kind::Once {
             // job_ended recorded the failure.
         } else if was == InstanceStatus::Starting {
@@ -170,7 +192,7 @@ impl Engine {
         } else if was != InstanceStatus::Error && !planned {
             self.programs[index].last_error = Some(format!("worker {id} {reason}"));
         }
-        if !self.programs[index].spec.respawn {
+        if !self.programs[index].spec.respawn && !memory_restart {
             self.remove_instance(index, id, exit);
             return;
         }
@@ -217,7 +239,11 @@ impl Engine {
             // Nothing left to run and nothing to respawn: the program is done.
             program.run = Run::Idle;
             program.sockets.clear();
-            if matches!(exit.status, ExitStatus::Code(0)) {
+            let code = match exit.status {
+                ExitStatus::Code(code) => Some(code),
+                ExitStatus::Signal(_) => None,
+            };
+            if program.spec.is_success(code) {
                 program.last_error = None;
             } else if program.last_error.is_none() {
                 program.last_error = Some(format!("worker {id} {}", exit.status));

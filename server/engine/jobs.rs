@@ -25,7 +25,11 @@ impl Engine {
         let program = &mut self.programs[index];
         program.ran_after = ran_after;
         program.outcome = Some(exit.status);
-        if matches!(exit.status, ExitStatus::Code(0)) {
+        let code = match exit.status {
+            ExitStatus::Code(code) => Some(code),
+            ExitStatus::Signal(_) => None,
+        };
+        if program.spec.is_success(code) {
             program.last_error = None;
             program.instances.retain(|i| i.id != id);
             program.run = Run::Idle;

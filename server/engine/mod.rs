@@ -71,6 +71,8 @@ enum Timer {
     /// A worker of the program will have been silent for 8 intervals before the
     /// next tick: check for hung workers at that moment.
     HungCheck { program: String, generation: u64 },
+    /// An instance has had its `start_timeout` to become `ok`.
+    StartTimeout { program: String, id: u64, pid: Pid },
     /// A `once` job has run for its `timeout`: kill it.
     JobTimeout { program: String, id: u64, pid: Pid },
     /// A deferred [`Engine::trim_memory`].
@@ -87,6 +89,11 @@ pub struct EngineConfig {
     /// The `NOTIFY_SOCKET` given to `ready = "notify"` instances, if the daemon
     /// listens on one (see [`notify`]).
     pub notify_socket: Option<String>,
+    /// The socket that serves only the worker channel, to any user (an
+    /// instance's token is its credential): the `INFANT_SOCKET` of instances
+    /// that run as another user than the daemon's, which the control socket
+    /// would refuse.
+    pub worker_socket: Option<String>,
 }
 
 /// The engine task's state.
@@ -307,6 +314,7 @@ impl Engine {
                 generation,
             } => self.hung_check(&program, generation),
             Timer::JobTimeout { program, id, pid } => self.job_timeout(&program, id, pid),
+            Timer::StartTimeout { program, id, pid } => self.start_timed_out(&program, id, pid),
             Timer::TrimMemory => {
                 self.trim_scheduled = false;
                 crate::daemon::process::trim_resident_memory();

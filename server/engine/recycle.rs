@@ -36,6 +36,8 @@ impl Engine {
         self.check_hung(index, generation);
         if self.programs[index].spec.enhanced {
             self.check_recycle(index);
+        } else if self.programs[index].spec.max_memory.is_some() {
+            self.restart_over_memory(index);
         }
     }
 
@@ -160,8 +162,11 @@ impl Engine {
                     ),
                 ));
             }
-            let base = instance.rss_at_ok?;
             let now = self.os.rss_bytes(instance.pid?)?;
+            if let Some(max) = spec.max_memory.filter(|&max| now > max) {
+                return Some((instance.id, served, over_memory(now, max)));
+            }
+            let base = instance.rss_at_ok?;
             let limit =
                 base.saturating_add(base.saturating_mul(u64::from(spec.max_memory_gain)) / 100);
             (now > limit).then(|| {
@@ -209,6 +214,43 @@ impl Engine {
         }
     }
 
+    /// Restarts the `ok` instances of a program that is not an enhanced
+    /// cluster whose RSS passed `max_memory`: each is stopped gracefully (its
+    /// stop window) and started again as soon as it exited. (An enhanced
+    /// cluster recycles them instead, replacement first: [`Engine::check_recycle`].)
+    fn restart_over_memory(&mut self, index: usize) {
+        let Some(max) = self.programs[index].spec.max_memory else {
+            return;
+        };
+        let over: Vec<(u64, nix::unistd::Pid, u64)> = self.programs[index]
+            .instances
+            .iter()
+            .filter(|i| i.status == InstanceStatus::Ok && i.is_active())
+            .filter_map(|i| {
+                let pid = i.pid?;
+                let rss = self.os.rss_bytes(pid)?;
+                (rss > max).then_some((i.id, pid, rss))
+            })
+            .collect();
+        let name = self.programs[index].spec.name.clone();
+        let window = self.programs[index].spec.stop_timeout;
+        for (id, pid, rss) in over {
+            let why = over_memory(rss, max);
+            tracing::info!(program = %name, worker = id, "restarting: {why}");
+            let mut event = Event::new(&name, EventKind::Recycle)
+                .worker(id, Some(pid))
+                .reason(why);
+            event.connections = self.programs[index]
+                .instance(id)
+                .map_or(0, |i| i.connections.max(i.requests));
+            self.publish(event);
+            if let Some(instance) = self.programs[index].instance_mut(id) {
+                instance.respawn_after_stop = true;
+            }
+            self.stop_instance(index, id, StopReason::Recycle, window);
+        }
+    }
+
     /// The stop reason and window for retiring a replaced worker.
     pub(super) fn retirement(&self, index: usize, old: u64) -> (StopReason, Duration) {
         let program = &self.programs[index];
@@ -218,4 +260,9 @@ impl Engine {
             (StopReason::Restart, program.spec.stop_timeout)
         }
     }
+}
+
+/// Why a worker is restarted for its memory.
+fn over_memory(rss: u64, max: u64) -> String {
+    format!("memory: RSS {rss} bytes passed max_memory ({max} bytes)")
 }

@@ -12,6 +12,7 @@ use super::state::{
 };
 use super::{Engine, FailedDependency, Timer};
 use crate::daemon::error::{Error, Result};
+use crate::daemon::process::setup::ExecSetup;
 use crate::daemon::process::spawn;
 use crate::daemon::spec::{Kind, ProgramDef, Ready};
 
@@ -218,12 +219,57 @@ impl Engine {
         let token = new_token();
         let program = &self.programs[index];
         let spec = &program.spec;
+        let invalid = |field: &'static str, reason: String| Error::InvalidField {
+            program: spec.name.clone(),
+            field,
+            reason,
+        };
+        // Users, groups and the env file are looked up at each start, as
+        // systemd does: a change to them takes effect at the next respawn.
+        let setup = ExecSetup::prepare(spec).map_err(|e| invalid(e.field, e.reason))?;
+        let from_file = match &spec.env_file {
+            Some(path) => {
+                crate::daemon::env_file::read(path).map_err(|e| invalid("env_file", e))?
+            }
+            None => Vec::new(),
+        };
         let mut env: Vec<(OsString, OsString)> = self.inherited_env.clone();
-        for (key, value) in &spec.env {
-            env.retain(|(k, _)| k != key.as_str());
+        let mut set = |key: &str, value: &std::ffi::OsStr| {
+            env.retain(|(k, _)| k != key);
             env.push((key.into(), value.into()));
+        };
+        // Another user gets its own name and home, as login(1) and systemd's
+        // `User=` give them.
+        if let Some((user, home)) = setup.ids.as_ref().and_then(|ids| ids.account.as_ref()) {
+            set("USER", user.as_ref());
+            set("LOGNAME", user.as_ref());
+            set("HOME", home.as_os_str());
         }
-        env.push(("INFANT_SOCKET".into(), self.config.socket.clone().into()));
+        for (key, value) in &from_file {
+            if crate::daemon::spec::is_reserved_variable(key) {
+                return Err(invalid(
+                    "env_file",
+                    format!(
+                        "{key} is set by infantd for every instance; a program may not override it"
+                    ),
+                ));
+            }
+            set(key, value.as_ref());
+        }
+        for (key, value) in &spec.env {
+            set(key, value.as_ref());
+        }
+        // The control socket admits only the daemon's user and root: an
+        // instance running as another user attaches on the worker-only socket.
+        let other_user = setup
+            .ids
+            .as_ref()
+            .is_some_and(|ids| ids.uid != nix::unistd::geteuid().as_raw());
+        let worker_socket = match (&self.config.worker_socket, other_user) {
+            (Some(socket), true) => socket.into(),
+            _ => self.config.socket.clone().into_os_string(),
+        };
+        env.push(("INFANT_SOCKET".into(), worker_socket));
         env.push(("INFANT_WORKER_ID".into(), id.to_string().into()));
         env.push(("INFANT_TOKEN".into(), token.clone().into()));
         env.push(("INFANT_PROGRAM".into(), spec.name.clone().into()));
@@ -246,6 +292,7 @@ impl Engine {
             listen_fds: &fds,
             listen_names: &names,
             cgroup_procs: prepared.cgroup_procs(),
+            setup: &setup,
         };
         let spawned = match self.os.spawn(&request) {
             Ok(spawned) => spawned,
@@ -283,6 +330,7 @@ impl Engine {
             spec.start_grace
         };
         let job = (spec.kind == Kind::Once).then_some(spec.timeout);
+        let start_timeout = spec.start_timeout;
         let program = &mut self.programs[index];
         let Some(instance) = program.instance_mut(id) else {
             // Cannot happen: callers create the slot first. Do not leak the process.
@@ -309,6 +357,7 @@ impl Engine {
         instance.stopped_itself = false;
         instance.notify_status.clear();
         instance.notify_watchdog = false;
+        instance.respawn_after_stop = false;
         instance.rss_at_ok = None;
         instance.last_seen = Instant::now();
         self.pids.insert(pid, (name.clone(), id));
@@ -331,18 +380,60 @@ impl Engine {
                 }
                 self.mark_ok(index, id);
             }
-            // `spawn` is ok on its exec, `sdk` on `Ready`, `notify` on READY=1.
-            None if matches!(ready, Ready::Spawn | Ready::Sdk | Ready::Notify) => {}
-            None => self.after(
-                grace,
-                Timer::StartGrace {
-                    program: name,
-                    id,
-                    pid,
-                },
-            ),
+            None => {
+                // Whatever makes it `ok`, it has `start_timeout` to get there.
+                if let Some(limit) = start_timeout {
+                    self.after(
+                        limit,
+                        Timer::StartTimeout {
+                            program: name.clone(),
+                            id,
+                            pid,
+                        },
+                    );
+                }
+                // `spawn` is ok on its exec, `sdk` on `Ready`, `notify` on READY=1.
+                if !matches!(ready, Ready::Spawn | Ready::Sdk | Ready::Notify) {
+                    self.after(
+                        grace,
+                        Timer::StartGrace {
+                            program: name,
+                            id,
+                            pid,
+                        },
+                    );
+                }
+            }
         }
         Ok(pid)
+    }
+
+    /// An instance's `start_timeout` is over: if it is still not `ok`, kill it;
+    /// its start failed (a rolling restart or recycle waiting for it stops, and
+    /// whoever waits for `ok` is told why).
+    pub(super) fn start_timed_out(&mut self, program: &str, id: u64, pid: Pid) {
+        let Ok(index) = self.find(program) else {
+            return;
+        };
+        let limit = self.programs[index].spec.start_timeout.unwrap_or_default();
+        let Some(instance) = self.programs[index].instance_mut(id) else {
+            return;
+        };
+        if instance.pid != Some(pid)
+            || instance.status != InstanceStatus::Starting
+            || instance.stopping.is_some()
+            || instance.killed_because.is_some()
+        {
+            return;
+        }
+        let why = format!(
+            "not ok within its start_timeout ({}): killed",
+            humantime::format_duration(limit)
+        );
+        instance.killed_because = Some(why.clone());
+        let _ = self.os.signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+        tracing::warn!(program, worker = id, %pid, "{why}");
+        self.start_failed(index, id, why);
     }
 
     /// A plain instance that lived through its start grace without attaching is

@@ -143,6 +143,9 @@ pub struct Instance {
     /// `ready = "notify"`: the process sent `WATCHDOG=1`, so its silence counts
     /// (hung detection), as an SDK worker's does.
     pub notify_watchdog: bool,
+    /// Being stopped to be started again at once (it passed `max_memory`): its
+    /// exit is respawned, not taken away.
+    pub respawn_after_stop: bool,
 }
 
 impl Instance {
@@ -177,6 +180,7 @@ impl Instance {
             stopped_itself: false,
             notify_status: String::new(),
             notify_watchdog: false,
+            respawn_after_stop: false,
         }
     }
 

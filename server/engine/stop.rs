@@ -154,7 +154,8 @@ impl Engine {
         self.settle(index);
     }
 
-    /// Asks one instance to stop: `Stop` over its channel, or SIGTERM to its group;
+    /// Asks one instance to stop: `Stop` over its channel, or its `stop_signal`
+    /// (SIGTERM unless configured) to its group;
     /// SIGKILL to the group when `window` has passed. Stopping an instance that is
     /// already stopping only ever shortens its window.
     pub(super) fn stop_instance(
@@ -169,6 +170,10 @@ impl Engine {
             return;
         };
         let Some(pid) = instance.pid else { return };
+        let stop_signal = self.programs[index].spec.stop_signal;
+        let Some(instance) = self.programs[index].instance_mut(id) else {
+            return;
+        };
         let already = instance.stopping.is_some();
         instance.stopping = Some(reason);
         if !already {
@@ -182,11 +187,11 @@ impl Engine {
                         })
                         .is_err()
                     {
-                        let _ = self.os.signal_group(pid, Signal::SIGTERM);
+                        let _ = self.os.signal_group(pid, stop_signal);
                     }
                 }
                 None => {
-                    let _ = self.os.signal_group(pid, Signal::SIGTERM);
+                    let _ = self.os.signal_group(pid, stop_signal);
                 }
             }
             let mut event = Event::new(&name, EventKind::Status).worker(id, Some(pid));

@@ -7,7 +7,7 @@ use crate::daemon::engine::events::{Event, EventKind};
 use crate::daemon::engine::state::{InstanceStatus, ProgramInfo, ProgramStatus, WorkerInfo};
 use crate::daemon::error::Error;
 use crate::daemon::process::reaper::ExitStatus;
-use crate::daemon::spec::{Kind, ProgramDef, MAX_DURATION};
+use crate::daemon::spec::{parse_size, Kind, LimitValue, ProgramDef, Restart, Size, MAX_DURATION};
 use crate::proto;
 
 /// A `*_ms` field: absent stays absent, negative is an error naming the field.
@@ -82,6 +82,23 @@ pub fn program_def(name: &str, spec: proto::ProgramSpec) -> Result<ProgramDef, E
         max_recycling: spec.max_recycling,
         restart_window: millis(name, "restart_window", spec.restart_window_ms)?,
         ready: ready(name, &spec.ready)?,
+        user: (!spec.user.is_empty()).then_some(spec.user),
+        group: (!spec.group.is_empty()).then_some(spec.group),
+        umask: (!spec.umask.is_empty()).then_some(spec.umask),
+        stop_signal: (!spec.stop_signal.is_empty()).then_some(spec.stop_signal),
+        restart: restart(name, &spec.restart)?,
+        success_exit_codes: (!spec.success_exit_codes.is_empty())
+            .then_some(spec.success_exit_codes),
+        env_file: (!spec.env_file.is_empty()).then(|| spec.env_file.into()),
+        rlimits: (!spec.rlimits.is_empty()).then(|| {
+            spec.rlimits
+                .into_iter()
+                .map(|(key, value)| (key, LimitValue::Text(value)))
+                .collect()
+        }),
+        nice: spec.nice,
+        max_memory: size(name, "max_memory", &spec.max_memory)?,
+        start_timeout: millis(name, "start_timeout", spec.start_timeout_ms)?,
     })
 }
 
@@ -96,6 +113,34 @@ fn ready(program: &str, value: &str) -> Result<Option<crate::daemon::spec::Ready
             program: program.to_string(),
             field: "ready",
             reason: format!("{value:?} is not one of auto, spawn, grace, sdk, notify"),
+        })
+}
+
+/// A size field: empty is unset.
+fn size(program: &str, field: &'static str, value: &str) -> Result<Option<Size>, Error> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    parse_size(value)
+        .map(|bytes| Some(Size(bytes)))
+        .map_err(|reason| Error::InvalidField {
+            program: program.to_string(),
+            field,
+            reason,
+        })
+}
+
+/// `restart`: empty is the default.
+fn restart(program: &str, value: &str) -> Result<Option<Restart>, Error> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    Restart::parse(value)
+        .map(Some)
+        .ok_or_else(|| Error::InvalidField {
+            program: program.to_string(),
+            field: "restart",
+            reason: format!("{value:?} is not one of always, on-failure, never"),
         })
 }
 

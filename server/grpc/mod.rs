@@ -71,6 +71,24 @@ pub async fn serve(
     Ok(())
 }
 
+/// Serves the worker channel alone on `listener` (an abstract socket any user
+/// can reach) until `shutdown` resolves. No peer check: each instance proves
+/// who it is with its token, as on the control socket.
+pub async fn serve_workers(
+    engine: EngineHandle,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    Server::builder()
+        .add_service(
+            WorkerChannelServer::new(WorkerChannelService::new(engine))
+                .max_decoding_message_size(MAX_REQUEST),
+        )
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
 /// Server reflection over the daemon's services and the health service.
 fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()

@@ -10,6 +10,7 @@ pub mod cpu;
 pub mod guardian;
 pub mod reaper;
 pub mod rss;
+pub mod setup;
 pub mod signal;
 pub mod sockets;
 pub mod spawn;

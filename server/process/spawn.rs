@@ -47,6 +47,9 @@ pub struct SpawnRequest<'a> {
     /// The `cgroup.procs` of the cgroup the child joins before its exec, if any:
     /// everything it starts is then in that cgroup (see [`super::cgroup`]).
     pub cgroup_procs: Option<RawFd>,
+    /// User, groups, umask, limits and priority, applied in the child (see
+    /// [`super::setup`]).
+    pub setup: &'a super::setup::ExecSetup,
 }
 
 /// Why an instance could not be started.
@@ -176,6 +179,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
                     cwd.as_ref(),
                     &fds,
                     cgroup_procs,
+                    req.setup,
                     write_end.as_raw_fd(),
                 );
                 let bytes = errno.to_ne_bytes();
@@ -245,6 +249,7 @@ unsafe fn child_setup_and_exec(
     cwd: Option<&CString>,
     fds: &[RawFd],
     cgroup_procs: RawFd,
+    setup: &super::setup::ExecSetup,
     status_fd: RawFd,
 ) -> i32 {
     let errno = || *libc::__errno_location();
@@ -258,6 +263,11 @@ unsafe fn child_setup_and_exec(
     // instance runs uncontained, as it would on a machine without cgroups.
     if cgroup_procs >= 0 {
         libc::write(cgroup_procs, b"0".as_ptr().cast(), 1);
+    }
+    // After the cgroup (joining it may need the daemon's rights), before the
+    // parent-death signal (changing user clears it).
+    if let Err(errno) = setup.apply() {
+        return errno;
     }
     // The instance dies with the daemon; if the daemon already died (we were
     // reparented before prctl took effect), stop here.

@@ -5,6 +5,7 @@
 //! behaviour with real processes.
 
 mod fake;
+mod fields;
 mod jobs;
 mod order;
 mod respawn;
@@ -43,6 +44,7 @@ impl Harness {
             socket: "/nonexistent/infant.sock".into(),
             trim_memory: false,
             notify_socket: None,
+            worker_socket: None,
         };
         let (engine, task) = super::spawn_with(config, os, Containment::new(None, None), exits);
         Harness {
