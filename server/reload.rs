@@ -96,12 +96,20 @@ async fn prepare(
 }
 
 /// A reload, with the service manager told when it begins and ends.
-async fn reload(path: &std::path::Path, engine: &EngineHandle, notifier: &Notifier) -> Result<Plan> {
+async fn reload(
+    path: &std::path::Path,
+    engine: &EngineHandle,
+    notifier: &Notifier,
+) -> Result<Plan> {
     notifier.reloading();
     let outcome = match prepare(path, engine).await {
         Ok((plan, file)) => {
             tracing::info!("reloading {}: {}", path.display(), plan.summary());
-            for entry in plan.entries.iter().filter(|e| e.change != Change::Unchanged) {
+            for entry in plan
+                .entries
+                .iter()
+                .filter(|e| e.change != Change::Unchanged)
+            {
                 tracing::info!("reload: {}", describe(entry));
             }
             let _ = engine.announce(plan.clone()).await;

@@ -34,9 +34,9 @@ use super::logging::{LogGuard, LossyStderr};
 use super::metrics::{self, MetricsListener, Tally};
 use super::process::contain::Containment;
 use super::process::guardian::Guardian;
+use super::reload::{self, ReloadHandle};
 use super::spec::{ProgramDef, ProgramSpec};
 use super::supervisor::{Supervisor, SupervisorOptions};
-use super::reload::{self, ReloadHandle};
 use super::{app, config, fds, process, socket, systemd};
 
 /// How `infantd` was asked to run.

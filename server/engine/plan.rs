@@ -131,7 +131,11 @@ impl Plan {
     pub fn failures(&self) -> Vec<String> {
         self.entries
             .iter()
-            .filter_map(|e| e.error.as_ref().map(|error| format!("{}: {error}", e.program)))
+            .filter_map(|e| {
+                e.error
+                    .as_ref()
+                    .map(|error| format!("{}: {error}", e.program))
+            })
             .collect()
     }
 }
@@ -201,10 +205,22 @@ pub fn changed_fields(old: &ProgramSpec, new: &ProgramSpec) -> Vec<(&'static str
         ("respawn_delay", *respawn_delay != old.respawn_delay, Live),
         // Read when a stop begins; a stop already under way keeps its window.
         ("stop_timeout", *stop_timeout != old.stop_timeout, Live),
-        ("recycle_timeout", *recycle_timeout != old.recycle_timeout, Live),
+        (
+            "recycle_timeout",
+            *recycle_timeout != old.recycle_timeout,
+            Live,
+        ),
         // The daemon compares the counts its workers report with it.
-        ("max_connections", *max_connections != old.max_connections, Live),
-        ("max_memory_gain", *max_memory_gain != old.max_memory_gain, Live),
+        (
+            "max_connections",
+            *max_connections != old.max_connections,
+            Live,
+        ),
+        (
+            "max_memory_gain",
+            *max_memory_gain != old.max_memory_gain,
+            Live,
+        ),
         // Told to each SDK worker when it attaches: a worker on the old
         // interval would look hung to a shorter one.
         ("heartbeat", *heartbeat != old.heartbeat, Restart),
@@ -216,7 +232,11 @@ pub fn changed_fields(old: &ProgramSpec, new: &ProgramSpec) -> Vec<(&'static str
         ("start_grace", *start_grace != old.start_grace, Live),
         ("max_retries", *max_retries != old.max_retries, Live),
         ("max_restarts", *max_restarts != old.max_restarts, Live),
-        ("restart_window", *restart_window != old.restart_window, Live),
+        (
+            "restart_window",
+            *restart_window != old.restart_window,
+            Live,
+        ),
         ("max_recycling", *max_recycling != old.max_recycling, Live),
         // `notify` gives each process its NOTIFY_SOCKET at spawn.
         ("ready", *ready != old.ready, Restart),
@@ -390,17 +410,18 @@ command = ["sleep", "100"]
         let web = entry(&plan, "web");
         assert_eq!(
             (web.change, web.fields.as_slice(), web.action),
-            (Change::Changed, &["command", "env"][..], Action::RollingRestart)
+            (
+                Change::Changed,
+                &["command", "env"][..],
+                Action::RollingRestart
+            )
         );
         assert_eq!(entry(&plan, "fresh").action, Action::Start);
         assert_eq!(
             (entry(&plan, "old").change, entry(&plan, "old").action),
             (Change::Removed, Action::Remove)
         );
-        assert_eq!(
-            plan.summary(),
-            "1 added, 1 removed, 1 changed, 1 unchanged"
-        );
+        assert_eq!(plan.summary(), "1 added, 1 removed, 1 changed, 1 unchanged");
     }
 
     #[test]
@@ -414,7 +435,10 @@ command = ["sleep", "100"]
         assert_eq!(with("stop_timeout = \"1s\""), Action::Update);
         assert_eq!(with("max_restarts = 3\nrespawn = false"), Action::Update);
         assert_eq!(with("heartbeat = \"1s\""), Action::RollingRestart);
-        assert_eq!(with("listen = [\"tcp://127.0.0.1:0\"]"), Action::FullRestart);
+        assert_eq!(
+            with("listen = [\"tcp://127.0.0.1:0\"]"),
+            Action::FullRestart
+        );
         assert_eq!(with("enhanced = true"), Action::FullRestart);
         let scaled = BEFORE.replace("count = 2", "count = 3");
         let plan = super::plan(&current, &specs(&scaled)).expect("plan");

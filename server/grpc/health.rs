@@ -87,9 +87,7 @@ async fn follow(engine: EngineHandle, mut reporter: HealthReporter) {
                 // Forgotten: no longer a service the daemon knows.
                 statuses.remove(&delivery.event.program);
                 published.remove(&delivery.event.program);
-                reporter
-                    .clear_service_status(&delivery.event.program)
-                    .await;
+                reporter.clear_service_status(&delivery.event.program).await;
                 publish(&reporter, &statuses, &mut published).await;
             }
             if let Some(status) = delivery.event.program_status {
