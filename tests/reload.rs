@@ -613,3 +613,73 @@ async fn a_service_manager_hears_reloading_then_ready() {
     assert!(daemon.stop().await.success());
     wait_gone(&pids.iter().map(|(p, _)| *p).collect::<Vec<_>>(), DEADLINE).await;
 }
+
+#[tokio::test]
+async fn a_new_listen_address_or_kind_restarts_the_program_whole() {
+    let worker = example_bin("http_worker");
+    let (old_port, new_port) = (free_port(), free_port());
+    let config = |port: u16, solo: &str| {
+        format!(
+            r#"
+[program.web]
+kind = "cluster"
+count = 2
+command = ["{}"]
+listen = ["tcp://127.0.0.1:{port}"]
+
+[program.solo]
+command = ["sleep", "1000"]
+start_grace = "50ms"
+{solo}
+"#,
+            worker.display()
+        )
+    };
+    let daemon = Daemon::with_config(&config(old_port, "")).await;
+    let control = daemon.control().await;
+    wait_ok(&control, &["web", "solo"]).await;
+    let before = [control.ok_pids("web").await, control.ok_pids("solo").await].concat();
+    http_get(&format!("tcp://127.0.0.1:{old_port}"))
+        .await
+        .expect("served on the old port");
+
+    write_config(&daemon, &config(new_port, "kind = \"cluster\"\ncount = 2"));
+    let reply = control.reload(false).await.expect("Reload");
+    assert_eq!(
+        line(&reply, "web"),
+        expect("changed", &["listen"], "full restart")
+    );
+    // Definitions are compared with their defaults applied: a cluster's
+    // default stop window is not a child's.
+    assert_eq!(
+        line(&reply, "solo"),
+        expect(
+            "changed",
+            &["kind", "count", "stop_timeout"],
+            "full restart"
+        )
+    );
+    assert!(
+        reply.plan.iter().all(|e| e.error.is_empty()),
+        "{:?}",
+        reply.plan
+    );
+
+    let new_addr = format!("tcp://127.0.0.1:{new_port}");
+    assert_eq!(control.listen_addr("web").await, new_addr);
+    http_get(&new_addr).await.expect("served on the new port");
+    assert!(
+        http_get(&format!("tcp://127.0.0.1:{old_port}"))
+            .await
+            .is_err(),
+        "the old socket is closed"
+    );
+    let solo = control.program("solo").await;
+    assert_eq!(solo.kind, ProgramKind::Cluster as i32);
+    assert_eq!((solo.count, solo.running), (2, 2), "{solo:?}");
+    wait_gone(&before, DEADLINE).await;
+
+    let after = [control.ok_pids("web").await, control.ok_pids("solo").await].concat();
+    assert!(daemon.stop().await.success());
+    wait_gone(&after, DEADLINE).await;
+}
