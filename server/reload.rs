@@ -12,7 +12,9 @@
 //! 3. changed programs restart, roll or scale as their plan entry says;
 //! 4. added programs start, each after what it names in `after`.
 //!
-//! A step that fails is recorded on its entry and the others go on. The service
+//! A step that fails is recorded on its entry and the others go on; a changed
+//! program whose restart failed goes back to its previous definition, so the
+//! next reload tries the change again. The service
 //! manager hears `RELOADING=1` at the start and `READY=1` at the end.
 
 use std::path::PathBuf;
@@ -204,12 +206,18 @@ async fn apply(engine: &EngineHandle, mut plan: Plan, file: Vec<ProgramSpec>) ->
         let Some(spec) = spec_of(&entry.program) else {
             continue;
         };
-        let old_count = defined
-            .iter()
-            .find(|d| d.spec.name == entry.program)
-            .map_or(spec.count, |d| d.spec.count);
-        if let Err(e) = restart(engine, entry.action, &spec, old_count).await {
-            entry.error = Some(e.to_string());
+        let Some(old) = defined.iter().find(|d| d.spec.name == entry.program) else {
+            continue;
+        };
+        if let Err(e) = restart(engine, entry.action, &spec, old.spec.count).await {
+            // Back to the definition it runs on (a failed rollout keeps the old
+            // workers), so that the next reload tries the change again.
+            let reverted = engine.redefine(old.spec.clone()).await.is_ok();
+            entry.error = Some(if reverted {
+                format!("{e} (it keeps its previous definition)")
+            } else {
+                e.to_string()
+            });
         }
     }
 

@@ -683,3 +683,82 @@ start_grace = "50ms"
     assert!(daemon.stop().await.success());
     wait_gone(&after, DEADLINE).await;
 }
+
+#[tokio::test]
+async fn a_failed_rollout_keeps_the_old_workers_and_is_reported() {
+    let config = |command: &str| {
+        format!(
+            "[program.web]\nkind = \"cluster\"\ncount = 2\ncommand = {command}\n\
+             start_grace = \"50ms\"\n\n[program.other]\ncommand = [\"sleep\", \"1000\"]\n\
+             start_grace = \"50ms\"\n"
+        )
+    };
+    let daemon = Daemon::with_config(&config(r#"["sleep", "1000"]"#)).await;
+    let control = daemon.control().await;
+    wait_ok(&control, &["web", "other"]).await;
+    let before = control.ok_pids("web").await;
+
+    // The new command cannot run: the first replacement fails and the rollout
+    // stops there.
+    write_config(&daemon, &config(r#"["/nonexistent/web"]"#));
+    let (status, stdout, stderr) = daemon.ctl(&["reload"]);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a failed step fails the command: {stderr}"
+    );
+    assert!(
+        stdout.contains("rolling restart"),
+        "the plan is printed: {stdout}"
+    );
+    assert!(
+        stderr.contains("web:") && stderr.contains("previous definition"),
+        "the reason, for the program: {stderr}"
+    );
+    assert_eq!(
+        control.ok_pids("web").await,
+        before,
+        "the old workers keep serving"
+    );
+    // The program keeps the definition it runs on: the next reload tries again.
+    let dry = control.reload(true).await.expect("dry run");
+    assert_eq!(
+        line(&dry, "web"),
+        expect("changed", &["command"], "rolling restart")
+    );
+    assert_eq!(line(&dry, "other"), expect("unchanged", &[], "none"));
+
+    let pids = [before, control.ok_pids("other").await].concat();
+    assert!(daemon.stop().await.success());
+    wait_gone(&pids, DEADLINE).await;
+}
+
+#[tokio::test]
+async fn the_inline_program_is_not_the_files() {
+    let daemon = Daemon::start_with(
+        &[
+            "--config", "app.toml", "--name", "inline", "--", "sleep", "1000",
+        ],
+        |dir| std::fs::write(dir.join("app.toml"), BEFORE).expect("write app.toml"),
+    )
+    .await;
+    let control = daemon.control().await;
+    wait_ok(&control, &["inline", "keep"]).await;
+    let inline = control.ok_pids("inline").await;
+    let reply = control.reload(false).await.expect("Reload");
+    assert!(
+        reply.plan.iter().all(|e| e.program != "inline"),
+        "{:?}",
+        reply.plan
+    );
+    assert!(
+        reply.plan.iter().all(|e| e.change == "unchanged"),
+        "{:?}",
+        reply.plan
+    );
+    assert_eq!(control.ok_pids("inline").await, inline);
+
+    let pids = [inline, control.ok_pids("keep").await].concat();
+    assert!(daemon.stop().await.success());
+    wait_gone(&pids, DEADLINE).await;
+}

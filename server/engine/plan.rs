@@ -147,7 +147,7 @@ pub struct Defined {
     pub spec: ProgramSpec,
     /// Defined by the config file (not over the API, nor the inline program).
     pub configured: bool,
-    /// Running or waiting to start (not idle, not stopping).
+    /// Running (not idle, not waiting for its `after`, not stopping).
     pub running: bool,
 }
 

@@ -17,7 +17,9 @@ impl Engine {
             .map(|p| Defined {
                 spec: p.spec.clone(),
                 configured: p.configured,
-                running: matches!(p.run, Run::Running | Run::Waiting),
+                // One still waiting for its `after` starts on whatever
+                // definition it has by then.
+                running: matches!(p.run, Run::Running),
             })
             .collect()
     }
