@@ -210,7 +210,9 @@ pub fn changed_fields(old: &ProgramSpec, new: &ProgramSpec) -> Vec<(&'static str
             *recycle_timeout != old.recycle_timeout,
             Live,
         ),
-        // The daemon compares the counts its workers report with it.
+        // The daemon compares the counts its workers report with it. A worker
+        // told the old value at attach only reports early on reaching that
+        // one: a lower limit acts at the next heartbeat.
         (
             "max_connections",
             *max_connections != old.max_connections,

@@ -7,6 +7,7 @@
 mod fake;
 mod jobs;
 mod order;
+mod redefine;
 mod respawn;
 mod scaling;
 mod stop;
