@@ -762,3 +762,55 @@ async fn the_inline_program_is_not_the_files() {
     assert!(daemon.stop().await.success());
     wait_gone(&pids, DEADLINE).await;
 }
+
+#[tokio::test]
+async fn a_removed_program_leaves_the_health_service() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let daemon = Daemon::with_config(BEFORE).await;
+    let control = daemon.control().await;
+    wait_ok(&control, &["gone", "needs_gone"]).await;
+    let channel = infant::transport::connect_unix(&daemon.socket)
+        .await
+        .expect("connect");
+    let health = HealthClient::new(channel);
+    let check = |service: &'static str| {
+        let mut health = health.clone();
+        async move {
+            health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .map(|reply| reply.into_inner().status())
+        }
+    };
+    wait_until("gone SERVING", DEADLINE, || async {
+        check("gone").await.ok() == Some(ServingStatus::Serving)
+    })
+    .await;
+    let gone = control.ok_pids("gone").await;
+
+    write_config(&daemon, AFTER);
+    control.reload(false).await.expect("Reload");
+    wait_until("gone unknown to the health service", DEADLINE, || async {
+        check("gone")
+            .await
+            .is_err_and(|status| status.code() == Code::NotFound)
+    })
+    .await;
+    wait_until("the daemon healthy", DEADLINE, || async {
+        check("").await.ok() == Some(ServingStatus::Serving)
+    })
+    .await;
+
+    let pids = descendants(&daemon.socket);
+    assert!(daemon.stop().await.success());
+    wait_gone(
+        &[gone, pids.iter().map(|(p, _)| *p).collect()].concat(),
+        DEADLINE,
+    )
+    .await;
+}
