@@ -36,7 +36,8 @@ use crate::paths;
 use crate::proto::supervisor_client::SupervisorClient;
 use crate::proto::{
     EachWorkerRequest, Event, EventsRequest, KillRequest, ListRequest, ProgramInfo, ProgramSpec,
-    RestartRequest, ScaleRequest, SendRequest, StartRequest, StopRequest, WorkerInfo,
+    ReloadReply, ReloadRequest, RemoveRequest, RestartRequest, ScaleRequest, SendRequest,
+    StartRequest, StopRequest, WorkerInfo,
 };
 use crate::transport::{self, ConnectError, RemoteConnectError};
 
@@ -217,6 +218,37 @@ impl Control {
             .await
             .map(tonic::Response::into_inner)
             .map_err(|status| ControlError::status(format!("scale {name}"), status))
+    }
+
+    /// Rereads the daemon's config file and applies the difference, returning
+    /// once it has been applied: the plan, one entry per program, each with the
+    /// error that stopped it if any. With `dry_run`, only returns the plan. A
+    /// file that does not parse or validate changes nothing and fails with
+    /// `INVALID_ARGUMENT`.
+    pub async fn reload(&self, dry_run: bool) -> Result<ReloadReply, ControlError> {
+        self.client()
+            .reload(ReloadRequest { dry_run })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| ControlError::status("reload", status))
+    }
+
+    /// Stops program `name` gracefully (within `timeout` if given) and forgets
+    /// it: it is gone from [`Control::list`]. Returns its last state.
+    pub async fn remove(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<ProgramInfo, ControlError> {
+        let request = RemoveRequest {
+            name: name.to_owned(),
+            timeout_ms: timeout.map(millis),
+        };
+        self.client()
+            .remove(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| ControlError::status(format!("remove {name}"), status))
     }
 
     /// Every program the daemon knows, in the order they were defined; only program

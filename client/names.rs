@@ -57,7 +57,7 @@ pub fn kind_from_name(name: &str) -> Option<ProgramKind> {
 }
 
 /// An event's kind: `status`, `online`, `started`, `exit`, `respawn`, `recycle`,
-/// `stopping`, `stopped`, `message`, `error`, `scale`.
+/// `stopping`, `stopped`, `message`, `error`, `scale`, `reload`, `removed`.
 pub fn event_kind_name(kind: EventKind) -> &'static str {
     match kind {
         EventKind::Unspecified => "unknown",
@@ -72,6 +72,8 @@ pub fn event_kind_name(kind: EventKind) -> &'static str {
         EventKind::Message => "message",
         EventKind::Error => "error",
         EventKind::Scale => "scale",
+        EventKind::Reload => "reload",
+        EventKind::Removed => "removed",
     }
 }
 

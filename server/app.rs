@@ -45,7 +45,13 @@ pub fn application(engine: &EngineHandle, order: Vec<String>, inline: Option<&st
             move || start_step(starter.clone(), start_name.clone(), is_inline),
             move || {
                 let (engine, name) = (stopper.clone(), stop_name.clone());
-                async move { engine.stop(name, None).await.map(drop) }
+                async move {
+                    match engine.stop(name, None).await {
+                        // Removed by a reload (or `Remove`): stopped already.
+                        Ok(_) | Err(Error::UnknownProgram(_)) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
             },
         );
         // Program names are unique: the config and the inline program were

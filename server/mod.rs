@@ -21,6 +21,8 @@
 //! - `supervisor`: the engine and its gRPC server, embeddable in a Rust program.
 //! - `app`: the configured programs as one `Lifecycle`, started in `after`
 //!   order and stopped in reverse.
+//! - `reload`: rereading the config file (`Reload`, SIGHUP) and applying the
+//!   plan the engine's `plan` module computes.
 //! - `run`: start-up, signals and ordered shutdown; `server/main.rs` only
 //!   parses arguments and calls [`run`].
 //! - `fds`: the daemon's own descriptors: the limit, raised at start, and
@@ -40,6 +42,7 @@ mod grpc;
 mod logging;
 mod metrics;
 mod process;
+mod reload;
 mod run;
 mod socket;
 mod spec;

@@ -5,7 +5,8 @@
 //! Start-up: the configured programs start one after another, each after what
 //! it names in `after` (see [`super::app`]); then a service manager is told
 //! `READY=1` (see [`super::systemd`], which also supplies a control socket
-//! passed by socket activation).
+//! passed by socket activation). From then on SIGHUP and `Reload` reread the
+//! config file (see [`super::reload`]).
 //!
 //! Shutdown: the first SIGINT/SIGTERM stops every program gracefully: the
 //! configured ones in reverse start-up order, then any started over the API; a
@@ -33,6 +34,7 @@ use super::logging::{LogGuard, LossyStderr};
 use super::metrics::{self, MetricsListener, Tally};
 use super::process::contain::Containment;
 use super::process::guardian::Guardian;
+use super::reload::{self, ReloadHandle};
 use super::spec::{ProgramDef, ProgramSpec};
 use super::supervisor::{Supervisor, SupervisorOptions};
 use super::{app, config, fds, process, socket, systemd};
@@ -211,7 +213,16 @@ fn run_inner(options: Options, containment: Containment) -> Result<ExitCode> {
         health: health_listen,
         metrics,
     };
-    runtime.block_on(serve(path, listeners, programs, order, inline, containment))
+    let config = options.config;
+    runtime.block_on(serve(
+        path,
+        listeners,
+        programs,
+        order,
+        inline,
+        config,
+        containment,
+    ))
 }
 
 /// The path of the control socket the service manager passed: workers find the
@@ -501,10 +512,20 @@ async fn serve(
     programs: Vec<ProgramSpec>,
     order: Vec<String>,
     inline: Option<String>,
+    config: Option<PathBuf>,
     containment: Containment,
 ) -> Result<ExitCode> {
-    let mut signals = Signals::new()?;
+    // Reloads (`Reload`, SIGHUP) wait until the start-up is done.
+    let (reload_handle, reloads) = match &config {
+        Some(_) => {
+            let (handle, reloads) = reload::channel();
+            (Some(handle), Some(reloads))
+        }
+        None => (None, None),
+    };
+    let mut signals = Signals::new(reload_handle.clone())?;
     let mut options = SupervisorOptions::new().trim_memory(true);
+    options.reload = reload_handle;
     options.remote = listeners.remote;
     options.control_listener = listeners.activated;
     options.health_listen = listeners.health;
@@ -537,7 +558,12 @@ async fn serve(
         ));
         tracing::info!(address = %bound, "serving metrics on http://{bound}/metrics");
     }
+    // The inline program is not the file's: a reload leaves it alone.
+    let (inline_spec, programs): (Vec<_>, Vec<_>) = programs
+        .into_iter()
+        .partition(|spec| inline.as_deref() == Some(spec.name.as_str()));
     engine.define(programs).await?;
+    engine.define_other(inline_spec).await?;
     tracing::info!(socket = %supervisor.socket().display(), "infantd ready");
     // Start-up code is done with: let it leave the resident set.
     process::trim_resident_memory();
@@ -554,12 +580,21 @@ async fn serve(
         }
         () = signals.stop() => true,
     };
+    let mut reloading = None;
     if !told_to_stop && !failed {
         // The start-up Lifecycle is done: what could start has started.
         let status = systemd::summary(&engine)
             .await
             .unwrap_or_else(|e| e.to_string());
         notifier.ready(&status);
+        if let (Some(reloads), Some(config)) = (reloads, config) {
+            reloading = Some(tokio::spawn(reload::serve(
+                reloads,
+                config,
+                engine.clone(),
+                notifier.clone(),
+            )));
+        }
         signals.stop().await;
     }
 
@@ -585,6 +620,9 @@ async fn serve(
         supervisor.shutdown().await;
     }
     informing.abort();
+    if let Some(reloading) = reloading {
+        reloading.abort();
+    }
     if let Some(name) = inline {
         println!("{name} stopped");
     }
@@ -596,33 +634,42 @@ async fn serve(
     })
 }
 
-/// The signals that stop the daemon; SIGHUP is caught and ignored, so that it
-/// does not kill the daemon.
+/// The signals that stop the daemon, and SIGHUP, which reloads the config
+/// file (or, without one, is ignored rather than killing the daemon).
 struct Signals {
     interrupt: Signal,
     terminate: Signal,
     hangup: Signal,
+    reload: Option<ReloadHandle>,
 }
 
 impl Signals {
-    fn new() -> Result<Self> {
+    fn new(reload: Option<ReloadHandle>) -> Result<Self> {
         let handler = |kind, name| signal(kind).map_err(|e| Error::io(name, e));
         Ok(Signals {
             interrupt: handler(SignalKind::interrupt(), "SIGINT handler")?,
             terminate: handler(SignalKind::terminate(), "SIGTERM handler")?,
             hangup: handler(SignalKind::hangup(), "SIGHUP handler")?,
+            reload,
         })
     }
 
-    /// Returns at the next SIGINT or SIGTERM.
+    /// Returns at the next SIGINT or SIGTERM; meanwhile each SIGHUP asks for a
+    /// reload (applied once the start-up is done, after any before it).
     async fn stop(&mut self) {
         loop {
             tokio::select! {
                 _ = self.interrupt.recv() => return,
                 _ = self.terminate.recv() => return,
-                _ = self.hangup.recv() => {
-                    tracing::info!("SIGHUP ignored (config reload is not supported yet)")
-                }
+                _ = self.hangup.recv() => match &self.reload {
+                    Some(reload) => {
+                        tracing::info!("SIGHUP: reloading the config file");
+                        let reload = reload.clone();
+                        // The reload task logs the outcome.
+                        tokio::spawn(async move { reload.reload(false).await });
+                    }
+                    None => tracing::info!("SIGHUP ignored: no config file (--config) to reload"),
+                },
             }
         }
     }

@@ -59,6 +59,8 @@ pub struct SupervisorOptions {
     /// Also serve the standard health service alone (no control API, no token)
     /// over plain TCP on this address, for probes such as kubelet's.
     pub health_listen: Option<SocketAddr>,
+    /// Where `Reload` requests go: `infantd`'s config file reloads.
+    pub(crate) reload: Option<crate::daemon::reload::ReloadHandle>,
 }
 
 impl SupervisorOptions {
@@ -122,6 +124,7 @@ impl Supervisor {
             containment,
             control_listener,
             health_listen,
+            reload,
         } = options;
         let containment =
             containment.unwrap_or_else(|| Containment::new(process::cgroup::Tree::create(), None));
@@ -195,6 +198,7 @@ impl Supervisor {
             listener,
             health.clone(),
             Arc::clone(&rpc_stats),
+            reload.clone(),
             stop_serving.clone().cancelled_owned(),
         ));
         let workers = worker_listener.map(|(listener, _)| {
@@ -225,6 +229,7 @@ impl Supervisor {
                 listener,
                 remote,
                 Arc::clone(&rpc_stats),
+                reload.clone(),
                 stop_serving.clone().cancelled_owned(),
             ));
             (bound, server)

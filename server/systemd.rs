@@ -48,8 +48,6 @@ impl Notifier {
 
     /// `RELOADING=1` (with `MONOTONIC_USEC`, which `Type=notify-reload` needs):
     /// a config reload begins; [`Notifier::ready`] ends it.
-    // For the config reload, which calls it once it exists.
-    #[allow(dead_code)]
     pub fn reloading(&self) {
         let mut states = vec![NotifyState::Reloading];
         if let Ok(now) = NotifyState::monotonic_usec_now() {

@@ -61,6 +61,10 @@ pub enum Command {
     Kill(KillArgs),
     /// Change the number of workers of a cluster.
     Scale(ScaleArgs),
+    /// Reread the daemon's config file and apply the difference (the plan).
+    Reload(ReloadArgs),
+    /// Stop a program and forget it (gone from status).
+    Remove(RemoveArgs),
     /// List every program and its state, or only the programs named.
     Status(StatusArgs),
     /// List running instances.
@@ -260,6 +264,24 @@ pub struct ScaleArgs {
     pub name: String,
     /// The new number of workers.
     pub count: u32,
+}
+
+/// `reload [--dry-run]`
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `remove NAME [--timeout DUR]`
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The program's name.
+    pub name: String,
+    /// Override the program's stop timeout for this stop.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
 }
 
 /// `workers [NAME]`

@@ -16,13 +16,14 @@ pub fn program_named(command: &Command) -> Option<String> {
         Command::Stop(args) => Some(args.name.clone()),
         Command::Restart(args) => Some(args.name.clone()),
         Command::Scale(args) => Some(args.name.clone()),
+        Command::Remove(args) => Some(args.name.clone()),
         Command::Send(args) => Some(args.target.name.clone()),
         Command::Kill(args) => Some(args.target.name.clone()),
         Command::Workers(args) => args.name.clone(),
         Command::Events(args) => args.name.clone(),
         Command::Top(args) => args.name.clone(),
         // `status a b`: the first unknown one is the one reported.
-        Command::Status(_) | Command::Completions(_) | Command::Man => None,
+        Command::Status(_) | Command::Reload(_) | Command::Completions(_) | Command::Man => None,
     }
 }
 

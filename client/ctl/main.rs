@@ -5,7 +5,7 @@
 //! - `args`: the command line (clap), and the checks that need no daemon;
 //! - `run`: connecting, dispatching to a command, reporting failures, exit statuses;
 //! - one file per command (`start`, `stop`, `restart`, `send`, `kill`, `scale`,
-//!   `status`, `workers`, `events`), each a call to [`infant::control::Control`]
+//!   `reload`, `remove`, `status`, `workers`, `events`), each a call to [`infant::control::Control`]
 //!   and a reply printed through `output`;
 //! - `progress`: the steps of a long stop, restart or scale, from the event stream;
 //! - `top`: the live view (ratatui);
@@ -19,6 +19,8 @@ mod hint;
 mod kill;
 mod output;
 mod progress;
+mod reload;
+mod remove;
 mod restart;
 mod run;
 mod scale;

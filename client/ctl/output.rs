@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
 use infant::names::{event_kind_name, instance_status_name, kind_name, status_name};
-use infant::proto::{Event, EventKind, InstanceStatus, ProgramInfo, WorkerInfo};
+use infant::proto::{Event, EventKind, InstanceStatus, PlanEntry, ProgramInfo, WorkerInfo};
 use serde_json::{json, Map, Value};
 
 /// Where results go, and in which form.
@@ -78,6 +78,26 @@ impl Output {
             };
             self.line(&line)
         }
+    }
+
+    /// A reload's plan, as a table (one JSON object per entry with `--json`).
+    pub fn plan(&mut self, plan: &[PlanEntry]) -> io::Result<()> {
+        if self.json {
+            return plan
+                .iter()
+                .try_for_each(|entry| self.object(&plan_entry_json(entry)));
+        }
+        let mut table = Table::new(&["NAME", "CHANGE", "FIELDS", "ACTION", "ERROR"]);
+        for entry in plan {
+            table.row(vec![
+                entry.program.clone(),
+                entry.change.clone(),
+                dash_if_empty(entry.fields.join(",")),
+                entry.action.clone(),
+                dash_if_empty(single_line(&entry.error)),
+            ]);
+        }
+        self.table(&table)
     }
 
     /// Every program, as the `status` table.
@@ -353,6 +373,24 @@ pub fn event_json(event: &Event) -> Value {
     }
     if event.missed != 0 {
         object.insert("missed".into(), event.missed.into());
+    }
+    if !event.plan.is_empty() || kind == EventKind::Reload {
+        let plan: Vec<Value> = event.plan.iter().map(plan_entry_json).collect();
+        object.insert("plan".into(), plan.into());
+    }
+    Value::Object(object)
+}
+
+/// One entry of a reload's plan: `program`, `change`, `fields`, `action`, and
+/// `error` when applying it failed.
+pub fn plan_entry_json(entry: &PlanEntry) -> Value {
+    let mut object = Map::new();
+    object.insert("program".into(), entry.program.clone().into());
+    object.insert("change".into(), entry.change.clone().into());
+    object.insert("fields".into(), entry.fields.clone().into());
+    object.insert("action".into(), entry.action.clone().into());
+    if !entry.error.is_empty() {
+        object.insert("error".into(), entry.error.clone().into());
     }
     Value::Object(object)
 }

@@ -11,13 +11,16 @@ use tonic::Code;
 
 use crate::args::{Cli, Command};
 use crate::output::Output;
-use crate::{events, help, hint, kill, restart, scale, send, start, status, stop, top, workers};
+use crate::{
+    events, help, hint, kill, reload, remove, restart, scale, send, start, status, stop, top,
+    workers,
+};
 
 /// The daemon accepted the request and it did what was asked.
 const SUCCESS: u8 = 0;
 /// The daemon refused or failed the request (FAILED_PRECONDITION, INTERNAL and any
-/// other gRPC status not listed below), a job run with `start --wait` failed, or
-/// the output could not be written.
+/// other gRPC status not listed below), a job run with `start --wait` failed, a
+/// step of a reload's plan failed, or the output could not be written.
 const FAILED: u8 = 1;
 /// Usage: the command line was wrong (clap reports it before anything is sent; or
 /// an unusable --connect URL, --token-file or --ca-cert), or the daemon rejected an
@@ -43,6 +46,12 @@ pub enum Failure {
         name: String,
         /// The program's error, or its final status when it has none.
         reason: String,
+    },
+    /// `reload`: the plan was applied, but some of its entries failed.
+    #[error("reload: {}", failures.join("; "))]
+    Reload {
+        /// `program: error`, one per failed entry.
+        failures: Vec<String>,
     },
     /// Printing the reply failed.
     #[error("writing output: {0}")]
@@ -87,7 +96,7 @@ impl Failure {
                 Some(Code::NotFound) => NOT_FOUND,
                 Some(_) | None => FAILED,
             },
-            Failure::JobFailed { .. } | Failure::Output(_) => FAILED,
+            Failure::JobFailed { .. } | Failure::Reload { .. } | Failure::Output(_) => FAILED,
             Failure::Flag { .. } => USAGE,
             Failure::NoDaemon { .. } => UNREACHABLE,
             Failure::Suggested { failure, .. } => failure.exit_status(),
@@ -144,6 +153,8 @@ async fn execute(cli: Cli, out: &mut Output) -> Result<(), Failure> {
         Command::Send(args) => send::send(&control, args, out).await,
         Command::Kill(args) => kill::kill(&control, args, out).await,
         Command::Scale(args) => scale::scale(&control, args, out).await,
+        Command::Reload(args) => reload::reload(&control, args, out).await,
+        Command::Remove(args) => remove::remove(&control, args, out).await,
         Command::Status(args) => status::status(&control, args, out).await,
         Command::Workers(args) => workers::workers(&control, args, out).await,
         Command::Events(args) => events::events(&control, args, out).await,

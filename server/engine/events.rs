@@ -49,6 +49,10 @@ pub enum EventKind {
     Error,
     /// A cluster's size changed.
     Scale,
+    /// A config reload began (`plan`).
+    Reload,
+    /// A program was removed and forgotten.
+    Removed,
 }
 
 /// A change in the engine. Fields that do not apply to the kind are empty.
@@ -82,6 +86,8 @@ pub struct Event {
     pub count: u32,
     /// Hold-down waited (`Respawn`), in milliseconds.
     pub delay_ms: u64,
+    /// What a reload does (`Reload`).
+    pub plan: Vec<super::plan::PlanEntry>,
 }
 
 impl Event {
@@ -102,6 +108,7 @@ impl Event {
             connections: 0,
             count: 0,
             delay_ms: 0,
+            plan: Vec::new(),
         }
     }
 

@@ -9,6 +9,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
 use super::events::Subscription;
+use super::plan::{Defined, Plan};
 use super::state::{ProgramInfo, WorkerInfo};
 use super::worker_msg::{FromWorker, Hello, Welcome, WorkerKey, WorkerLink};
 use crate::daemon::error::{Error, Result};
@@ -30,6 +31,24 @@ pub enum FailedDependency {
 pub enum Command {
     /// Define programs (from the config file); refused if a name is taken.
     Define(Vec<ProgramSpec>, oneshot::Sender<Result<()>>),
+    /// Define programs that are not the config file's (the inline program of
+    /// infantd's command line): a reload leaves them alone.
+    DefineOther(Vec<ProgramSpec>, oneshot::Sender<Result<()>>),
+    /// Every defined program, as a reload sees it.
+    Defined(oneshot::Sender<Vec<Defined>>),
+    /// A new definition for a program of the config file.
+    Redefine(Box<ProgramSpec>, oneshot::Sender<Result<()>>),
+    /// Forget an idle program (or, with `check_only`, say whether it could be).
+    Forget {
+        /// Program name.
+        name: String,
+        /// Only check that nothing names it in `after`.
+        check_only: bool,
+        /// Reply.
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// Publish the `reload` event.
+    Announce(Plan),
     /// Start a program, defining it first if `def` is given.
     Start {
         /// Program name.
@@ -170,6 +189,47 @@ impl EngineHandle {
     /// Defines configured programs.
     pub async fn define(&self, specs: Vec<ProgramSpec>) -> Result<()> {
         self.ask(|reply| Command::Define(specs, reply)).await?
+    }
+
+    /// Defines programs that are not the config file's: a reload leaves them
+    /// alone.
+    pub async fn define_other(&self, specs: Vec<ProgramSpec>) -> Result<()> {
+        self.ask(|reply| Command::DefineOther(specs, reply)).await?
+    }
+
+    /// Every defined program, as a reload sees it.
+    pub async fn defined(&self) -> Result<Vec<Defined>> {
+        self.ask(Command::Defined).await
+    }
+
+    /// Gives a running or idle program its new definition from the config file;
+    /// see [`super::Engine::redefine`].
+    pub async fn redefine(&self, spec: ProgramSpec) -> Result<()> {
+        self.ask(|reply| Command::Redefine(Box::new(spec), reply))
+            .await?
+    }
+
+    /// Stops program `name` (within `timeout` if given) and forgets it. Refused
+    /// before anything stops while another program names it in `after`.
+    pub async fn remove(&self, name: String, timeout: Option<Duration>) -> Result<ProgramInfo> {
+        self.forget(name.clone(), true).await?;
+        let info = self.stop(name.clone(), timeout).await?;
+        self.forget(name, false).await?;
+        Ok(info)
+    }
+
+    async fn forget(&self, name: String, check_only: bool) -> Result<()> {
+        self.ask(|reply| Command::Forget {
+            name,
+            check_only,
+            reply,
+        })
+        .await?
+    }
+
+    /// Publishes the `reload` event with `plan`.
+    pub async fn announce(&self, plan: Plan) -> Result<()> {
+        self.tell(Command::Announce(plan)).await
     }
 
     /// Starts `name` (defined inline by `def` if given); answers once it is `ok`

@@ -11,7 +11,8 @@
 //! respawns), [`stop`] (`Stop`, `Restart`, stop windows), [`jobs`] (`once` runs),
 //! [`workers`] (the SDK channel, `Send`, `Kill`), [`scale`] (`Scale`
 //! and rolling restarts), [`recycle`] (heartbeat timeouts and recycling),
-//! [`order`] (`after` dependencies and ordered stops),
+//! [`order`] (`after` dependencies and ordered stops), [`redefine`] (what a
+//! config reload asks: new definitions, forgetting; its [`plan`] is pure),
 //! [`query`] (`List`, `EachWorker`). Every call into the operating system goes
 //! through [`os::Os`].
 
@@ -24,8 +25,10 @@ mod leftovers;
 mod notify;
 mod order;
 pub mod os;
+pub mod plan;
 mod query;
 mod recycle;
+mod redefine;
 mod scale;
 mod start;
 pub mod state;
@@ -236,8 +239,25 @@ impl Engine {
     fn handle(&mut self, command: Command) {
         match command {
             Command::Define(specs, reply) => {
-                let _ = reply.send(self.define(specs));
+                let _ = reply.send(self.define(specs, true));
             }
+            Command::DefineOther(specs, reply) => {
+                let _ = reply.send(self.define(specs, false));
+            }
+            Command::Defined(reply) => {
+                let _ = reply.send(self.defined());
+            }
+            Command::Redefine(spec, reply) => {
+                let _ = reply.send(self.redefine(*spec));
+            }
+            Command::Forget {
+                name,
+                check_only,
+                reply,
+            } => {
+                let _ = reply.send(self.forget(&name, check_only));
+            }
+            Command::Announce(plan) => self.announce(plan),
             Command::Start {
                 name,
                 def,
@@ -338,7 +358,11 @@ impl Engine {
             .ok_or_else(|| Error::UnknownProgram(name.to_string()))
     }
 
-    fn define(&mut self, specs: Vec<crate::daemon::spec::ProgramSpec>) -> Result<()> {
+    fn define(
+        &mut self,
+        specs: Vec<crate::daemon::spec::ProgramSpec>,
+        configured: bool,
+    ) -> Result<()> {
         for spec in &specs {
             if self.find(&spec.name).is_ok() {
                 return Err(Error::Precondition {
@@ -348,7 +372,9 @@ impl Engine {
             }
         }
         for spec in specs {
-            self.programs.push(Program::new(spec));
+            let mut program = Program::new(spec);
+            program.configured = configured;
+            self.programs.push(program);
         }
         Ok(())
     }

@@ -287,6 +287,11 @@ pub struct Program {
     /// A worker of this program has attached over the SDK channel: its later
     /// instances wait for `Ready` even if they are slow to attach.
     pub links_sdk: bool,
+    /// Defined by the config file (a reload manages it), not over the API.
+    pub configured: bool,
+    /// Its `listen` changed (a reload) while its sockets were bound: the next
+    /// restart binds the new ones instead of keeping them.
+    pub rebind: bool,
 }
 
 impl Program {
@@ -314,6 +319,8 @@ impl Program {
             stop_override: None,
             recent_restarts: std::collections::VecDeque::new(),
             links_sdk: false,
+            configured: false,
+            rebind: false,
         }
     }
 

@@ -247,6 +247,10 @@ impl Engine {
             // The program is idle for a moment: settle (the `stopped` event, the
             // stops waiting for it) without failing those waiting for the
             // restart's second half.
+            if std::mem::take(&mut program.rebind) {
+                // Its `listen` changed: bind the new sockets.
+                program.sockets.clear();
+            }
             let restarting = program.take_waiters(|until| *until == Until::Ok);
             self.settle(index);
             self.programs[index].waiters.extend(restarting);
@@ -261,6 +265,7 @@ impl Engine {
             return;
         }
         program.sockets.clear();
+        program.rebind = false;
         if then == AfterStop::Restart {
             // A full restart cut short by the daemon's shutdown: its second half
             // never comes, so nobody waits for it.

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::daemon::engine::events::{Event, EventKind};
+use crate::daemon::engine::plan::PlanEntry;
 use crate::daemon::engine::state::{InstanceStatus, ProgramInfo, ProgramStatus, WorkerInfo};
 use crate::daemon::error::Error;
 use crate::daemon::process::reaper::ExitStatus;
@@ -230,6 +231,8 @@ pub fn event(event: &Event, missed: u64) -> proto::Event {
         EventKind::Message => proto::EventKind::Message,
         EventKind::Error => proto::EventKind::Error,
         EventKind::Scale => proto::EventKind::Scale,
+        EventKind::Reload => proto::EventKind::Reload,
+        EventKind::Removed => proto::EventKind::Removed,
     };
     let (code, signal) = match event.exit {
         Some(ExitStatus::Code(code)) => (Some(code), None),
@@ -255,5 +258,17 @@ pub fn event(event: &Event, missed: u64) -> proto::Event {
         count: event.count,
         delay_ms: event.delay_ms,
         missed,
+        plan: event.plan.iter().map(plan_entry).collect(),
+    }
+}
+
+/// One program's line of a reload plan on the wire.
+pub fn plan_entry(entry: &PlanEntry) -> proto::PlanEntry {
+    proto::PlanEntry {
+        program: entry.program.clone(),
+        change: entry.change.as_str().to_owned(),
+        fields: entry.fields.iter().map(|f| (*f).to_owned()).collect(),
+        action: entry.action.as_str().to_owned(),
+        error: entry.error.clone().unwrap_or_default(),
     }
 }

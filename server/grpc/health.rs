@@ -25,6 +25,7 @@ use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 use tonic_health::ServingStatus;
 
+use crate::daemon::engine::events::EventKind;
 use crate::daemon::engine::state::ProgramStatus;
 use crate::daemon::engine::EngineHandle;
 
@@ -58,7 +59,7 @@ pub async fn serve_health(
     Ok(())
 }
 
-async fn follow(engine: EngineHandle, reporter: HealthReporter) {
+async fn follow(engine: EngineHandle, mut reporter: HealthReporter) {
     reporter
         .set_service_status(DAEMON, ServingStatus::Serving)
         .await;
@@ -82,6 +83,13 @@ async fn follow(engine: EngineHandle, reporter: HealthReporter) {
             let Some(delivery) = events.next().await else {
                 return stopped(&reporter, &statuses).await;
             };
+            if delivery.event.kind == EventKind::Removed {
+                // Forgotten: no longer a service the daemon knows.
+                statuses.remove(&delivery.event.program);
+                published.remove(&delivery.event.program);
+                reporter.clear_service_status(&delivery.event.program).await;
+                publish(&reporter, &statuses, &mut published).await;
+            }
             if let Some(status) = delivery.event.program_status {
                 statuses.insert(delivery.event.program.clone(), status);
                 publish(&reporter, &statuses, &mut published).await;

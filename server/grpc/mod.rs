@@ -26,6 +26,7 @@ use tonic::transport::Server;
 use tonic::{Request, Status};
 
 use crate::daemon::engine::EngineHandle;
+use crate::daemon::reload::ReloadHandle;
 use crate::proto::supervisor_server::SupervisorServer;
 use crate::proto::worker_channel_server::WorkerChannelServer;
 
@@ -40,12 +41,14 @@ pub use worker_channel::WorkerChannelService;
 const MAX_REQUEST: usize = 1024 * 1024 + 64 * 1024;
 
 /// Serves the control and worker APIs on `listener` until `shutdown` resolves.
-/// `health` holds the statuses of the standard health service (see [`health`]).
+/// `health` holds the statuses of the standard health service (see [`health`]);
+/// `reload` serves `Reload` (without it, the daemon has no config file to reread).
 pub async fn serve(
     engine: EngineHandle,
     listener: UnixListener,
     health: tonic_health::server::HealthReporter,
     stats: Arc<RpcStats>,
+    reload: Option<ReloadHandle>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let health_service = health::service(&health);
@@ -56,7 +59,7 @@ pub async fn serve(
         .layer(stats::CountCalls(Arc::clone(&stats)))
         .layer(tonic::service::InterceptorLayer::new(check_peer))
         .add_service(
-            SupervisorServer::new(SupervisorService::new(engine.clone(), stats))
+            SupervisorServer::new(SupervisorService::new(engine.clone(), stats).reload(reload))
                 .max_decoding_message_size(MAX_REQUEST),
         )
         .add_service(

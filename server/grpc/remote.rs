@@ -158,6 +158,7 @@ pub async fn serve_remote(
     listener: TcpListener,
     remote: RemoteListener,
     stats: std::sync::Arc<super::RpcStats>,
+    reload: Option<crate::daemon::reload::ReloadHandle>,
     shutdown: impl Future<Output = ()>,
 ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -187,7 +188,7 @@ pub async fn serve_remote(
             token: remote.token,
         }))
         .add_service(
-            SupervisorServer::new(SupervisorService::new(engine, stats))
+            SupervisorServer::new(SupervisorService::new(engine, stats).reload(reload))
                 .max_decoding_message_size(MAX_REQUEST),
         )
         .add_service(health_service)

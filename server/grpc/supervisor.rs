@@ -16,18 +16,30 @@ use crate::daemon::engine::events::{Delivery, Subscription};
 use crate::daemon::engine::EngineHandle;
 use crate::daemon::error::Error;
 use crate::daemon::process::signal::parse_signal;
+use crate::daemon::reload::ReloadHandle;
 use crate::proto::{self, supervisor_server::Supervisor};
 
 /// The control service, a thin facade on the engine.
 pub struct SupervisorService {
     engine: EngineHandle,
     stats: Arc<RpcStats>,
+    reload: Option<ReloadHandle>,
 }
 
 impl SupervisorService {
     /// Serves `engine`, counting `Events` watchers and their drops in `stats`.
     pub fn new(engine: EngineHandle, stats: Arc<RpcStats>) -> Self {
-        SupervisorService { engine, stats }
+        SupervisorService {
+            engine,
+            stats,
+            reload: None,
+        }
+    }
+
+    /// Serves `Reload` through `reload`; without it `Reload` is refused.
+    pub fn reload(mut self, reload: Option<ReloadHandle>) -> Self {
+        self.reload = reload;
+        self
     }
 }
 
@@ -118,6 +130,33 @@ impl Supervisor for SupervisorService {
         Ok(Response::new(proto::ListReply {
             programs: programs.into_iter().map(convert::program_info).collect(),
         }))
+    }
+
+    async fn reload(
+        &self,
+        request: Request<proto::ReloadRequest>,
+    ) -> Result<Response<proto::ReloadReply>, Status> {
+        let dry_run = request.into_inner().dry_run;
+        let Some(reload) = &self.reload else {
+            return Err(Status::failed_precondition(
+                "infantd runs without a config file (--config FILE): there is nothing to reload",
+            ));
+        };
+        let plan = reload.reload(dry_run).await?;
+        Ok(Response::new(proto::ReloadReply {
+            plan: plan.entries.iter().map(convert::plan_entry).collect(),
+            applied: !dry_run,
+        }))
+    }
+
+    async fn remove(
+        &self,
+        request: Request<proto::RemoveRequest>,
+    ) -> Result<Response<proto::ProgramInfo>, Status> {
+        let request = request.into_inner();
+        let timeout = convert::timeout("timeout_ms", request.timeout_ms)?;
+        let info = self.engine.remove(request.name, timeout).await?;
+        Ok(Response::new(convert::program_info(info)))
     }
 
     type EachWorkerStream = ReplyStream<proto::WorkerInfo>;

@@ -8,6 +8,7 @@ mod fake;
 mod fields;
 mod jobs;
 mod order;
+mod redefine;
 mod respawn;
 mod scaling;
 mod stop;
