@@ -468,6 +468,19 @@ command = ["sleep", "100"]
         assert_eq!(with("stop_timeout = \"1s\""), Action::Update);
         assert_eq!(with("max_restarts = 3\nrespawn = false"), Action::Update);
         assert_eq!(with("heartbeat = \"1s\""), Action::RollingRestart);
+        // Set between fork and exec: only new processes get them.
+        assert_eq!(with("nice = 5"), Action::RollingRestart);
+        assert_eq!(with("umask = \"027\""), Action::RollingRestart);
+        assert_eq!(with("rlimits = { nofile = 1024 }"), Action::RollingRestart);
+        // Read when used.
+        assert_eq!(
+            with("max_memory = \"512MiB\"\nstart_timeout = \"5s\"\nstop_signal = \"INT\""),
+            Action::Update
+        );
+        assert_eq!(
+            with("restart = \"on-failure\"\nsuccess_exit_codes = [0, 3]"),
+            Action::Update
+        );
         assert_eq!(
             with("listen = [\"tcp://127.0.0.1:0\"]"),
             Action::FullRestart
