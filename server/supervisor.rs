@@ -348,18 +348,35 @@ impl Supervisor {
 
 /// Binds the worker-only socket: an abstract Unix socket (no file, so no
 /// folder permission keeps another user out, and nothing to clean up). Its
-/// `INFANT_SOCKET` form is `@` and the name.
+/// `INFANT_SOCKET` form is `@` and the name, which the kernel picks
+/// (autobind): unique in the network namespace, so two daemons never collide
+/// on it, not even two that are each PID 1 of a container on one host network.
 fn bind_worker_socket() -> Result<(tokio::net::UnixListener, String)> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "infant/{}/workers-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let listener = tokio::net::UnixListener::bind(format!("\0{name}"))
+    use nix::sys::socket::{
+        bind, getsockname, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    use std::os::fd::AsRawFd;
+    let fail = |e: nix::Error| Error::io("binding the worker socket", std::io::Error::from(e));
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(fail)?;
+    bind(fd.as_raw_fd(), &UnixAddr::new_unnamed()).map_err(fail)?;
+    listen(&fd, Backlog::MAXCONN).map_err(fail)?;
+    let bound: UnixAddr = getsockname(fd.as_raw_fd()).map_err(fail)?;
+    let Some(name) = bound.as_abstract() else {
+        return Err(Error::io(
+            "binding the worker socket",
+            std::io::Error::other("the kernel gave it no abstract name"),
+        ));
+    };
+    let address = format!("@{}", String::from_utf8_lossy(name));
+    let listener = tokio::net::UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
         .map_err(|e| Error::io("binding the worker socket", e))?;
-    Ok((listener, format!("@{name}")))
+    Ok((listener, address))
 }
 
 /// Waits for a server that was told to stop until `deadline`, then drops it with
