@@ -76,6 +76,11 @@ struct Args {
     /// one that has not finished its TLS handshake within 10 s too.
     #[arg(long, value_name = "N", requires = "control_listen")]
     max_remote_connections: Option<usize>,
+    /// Folder of the programs' log files, NAME.out.log and NAME.err.log (default:
+    /// `log_dir` in the config's [daemon] table, $XDG_STATE_HOME/infant/logs,
+    /// /var/log/infant for root, or ~/.local/state/infant/logs).
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
 }
 
 fn parse_kind(text: &str) -> Result<Kind, String> {
@@ -113,5 +118,6 @@ fn main() -> ExitCode {
         metrics_listen: args.metrics_listen,
         metrics_behind_proxy: args.metrics_behind_proxy,
         max_remote_connections: args.max_remote_connections,
+        log_dir: args.log_dir,
     })
 }

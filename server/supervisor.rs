@@ -32,6 +32,9 @@ use super::{grpc, process, socket, systemd};
 /// How long open streams get to close at shutdown before the server is dropped.
 const SERVE_DEADLINE: Duration = Duration::from_secs(2);
 
+/// How long the programs' last output gets to reach their log files at shutdown.
+const LOG_DRAIN_DEADLINE: Duration = Duration::from_secs(2);
+
 /// A gRPC server task.
 type ServerTask = JoinHandle<std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>>;
 
@@ -59,6 +62,10 @@ pub struct SupervisorOptions {
     /// Also serve the standard health service alone (no control API, no token)
     /// over plain TCP on this address, for probes such as kubelet's.
     pub health_listen: Option<SocketAddr>,
+    /// The folder of the programs' log files (`NAME.out.log`, `NAME.err.log`).
+    /// Without one, programs with `log = "file"` (the default) write to this
+    /// process's stdout and stderr, as `log = "inherit"` does.
+    pub log_dir: Option<PathBuf>,
 }
 
 impl SupervisorOptions {
@@ -119,7 +126,9 @@ impl Supervisor {
             containment,
             control_listener,
             health_listen,
+            log_dir,
         } = options;
+        let logs = crate::daemon::logs::Logs::new(log_dir);
         let containment =
             containment.unwrap_or_else(|| Containment::new(process::cgroup::Tree::create(), None));
         process::become_subreaper().map_err(|e| Error::io("PR_SET_CHILD_SUBREAPER", e))?;
@@ -170,6 +179,7 @@ impl Supervisor {
                 socket: socket.to_path_buf(),
                 trim_memory,
                 notify_socket: Some(notify.address().to_owned()),
+                logs,
             },
             containment,
         )
@@ -295,6 +305,7 @@ impl Supervisor {
         let _ = self.engine_task.await;
         // The engine is gone, and with it the event channel: every `Events`
         // stream has ended, so both servers can close within the deadline.
+        self.engine.logs().stop_following();
         self.stop_serving.cancel();
         let deadline = Instant::now() + SERVE_DEADLINE;
         close_server("control server", self.server, deadline).await;
@@ -315,6 +326,8 @@ impl Supervisor {
             tracing::info!(leftovers, "killed processes left behind by workers");
             reap_leftovers().await;
         }
+        // Every instance is gone: what their pipes still hold reaches the files.
+        self.engine.logs().drain(LOG_DRAIN_DEADLINE).await;
     }
 }
 

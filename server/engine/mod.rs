@@ -87,6 +87,8 @@ pub struct EngineConfig {
     /// The `NOTIFY_SOCKET` given to `ready = "notify"` instances, if the daemon
     /// listens on one (see [`notify`]).
     pub notify_socket: Option<String>,
+    /// Where instances' stdout and stderr go.
+    pub logs: crate::daemon::logs::Logs,
 }
 
 /// The engine task's state.
@@ -163,6 +165,7 @@ pub(crate) fn spawn_with(
 ) -> (EngineHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(1024);
     let (exec_tx, exec_rx) = mpsc::unbounded_channel();
+    let logs = config.logs.clone();
     let engine = Engine {
         config,
         inherited_env: std::env::vars_os()
@@ -183,7 +186,7 @@ pub(crate) fn spawn_with(
         contain,
     };
     let task = tokio::spawn(engine.run(rx, exits, exec_rx));
-    (EngineHandle::new(tx), task)
+    (EngineHandle::new(tx, logs), task)
 }
 
 /// Whether a variable of the daemon's own environment is passed on to its

@@ -43,6 +43,7 @@ impl Harness {
             socket: "/nonexistent/infant.sock".into(),
             trim_memory: false,
             notify_socket: None,
+            logs: crate::daemon::logs::Logs::new(None),
         };
         let (engine, task) = super::spawn_with(config, os, Containment::new(None, None), exits);
         Harness {
