@@ -11,7 +11,9 @@ use tonic::Code;
 
 use crate::args::{Cli, Command};
 use crate::output::Output;
-use crate::{events, help, hint, kill, restart, scale, send, start, status, stop, top, workers};
+use crate::{
+    events, help, hint, kill, logs, restart, scale, send, start, status, stop, top, workers,
+};
 
 /// The daemon accepted the request and it did what was asked.
 const SUCCESS: u8 = 0;
@@ -147,6 +149,7 @@ async fn execute(cli: Cli, out: &mut Output) -> Result<(), Failure> {
         Command::Status(args) => status::status(&control, args, out).await,
         Command::Workers(args) => workers::workers(&control, args, out).await,
         Command::Events(args) => events::events(&control, args, out).await,
+        Command::Logs(args) => logs::logs(&control, args, out).await,
         Command::Top(args) => top::top(&control, args, out).await,
         Command::Completions(_) | Command::Man => Ok(()),
     };

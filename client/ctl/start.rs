@@ -58,6 +58,9 @@ fn spec(args: &StartArgs) -> ProgramSpec {
         start_grace_ms: args.start_grace.map(millis),
         timeout_ms: args.timeout.map(millis),
         ready: args.ready.clone().unwrap_or_default(),
+        log: args.log.clone().unwrap_or_default(),
+        log_max_size_bytes: args.log_max_size,
+        log_keep: args.log_keep,
         ..ProgramSpec::default()
     }
 }

@@ -140,6 +140,7 @@ impl LogFile {
     }
 
     /// Whether this file has a problem (reported once) right now.
+    #[cfg(test)]
     pub fn faulty(&self) -> bool {
         self.fault.is_some()
     }

@@ -139,11 +139,6 @@ impl Logs {
         }
     }
 
-    /// The log folder, if output is written to files.
-    pub fn dir(&self) -> Option<&Path> {
-        self.inner.dir.as_deref()
-    }
-
     /// The stdout and stderr for a new process of worker `worker` of `spec`.
     /// Pass [`Outputs::child_fds`] to the spawn, then [`Outputs::start`] once it
     /// has forked (or drop it if it failed).
