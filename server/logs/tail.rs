@@ -111,15 +111,15 @@ impl LogReader {
         }
         // Subscribed under the lock: every chunk not in the tail snapshot comes
         // through the broadcast.
-        let follow = follow.then(|| log.followers.subscribe());
+        let followers = follow.then(|| log.followers.subscribe());
         LogReader {
             history,
-            follow,
+            follow: followers,
             filter,
             next: state.next_line,
             missed: 0,
             pending: VecDeque::new(),
-            closed,
+            closed: if follow { closed } else { cancelled() },
         }
     }
 
@@ -146,9 +146,8 @@ impl LogReader {
                 return Some(line);
             }
             let Some(follow) = self.follow.as_mut() else {
-                if self.closed.is_cancelled() {
-                    return None;
-                }
+                // Not following; or following a daemon that captures nothing,
+                // which ends when the daemon stops.
                 self.closed.cancelled().await;
                 return None;
             };
