@@ -36,8 +36,8 @@ use crate::paths;
 use crate::proto::supervisor_client::SupervisorClient;
 use crate::proto::{
     EachWorkerRequest, Event, EventsRequest, KillRequest, ListRequest, LogLine, LogsRequest,
-    ProgramInfo, ProgramSpec, RestartRequest, ScaleRequest, SendRequest, StartRequest,
-    StopRequest, WorkerInfo,
+    ProgramInfo, ProgramSpec, RestartRequest, ScaleRequest, SendRequest, StartRequest, StopRequest,
+    WorkerInfo,
 };
 use crate::transport::{self, ConnectError, RemoteConnectError};
 

@@ -21,11 +21,7 @@ pub fn parse(text: &str) -> Result<u64, String> {
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown unit (B, KiB, MiB, GiB or TiB)"
-            ))
-        }
+        _ => return Err(format!("{text:?}: unknown unit (B, KiB, MiB, GiB or TiB)")),
     };
     number
         .checked_mul(1u64 << shift)

@@ -64,6 +64,8 @@ fn sample_value(key: &str, type_cell: &str) -> String {
         "listen" => r#"["tcp://127.0.0.1:0"]"#.into(),
         "after" => r#"["dep"]"#.into(),
         "ready" => "\"grace\"".into(),
+        "log" => "\"off\"".into(),
+        _ if type_cell.starts_with("size") => "\"1MiB\"".into(),
         _ if type_cell.starts_with("duration") => "\"1s\"".into(),
         _ if type_cell.starts_with("integer") => "1".into(),
         _ if type_cell.starts_with("bool") => "true".into(),

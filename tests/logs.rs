@@ -71,9 +71,11 @@ fn read(path: &Path) -> String {
 
 /// Waits until the file at `path` holds `text`; returns its content.
 async fn wait_for_text(path: &Path, text: &str) -> String {
-    poll(DEADLINE, || async { Some(read(path)).filter(|t| t.contains(text)) })
-        .await
-        .unwrap_or_else(|| panic!("{} never held {text:?}: {:?}", path.display(), read(path)))
+    poll(DEADLINE, || async {
+        Some(read(path)).filter(|t| t.contains(text))
+    })
+    .await
+    .unwrap_or_else(|| panic!("{} never held {text:?}: {:?}", path.display(), read(path)))
 }
 
 /// Splits a log file line `TIME NAME/ID TEXT` and checks the time.
@@ -127,8 +129,14 @@ command = ["sh", "-c", "echo 'silenced line'; exec sleep 1000"]
         seen.sort();
         assert_eq!(seen, ["1", "2"], "{text}");
     }
-    assert!(!out.contains("trouble"), "stderr kept out of the out file: {out}");
-    assert!(!err.contains("hello"), "stdout kept out of the err file: {err}");
+    assert!(
+        !out.contains("trouble"),
+        "stderr kept out of the out file: {out}"
+    );
+    assert!(
+        !err.contains("hello"),
+        "stdout kept out of the err file: {err}"
+    );
     // Bytes as written, invalid UTF-8 included.
     let raw = std::fs::read(dir.join("talk.out.log")).expect("read");
     assert!(
@@ -147,16 +155,27 @@ command = ["sh", "-c", "echo 'silenced line'; exec sleep 1000"]
     }
 
     // `inherit` goes to the daemon's own stdout; nothing else does.
-    wait_until("the inherited line in the daemon's output", DEADLINE, || async {
-        logged.own_output().contains("inherited line")
-    })
+    wait_until(
+        "the inherited line in the daemon's output",
+        DEADLINE,
+        || async { logged.own_output().contains("inherited line") },
+    )
     .await;
     let own = logged.own_output();
     for captured in ["hello from", "trouble in", "silenced line"] {
-        assert!(!own.contains(captured), "{captured:?} in the daemon's log: {own}");
+        assert!(
+            !own.contains(captured),
+            "{captured:?} in the daemon's log: {own}"
+        );
     }
-    assert!(!dir.join("quiet.out.log").exists(), "log = off writes no file");
-    assert!(!dir.join("loud.out.log").exists(), "log = inherit writes no file");
+    assert!(
+        !dir.join("quiet.out.log").exists(),
+        "log = off writes no file"
+    );
+    assert!(
+        !dir.join("loud.out.log").exists(),
+        "log = inherit writes no file"
+    );
     logged.daemon.stop().await;
 }
 
@@ -184,7 +203,11 @@ command = ["sh", "-c", "i=0; while [ $i -lt 4000 ]; do echo \"line $i\"; i=$((i+
     let mut numbers = Vec::new();
     for path in [rotated(3), rotated(2), rotated(1), current.clone()] {
         let text = read(&path);
-        assert!(text.len() <= 16 * 1024, "{} is over log_max_size", path.display());
+        assert!(
+            text.len() <= 16 * 1024,
+            "{} is over log_max_size",
+            path.display()
+        );
         for line in text.lines() {
             let (who, said) = parts(line);
             assert_eq!(who, "rot/1");
@@ -198,8 +221,14 @@ command = ["sh", "-c", "i=0; while [ $i -lt 4000 ]; do echo \"line $i\"; i=$((i+
     // The newest lines, each exactly once, none missing across the rotations.
     let first = numbers[0];
     let expected: Vec<u32> = (first..4000).collect();
-    assert_eq!(numbers, expected, "lines lost or repeated across a rotation");
-    assert!(first > 0, "the oldest lines were dropped with the oldest file");
+    assert_eq!(
+        numbers, expected,
+        "lines lost or repeated across a rotation"
+    );
+    assert!(
+        first > 0,
+        "the oldest lines were dropped with the oldest file"
+    );
     logged.daemon.stop().await;
 }
 
@@ -310,7 +339,10 @@ command = ["sh", "-c", "i=0; while :; do echo \"tick $i\"; i=$((i+1)); sleep 0.0
         .expect("logs -f printed 4 lines in time")
         .expect("reader");
     assert_eq!(printed.len(), 4);
-    assert!(printed.iter().all(|l| l.contains(" ticker/1 | tick ")), "{printed:?}");
+    assert!(
+        printed.iter().all(|l| l.contains(" ticker/1 | tick ")),
+        "{printed:?}"
+    );
     stop_child(&mut follower, nix::sys::signal::Signal::SIGINT, DEADLINE);
     logged.daemon.stop().await;
 }
@@ -392,17 +424,11 @@ async fn a_full_disk_is_survived_reported_once_and_recovered_from() {
 [program.chatty]
 command = ["sh", "-c", "i=0; while :; do echo \"chat $i\"; i=$((i+1)); sleep 0.01; done"]
 "#;
-    let logged = Logged::start(
-        config,
-        &["--log-dir", &logs.to_string_lossy()],
-        &wrapper,
-    )
-    .await;
+    let logged = Logged::start(config, &["--log-dir", &logs.to_string_lossy()], &wrapper).await;
     let control = logged.daemon.control().await;
     // The daemon's view of the folder, through its mount namespace.
-    let inside = PathBuf::from(format!("/proc/{}/root", logged.daemon.pid())).join(
-        logs.strip_prefix("/").expect("absolute"),
-    );
+    let inside = PathBuf::from(format!("/proc/{}/root", logged.daemon.pid()))
+        .join(logs.strip_prefix("/").expect("absolute"));
     let file = inside.join("chatty.out.log");
     wait_for_text(&file, "chat 1\n").await;
     let pid = |workers: Vec<infant::proto::WorkerInfo>| workers[0].pid;
@@ -429,7 +455,10 @@ command = ["sh", "-c", "i=0; while :; do echo \"chat $i\"; i=$((i+1)); sleep 0.0
         "the fault is logged once: {}",
         logged.own_output()
     );
-    assert_eq!(pid(control.workers(Some("chatty")).await.expect("workers")), before);
+    assert_eq!(
+        pid(control.workers(Some("chatty")).await.expect("workers")),
+        before
+    );
 
     // Room again: lines come back.
     std::fs::remove_file(&filler).expect("free the disk");
@@ -438,7 +467,14 @@ command = ["sh", "-c", "i=0; while :; do echo \"chat $i\"; i=$((i+1)); sleep 0.0
         read(&file).len() > written + 100
     })
     .await;
-    assert!(logged.own_output().contains("again"), "{}", logged.own_output());
-    assert_eq!(pid(control.workers(Some("chatty")).await.expect("workers")), before);
+    assert!(
+        logged.own_output().contains("again"),
+        "{}",
+        logged.own_output()
+    );
+    assert_eq!(
+        pid(control.workers(Some("chatty")).await.expect("workers")),
+        before
+    );
     logged.daemon.stop().await;
 }

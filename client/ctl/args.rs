@@ -328,7 +328,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Parses a size such as `10MiB`, `512KiB`, `1G` or a number of bytes (units
 /// are powers of 1024, as the daemon reads them).
 fn parse_size(text: &str) -> Result<u64, String> {
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(digits);
     let number: u64 = number
         .parse()

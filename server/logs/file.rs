@@ -102,7 +102,9 @@ impl LogFile {
                 // Whole lines that fit; a file holds at least one line, however long.
                 match memchr::memrchr(b'\n', &rest[..room as usize]) {
                     Some(end) => end + 1,
-                    None if self.size == 0 => memchr::memchr(b'\n', rest).map_or(rest.len(), |e| e + 1),
+                    None if self.size == 0 => {
+                        memchr::memchr(b'\n', rest).map_or(rest.len(), |e| e + 1)
+                    }
                     None => 0,
                 }
             };
@@ -261,12 +263,21 @@ mod tests {
         std::fs::write(&folder, b"not a folder").expect("block");
         file.checked = Instant::now() - RECHECK;
         let done = file.write(b"b\n", RULES);
-        assert_eq!(done, Written { written: 0, dropped: 2 });
+        assert_eq!(
+            done,
+            Written {
+                written: 0,
+                dropped: 2
+            }
+        );
         assert!(file.faulty());
         std::fs::remove_file(&folder).expect("unblock");
         file.checked = Instant::now() - RECHECK;
         assert_eq!(file.write(b"c\n", RULES).written, 2);
         assert!(!file.faulty());
-        assert_eq!(std::fs::read(folder.join("p.err.log")).expect("read"), b"c\n");
+        assert_eq!(
+            std::fs::read(folder.join("p.err.log")).expect("read"),
+            b"c\n"
+        );
     }
 }

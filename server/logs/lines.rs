@@ -84,7 +84,8 @@ impl LineSplitter {
 /// The lines of `data` (every one ending in `\n`), without their `\n`.
 pub fn each_line(data: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     let body = data.strip_suffix(b"\n").unwrap_or(data);
-    body.split(|&b| b == b'\n').filter(move |_| !data.is_empty())
+    body.split(|&b| b == b'\n')
+        .filter(move |_| !data.is_empty())
 }
 
 #[cfg(test)]

@@ -112,7 +112,9 @@ struct Inner {
 
 impl std::fmt::Debug for Logs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Logs").field("dir", &self.inner.dir).finish()
+        f.debug_struct("Logs")
+            .field("dir", &self.inner.dir)
+            .finish()
     }
 }
 
@@ -207,14 +209,18 @@ impl Logs {
         };
         // Made here if need be, so that a follower of a program that has not
         // run yet sees its first lines.
-        let log = Arc::clone(lock(&self.inner.programs).entry(name.to_owned()).or_insert_with(|| {
-            let rules = FileRules {
-                max_size: crate::daemon::spec::DEFAULT_LOG_MAX_SIZE,
-                keep: crate::daemon::spec::DEFAULT_LOG_KEEP,
-                private: self.inner.private,
-            };
-            Arc::new(ProgramLog::new(name, dir, rules))
-        }));
+        let log = Arc::clone(
+            lock(&self.inner.programs)
+                .entry(name.to_owned())
+                .or_insert_with(|| {
+                    let rules = FileRules {
+                        max_size: crate::daemon::spec::DEFAULT_LOG_MAX_SIZE,
+                        keep: crate::daemon::spec::DEFAULT_LOG_KEEP,
+                        private: self.inner.private,
+                    };
+                    Arc::new(ProgramLog::new(name, dir, rules))
+                }),
+        );
         LogReader::new(&log, filter, last, follow, closed)
     }
 
@@ -417,7 +423,9 @@ impl ProgramLog {
 /// Locks `mutex`, also after a panic elsewhere (the data stays usable: every
 /// critical section leaves it consistent).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// An fd number for a spawn request.
