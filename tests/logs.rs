@@ -361,7 +361,8 @@ command = ["yes", "{line}"]
 command = ["sleep", "1000"]
 "#
     );
-    let logged = Logged::start(&config, &[], &[]).await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let logged = Logged::start(&config, &["--metrics-listen", &listen], &[]).await;
     let control = logged.daemon.control().await;
     let dir = logged.log_dir();
     wait_until("the flood reaching its file", DEADLINE, || async {
@@ -382,6 +383,15 @@ command = ["sleep", "1000"]
     );
     let (status, _, stderr) = logged.daemon.ctl(&["status"]);
     assert!(status.success(), "{stderr}");
+    // What was written is counted, per program.
+    let page = metrics_page(&listen).await;
+    let written = page
+        .lines()
+        .find(|l| l.starts_with("infant_log_written_bytes_total{program=\"flood\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no written bytes for flood: {page}"));
+    assert!(written > 1e6, "{written}");
+    assert!(page.contains("infant_log_dropped_bytes_total{program=\"flood\"}"));
     // And the flood keeps being written (the pipe is drained).
     let before = read_size(&dir);
     wait_until("the flood still being written", DEADLINE, || async {
@@ -389,6 +399,24 @@ command = ["sleep", "1000"]
     })
     .await;
     logged.daemon.stop().await;
+}
+
+/// The body of `GET /metrics` at `address`.
+async fn metrics_page(address: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect to the metrics port");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let mut response = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut response))
+        .await
+        .expect("metrics in time")
+        .expect("read");
+    String::from_utf8_lossy(&response).into_owned()
 }
 
 fn read_size(dir: &Path) -> (u64, bool) {

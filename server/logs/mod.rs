@@ -344,10 +344,12 @@ impl ProgramLog {
             if queue.pending.len() + size > MAX_PENDING {
                 self.dropped.fetch_add(size as u64, Ordering::Relaxed);
             } else {
-                for line in lines::each_line(&data) {
+                queue.pending.reserve(size);
+                let mut start = 0;
+                for end in memchr::memchr_iter(b'\n', &data) {
                     queue.pending.extend_from_slice(prefix.as_bytes());
-                    queue.pending.extend_from_slice(line);
-                    queue.pending.push(b'\n');
+                    queue.pending.extend_from_slice(&data[start..=end]);
+                    start = end + 1;
                 }
                 if !state.writing {
                     state.writing = true;
