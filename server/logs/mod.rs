@@ -331,6 +331,14 @@ impl ProgramLog {
             humantime::format_rfc3339_millis(time),
             self.name
         );
+        // Formatted before the lock, which the file writer takes too.
+        let mut formatted = Vec::with_capacity(data.len() + prefix.len() * lines as usize);
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &data) {
+            formatted.extend_from_slice(prefix.as_bytes());
+            formatted.extend_from_slice(&data[start..=end]);
+            start = end + 1;
+        }
         let mut start_writer = false;
         let chunk = {
             let mut state = lock(&self.state);
@@ -340,16 +348,14 @@ impl ProgramLog {
                 Stream::Out => &mut state.out,
                 Stream::Err => &mut state.err,
             };
-            let size = data.len() + prefix.len() * lines as usize;
-            if queue.pending.len() + size > MAX_PENDING {
-                self.dropped.fetch_add(size as u64, Ordering::Relaxed);
+            if queue.pending.len() + formatted.len() > MAX_PENDING {
+                self.dropped
+                    .fetch_add(formatted.len() as u64, Ordering::Relaxed);
             } else {
-                queue.pending.reserve(size);
-                let mut start = 0;
-                for end in memchr::memchr_iter(b'\n', &data) {
-                    queue.pending.extend_from_slice(prefix.as_bytes());
-                    queue.pending.extend_from_slice(&data[start..=end]);
-                    start = end + 1;
+                if queue.pending.is_empty() && queue.pending.capacity() < formatted.len() {
+                    queue.pending = formatted;
+                } else {
+                    queue.pending.extend_from_slice(&formatted);
                 }
                 if !state.writing {
                     state.writing = true;
