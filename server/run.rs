@@ -123,6 +123,8 @@ pub fn init_logging() -> LogGuard {
 /// itself (see [`init_logging`]): the guardian must be forked while the process
 /// is still a single thread, before the log writer's thread starts.
 pub fn run(options: Options) -> ExitCode {
+    // Before anything opens a file that could land on a closed 0, 1 or 2.
+    fds::fill_standard();
     let (containment, trouble) = containment();
     // Held to the end, so that the last lines are written before exit.
     let _logs = init_logging();

@@ -102,6 +102,10 @@ kind = "cluster"
 count = 2
 command = ["sh", "-c", "echo \"hello from $INFANT_WORKER_ID\"; echo \"trouble in $INFANT_WORKER_ID\" >&2; printf 'bin\\377\\376ary\\n'; exec sleep 1000"]
 
+[program.sock]
+listen = ["tcp://127.0.0.1:0"]
+command = ["sh", "-c", "echo \"fd3 $(readlink /proc/self/fd/3) $LISTEN_FDS\"; exec sleep 1000"]
+
 [program.loud]
 log = "inherit"
 command = ["sh", "-c", "echo 'inherited line'; exec sleep 1000"]
@@ -136,6 +140,12 @@ command = ["sh", "-c", "echo 'silenced line'; exec sleep 1000"]
     assert!(
         !err.contains("hello"),
         "stdout kept out of the err file: {err}"
+    );
+    // Captured output and a listen socket at fd 3 together.
+    let sock = wait_for_text(&dir.join("sock.out.log"), "fd3 ").await;
+    assert!(
+        sock.contains("fd3 socket:[") && sock.trim_end().ends_with(" 1"),
+        "{sock}"
     );
     // Bytes as written, invalid UTF-8 included.
     let raw = std::fs::read(dir.join("talk.out.log")).expect("read");

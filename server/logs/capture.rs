@@ -3,8 +3,6 @@
 use std::os::fd::{OwnedFd, RawFd};
 use std::sync::Arc;
 
-use tokio::io::AsyncReadExt;
-
 use super::lines::LineSplitter;
 use super::{raw, Logs, ProgramLog, Stream};
 
@@ -94,31 +92,49 @@ impl Outputs {
     }
 }
 
+thread_local! {
+    /// The buffer every pipe on this thread is read into: one per thread
+    /// rather than one per pipe, since a read is handled whole before the next.
+    /// Hundreds of idle workers then cost no buffer memory each.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_SIZE]);
+}
+
 /// Reads a pipe to its end, a chunk of lines per read.
 async fn drain(read: OwnedFd, log: &Arc<ProgramLog>, worker: u64, stream: Stream) {
-    let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(read) {
+    let pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(read) {
         Ok(pipe) => pipe,
         Err(e) => {
             tracing::warn!(program = %log.name, worker, "cannot read its {}: {e}", stream.as_str());
             return;
         }
     };
-    let mut buf = vec![0u8; READ_SIZE];
     let mut splitter = LineSplitter::default();
     loop {
-        let n = match pipe.read(&mut buf).await {
+        if let Err(e) = pipe.readable().await {
+            tracing::warn!(program = %log.name, worker, "reading its {}: {e}", stream.as_str());
+            break;
+        }
+        let read = SCRATCH.with_borrow_mut(|buf| {
+            let n = pipe.try_read(buf)?;
+            let mut lines = Vec::with_capacity(n + super::lines::CUT_MARK.len() + 1);
+            let count = splitter.feed(&buf[..n], &mut lines);
+            if count > 0 {
+                log.push(worker, stream, lines, count as u64);
+            }
+            Ok::<usize, std::io::Error>(n)
+        });
+        match read {
             Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => {
                 tracing::warn!(program = %log.name, worker, "reading its {}: {e}", stream.as_str());
                 break;
             }
-        };
-        let mut lines = Vec::with_capacity(n + super::lines::CUT_MARK.len() + 1);
-        let count = splitter.feed(&buf[..n], &mut lines);
-        if count > 0 {
-            log.push(worker, stream, lines, count as u64);
         }
     }
     let mut last = Vec::new();

@@ -39,6 +39,9 @@ use crate::daemon::spec::{LogMode, ProgramSpec};
 /// a slow disk for a moment, small enough for a daemon that stays small.
 const MAX_PENDING: usize = 1024 * 1024;
 
+/// What a queue keeps of its buffer between bursts.
+const IDLE_QUEUE: usize = 16 * 1024;
+
 /// Which of an instance's streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stream {
@@ -389,6 +392,9 @@ impl ProgramLog {
             let rules = {
                 let mut state = lock(&self.state);
                 if state.out.pending.is_empty() && state.err.pending.is_empty() {
+                    // A burst is over: do not keep its buffers' memory.
+                    state.out.pending.shrink_to(IDLE_QUEUE);
+                    state.err.pending.shrink_to(IDLE_QUEUE);
                     state.files = files;
                     state.writing = false;
                     self.idle.notify_waiters();

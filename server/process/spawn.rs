@@ -320,11 +320,6 @@ unsafe fn child_setup_and_exec(
             }
         }
     }
-    for (target, &temp) in (1..).zip(&output_temps) {
-        if temp >= 0 && libc::dup2(temp, target) < 0 {
-            return errno();
-        }
-    }
     let mut temps = [0 as RawFd; 64];
     for (i, &fd) in fds.iter().enumerate().take(temps.len()) {
         let t = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min_temp);
@@ -335,6 +330,13 @@ unsafe fn child_setup_and_exec(
     }
     for (i, &temp) in temps.iter().enumerate().take(fds.len()) {
         if libc::dup2(temp, 3 + i as RawFd) < 0 {
+            return errno();
+        }
+    }
+    // Only once every source is lifted: a daemon started with its stdout
+    // closed may hold a socket at 1 or 2.
+    for (target, &temp) in (1..).zip(&output_temps) {
+        if temp >= 0 && libc::dup2(temp, target) < 0 {
             return errno();
         }
     }
