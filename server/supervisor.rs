@@ -85,6 +85,13 @@ impl SupervisorOptions {
         self.trim_memory = on;
         self
     }
+
+    /// Writes the programs' output to log files in `dir` (see
+    /// [`SupervisorOptions::log_dir`]).
+    pub fn log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.log_dir = Some(dir.into());
+        self
+    }
 }
 
 /// A running supervisor: engine, control socket and worker channel.

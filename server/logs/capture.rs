@@ -125,7 +125,10 @@ async fn drain(read: OwnedFd, log: &Arc<ProgramLog>, worker: u64, stream: Stream
         });
         match read {
             Ok(0) => break,
-            Ok(_) => {}
+            // One read at a time: a program that floods its pipe keeps it
+            // readable forever, and the engine and the control API share this
+            // thread.
+            Ok(_) => tokio::task::yield_now().await,
             Err(e)
                 if matches!(
                     e.kind(),
