@@ -301,7 +301,7 @@ struct Queue {
 
 /// Chunks kept for followers that fell behind: each holds one read (≤ 64 KiB
 /// of lines), so a follower that stops reading pins at most this many.
-const FOLLOW_CHUNKS: usize = 32;
+pub(super) const FOLLOW_CHUNKS: usize = 32;
 
 impl ProgramLog {
     fn new(name: &str, dir: &Path, rules: FileRules) -> ProgramLog {

@@ -13,6 +13,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::lines::each_line;
+#[cfg(test)]
+use super::FOLLOW_CHUNKS;
 use super::{lock, Chunk, ProgramLog, Stream};
 
 /// Bytes of output kept per program for `logs -n` (whole reads, so up to one
@@ -191,4 +193,86 @@ fn cancelled() -> CancellationToken {
     let token = CancellationToken::new();
     token.cancel();
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::logs::file::FileRules;
+
+    fn log(dir: &std::path::Path) -> Arc<ProgramLog> {
+        let rules = FileRules {
+            max_size: 1 << 20,
+            keep: 1,
+            private: true,
+        };
+        Arc::new(ProgramLog::new("p", dir, rules))
+    }
+
+    fn push(log: &Arc<ProgramLog>, worker: u64, stream: Stream, text: &str) {
+        let lines = text.matches('\n').count() as u64;
+        log.push(worker, stream, text.as_bytes().to_vec(), lines);
+    }
+
+    #[tokio::test]
+    async fn the_last_lines_are_read_by_worker_and_stream() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = log(dir.path());
+        push(&log, 1, Stream::Out, "a1\na2\n");
+        push(&log, 2, Stream::Err, "b1\n");
+        push(&log, 1, Stream::Out, "a3\n");
+        let log = &log;
+        let read = |filter, last| async move {
+            let mut reader = LogReader::new(log, filter, last, false, cancelled());
+            let mut lines = Vec::new();
+            while let Some(line) = reader.next().await {
+                lines.push(String::from_utf8(line.line).expect("utf8"));
+            }
+            lines
+        };
+        let all = Filter::default();
+        assert_eq!(read(all, 3).await, ["a2", "b1", "a3"]);
+        let one = Filter {
+            worker: Some(1),
+            stream: Some(Stream::Out),
+        };
+        assert_eq!(read(one, 10).await, ["a1", "a2", "a3"]);
+        let err = Filter {
+            worker: None,
+            stream: Some(Stream::Err),
+        };
+        assert_eq!(read(err, 10).await, ["b1"]);
+    }
+
+    #[tokio::test]
+    async fn a_follower_that_fell_behind_is_told_how_many_lines_it_missed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = log(dir.path());
+        let closed = CancellationToken::new();
+        let mut reader = LogReader::new(&log, Filter::default(), 0, true, closed.clone());
+        let total = FOLLOW_CHUNKS as u64 * 3;
+        for n in 0..total {
+            push(&log, 1, Stream::Out, &format!("line {n}\n"));
+        }
+        let mut received = 0;
+        let mut missed = 0;
+        let mut last = None;
+        while received + missed < total {
+            let line = reader.next().await.expect("a line");
+            missed += line.missed;
+            received += 1;
+            last = Some(String::from_utf8(line.line).expect("utf8"));
+        }
+        assert!(missed > 0, "it fell behind");
+        assert_eq!(received + missed, total, "every line received or counted");
+        assert_eq!(
+            last.as_deref(),
+            Some(format!("line {}", total - 1).as_str())
+        );
+        closed.cancel();
+        assert!(
+            reader.next().await.is_none(),
+            "a follower ends with the daemon"
+        );
+    }
 }
