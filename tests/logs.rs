@@ -516,3 +516,73 @@ command = ["sh", "-c", "i=0; while :; do echo \"chat $i\"; i=$((i+1)); sleep 0.0
     );
     logged.daemon.stop().await;
 }
+
+#[tokio::test]
+async fn log_settings_come_inline_and_bad_ones_are_named() {
+    let daemon = Daemon::start(&[]).await;
+    let (status, _, stderr) = daemon.ctl(&["start", "bad", "--log", "syslog", "--", "true"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`log`") && stderr.contains("syslog"),
+        "{stderr}"
+    );
+    let (status, _, stderr) =
+        daemon.ctl(&["start", "bad", "--log-max-size", "10 parsecs", "--", "true"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--log-max-size"), "{stderr}");
+
+    let (status, _, stderr) = daemon.ctl(&[
+        "start",
+        "small",
+        "--kind",
+        "once",
+        "--log-max-size",
+        "1KiB",
+        "--log-keep",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 200 ]; do echo \"small $i\"; i=$((i+1)); done",
+    ]);
+    assert!(status.success(), "{stderr}");
+    let dir = daemon.dir.path().join("infant").join("logs");
+    wait_for_text(&dir.join("small.out.log"), "small 199\n").await;
+    assert!(dir.join("small.out.log.1").exists());
+    assert!(!dir.join("small.out.log.2").exists(), "--log-keep 1");
+    assert!(
+        std::fs::metadata(dir.join("small.out.log"))
+            .expect("stat")
+            .len()
+            <= 1024
+    );
+    daemon.stop().await;
+
+    // In a config file, the line and the field.
+    let dir = short_tempdir();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[program.p]\ncommand = [\"true\"]\nlog_max_size = \"10 parsecs\"\n",
+    )
+    .expect("write");
+    let mut child = Command::new(infantd_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(dir.path().join("d.sock"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("infantd");
+    // Refused at once; were it accepted, the deadline ends it and the test fails.
+    wait_child_blocking(&mut child, DEADLINE);
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("line 3") && stderr.contains("log_max_size") && stderr.contains("parsecs"),
+        "{stderr}"
+    );
+}
