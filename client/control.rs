@@ -35,9 +35,9 @@ use tonic::{Code, Request, Status, Streaming};
 use crate::paths;
 use crate::proto::supervisor_client::SupervisorClient;
 use crate::proto::{
-    EachWorkerRequest, Event, EventsRequest, KillRequest, ListRequest, ProgramInfo, ProgramSpec,
-    ReloadReply, ReloadRequest, RemoveRequest, RestartRequest, ScaleRequest, SendRequest,
-    StartRequest, StopRequest, WorkerInfo,
+    EachWorkerRequest, Event, EventsRequest, KillRequest, ListRequest, LogLine, LogsRequest,
+    ProgramInfo, ProgramSpec, ReloadReply, ReloadRequest, RemoveRequest, RestartRequest,
+    ScaleRequest, SendRequest, StartRequest, StopRequest, WorkerInfo,
 };
 use crate::transport::{self, ConnectError, RemoteConnectError};
 
@@ -307,6 +307,20 @@ impl Control {
             last: None,
         };
         self.watch(request).await
+    }
+
+    /// A program's output as `request` asks for it (see [`LogsRequest`]): its
+    /// last lines, then, with `follow`, new ones as they come.
+    ///
+    /// An error while reading the stream is a bare [`Status`]; wrap it with
+    /// [`ControlError::status`] to report it like the other calls.
+    pub async fn logs(&self, request: LogsRequest) -> Result<Streaming<LogLine>, ControlError> {
+        let name = request.name.clone();
+        self.client()
+            .logs(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| ControlError::status(format!("read the logs of {name}"), status))
     }
 
     /// The event stream as `request` asks for it; see [`EventsRequest`]. Its

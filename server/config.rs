@@ -19,15 +19,31 @@ use super::spec::{ProgramDef, ProgramSpec};
 struct ConfigFile {
     #[serde(default)]
     program: IndexMap<String, Spanned<ProgramDef>>,
+    #[serde(default)]
+    daemon: DaemonSettings,
+}
+
+/// The `[daemon]` table: settings of the daemon itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSettings {
+    /// The folder of the programs' log files (`--log-dir` wins over it).
+    pub log_dir: Option<std::path::PathBuf>,
 }
 
 /// Reads and validates the config file at `path`: programs in file order.
 pub fn load(path: &Path) -> Result<Vec<ProgramSpec>> {
+    load_all(path).map(|(programs, _)| programs)
+}
+
+/// Reads and validates the config file at `path`: programs in file order, and
+/// the `[daemon]` table.
+pub fn load_all(path: &Path) -> Result<(Vec<ProgramSpec>, DaemonSettings)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    parse(&text).map_err(|reason| Error::Config {
+    parse_all(&text).map_err(|reason| Error::Config {
         path: path.to_path_buf(),
         reason,
     })
@@ -35,7 +51,13 @@ pub fn load(path: &Path) -> Result<Vec<ProgramSpec>> {
 
 /// Parses config text; the error is one message with its line.
 pub fn parse(text: &str) -> std::result::Result<Vec<ProgramSpec>, String> {
+    parse_all(text).map(|(programs, _)| programs)
+}
+
+/// Parses config text: programs and the `[daemon]` table.
+pub fn parse_all(text: &str) -> std::result::Result<(Vec<ProgramSpec>, DaemonSettings), String> {
     let file: ConfigFile = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+    let daemon = file.daemon;
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
 
     let mut specs = Vec::with_capacity(file.program.len());
@@ -50,7 +72,7 @@ pub fn parse(text: &str) -> std::result::Result<Vec<ProgramSpec>, String> {
         lines.push(line);
     }
     check_order(&specs).map_err(|(index, reason)| format!("line {}: {reason}", lines[index]))?;
-    Ok(specs)
+    Ok((specs, daemon))
 }
 
 /// toml's message spans several lines with a caret diagram; keep the line number,

@@ -35,3 +35,23 @@ pub fn free() -> u64 {
     let open = entries.count() as u64;
     soft.saturating_sub(open)
 }
+
+/// Opens `/dev/null` on any of fds 0, 1 and 2 that is closed. A daemon started
+/// with one closed would otherwise hand that number to the next file it opens
+/// (a socket, a pipe), and whatever later writes to "stdout" would write there.
+pub fn fill_standard() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only asks whether `fd` is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            continue;
+        }
+        // Opened without O_CLOEXEC on purpose: the lowest free number is `fd`,
+        // and it must stay there.
+        // SAFETY: a plain open of a constant NUL-terminated path.
+        let opened = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        if opened >= 0 && opened != fd {
+            // SAFETY: closing the descriptor just opened.
+            unsafe { libc::close(opened) };
+        }
+    }
+}

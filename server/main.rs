@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use infant::daemon::{Kind, ProgramDef};
+use infant::daemon::{Kind, LogMode, ProgramDef};
 
 /// The infant supervisor daemon, in the foreground.
 ///
@@ -38,6 +38,11 @@ struct Args {
     /// Inline program: a socket to bind and hand to workers (repeatable).
     #[arg(long, value_name = "URL", requires = "command")]
     listen: Vec<String>,
+    /// Inline program: where its output goes: inherit (this terminal, the
+    /// default for the inline form), file (NAME.out.log and NAME.err.log in the
+    /// log folder) or off.
+    #[arg(long, value_name = "MODE", value_parser = parse_log, requires = "command")]
+    log: Option<LogMode>,
     /// Inline program: the command and its arguments.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -76,6 +81,11 @@ struct Args {
     /// one that has not finished its TLS handshake within 10 s too.
     #[arg(long, value_name = "N", requires = "control_listen")]
     max_remote_connections: Option<usize>,
+    /// Folder of the programs' log files, NAME.out.log and NAME.err.log (default:
+    /// `log_dir` in the config's [daemon] table, $XDG_STATE_HOME/infant/logs,
+    /// /var/log/infant for root, or ~/.local/state/infant/logs).
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
 }
 
 fn parse_kind(text: &str) -> Result<Kind, String> {
@@ -87,6 +97,10 @@ fn parse_kind(text: &str) -> Result<Kind, String> {
     }
 }
 
+fn parse_log(text: &str) -> Result<LogMode, String> {
+    LogMode::parse(text).ok_or_else(|| format!("{text:?} is not a log mode (file, inherit, off)"))
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let inline = (!args.command.is_empty()).then(|| {
@@ -96,6 +110,8 @@ fn main() -> ExitCode {
             count: args.count,
             enhanced: args.enhanced.then_some(true),
             listen: (!args.listen.is_empty()).then_some(args.listen),
+            // In the foreground, like `node index`, output shows where it runs.
+            log: Some(args.log.unwrap_or(LogMode::Inherit)),
             ..ProgramDef::default()
         };
         (args.name, def)
@@ -113,5 +129,6 @@ fn main() -> ExitCode {
         metrics_listen: args.metrics_listen,
         metrics_behind_proxy: args.metrics_behind_proxy,
         max_remote_connections: args.max_remote_connections,
+        log_dir: args.log_dir,
     })
 }

@@ -28,6 +28,8 @@
 //! - `fds`: the daemon's own descriptors: the limit, raised at start, and
 //!   how many are free.
 //! - `logging`: log lines to stderr without ever blocking the daemon.
+//! - `logs`: program output: captured through pipes, written to rotated
+//!   files, kept in a tail for `infantctl logs`.
 //! - `systemd`: the notify protocol towards a service manager and socket
 //!   activation of the control socket.
 //! - `error`: the one error type.
@@ -40,10 +42,12 @@ mod error;
 mod fds;
 mod grpc;
 mod logging;
+mod logs;
 mod metrics;
 mod process;
 mod reload;
 mod run;
+mod size;
 mod socket;
 mod spec;
 mod supervisor;
@@ -55,5 +59,5 @@ pub use grpc::{BearerToken, RemoteListener};
 pub use logging::LogGuard;
 pub use process::reaper::ExitStatus;
 pub use run::{init_logging, run, Options};
-pub use spec::{Kind, ListenAddr, ProgramDef, ProgramSpec, Ready};
+pub use spec::{Kind, ListenAddr, LogMode, ProgramDef, ProgramSpec, Ready};
 pub use supervisor::{Supervisor, SupervisorOptions};

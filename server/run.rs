@@ -67,6 +67,8 @@ pub struct Options {
     pub metrics_behind_proxy: bool,
     /// `--max-remote-connections N`: remote connections open at once (default 256).
     pub max_remote_connections: Option<usize>,
+    /// `--log-dir DIR`: the folder of the programs' log files.
+    pub log_dir: Option<PathBuf>,
 }
 
 /// The longest token file read; a token is a few dozen bytes.
@@ -123,6 +125,8 @@ pub fn init_logging() -> LogGuard {
 /// itself (see [`init_logging`]): the guardian must be forked while the process
 /// is still a single thread, before the log writer's thread starts.
 pub fn run(options: Options) -> ExitCode {
+    // Before anything opens a file that could land on a closed 0, 1 or 2.
+    fds::fill_standard();
     let (containment, trouble) = containment();
     // Held to the end, so that the last lines are written before exit.
     let _logs = init_logging();
@@ -140,10 +144,17 @@ pub fn run(options: Options) -> ExitCode {
 
 fn run_inner(options: Options, containment: Containment) -> Result<ExitCode> {
     // Everything the user wrote is checked before anything is started.
-    let mut programs: Vec<ProgramSpec> = match &options.config {
-        Some(path) => config::load(path)?,
-        None => Vec::new(),
+    let (mut programs, settings) = match &options.config {
+        Some(path) => config::load_all(path)?,
+        None => (Vec::new(), config::DaemonSettings::default()),
     };
+    let log_dir = options
+        .log_dir
+        .clone()
+        .or(settings.log_dir)
+        .unwrap_or_else(default_log_dir);
+    // Relative to where the daemon was started, like every path it is given.
+    let log_dir = std::path::absolute(&log_dir).unwrap_or(log_dir);
     let remote = remote_listener(&options)?;
     let health_listen = options
         .health_listen
@@ -212,6 +223,7 @@ fn run_inner(options: Options, containment: Containment) -> Result<ExitCode> {
         remote,
         health: health_listen,
         metrics,
+        log_dir,
     };
     let config = options.config;
     runtime.block_on(serve(
@@ -223,6 +235,23 @@ fn run_inner(options: Options, containment: Containment) -> Result<ExitCode> {
         config,
         containment,
     ))
+}
+
+/// Where program output goes when neither `--log-dir` nor `[daemon] log_dir`
+/// says: `$XDG_STATE_HOME/infant/logs`, `/var/log/infant` for root, else
+/// `~/.local/state/infant/logs` (`/tmp/infant-$UID/logs` without a home).
+fn default_log_dir() -> PathBuf {
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(state).join("infant").join("logs");
+    }
+    let uid = nix::unistd::getuid();
+    if uid.is_root() {
+        return PathBuf::from("/var/log/infant");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/state/infant/logs"),
+        None => PathBuf::from(format!("/tmp/infant-{uid}/logs")),
+    }
 }
 
 /// The path of the control socket the service manager passed: workers find the
@@ -501,6 +530,8 @@ struct Listeners {
     health: Option<SocketAddr>,
     /// `--metrics-listen`.
     metrics: Option<MetricsListener>,
+    /// The folder of the programs' log files.
+    log_dir: PathBuf,
 }
 
 /// Serves until told to stop: binds the sockets, brings the configured programs
@@ -530,6 +561,8 @@ async fn serve(
     options.control_listener = listeners.activated;
     options.health_listen = listeners.health;
     options.containment = Some(containment);
+    tracing::info!(folder = %listeners.log_dir.display(), "program output goes to log files");
+    options.log_dir = Some(listeners.log_dir);
     let supervisor = Supervisor::start_with(&path, options).await?;
     let engine = supervisor.engine().clone();
     let notifier = systemd::Notifier::from_env();

@@ -100,6 +100,46 @@ impl Ready {
     }
 }
 
+/// Where an instance's stdout and stderr go (the `log` field).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogMode {
+    /// Captured by the daemon: `NAME.out.log` and `NAME.err.log` in its log
+    /// folder, rotated by size, and readable with `infantctl logs`.
+    #[default]
+    File,
+    /// Straight to the daemon's own stdout and stderr, uncaptured (containers,
+    /// journald).
+    Inherit,
+    /// Dropped (`/dev/null`).
+    Off,
+}
+
+impl LogMode {
+    /// The name used in config files and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogMode::File => "file",
+            LogMode::Inherit => "inherit",
+            LogMode::Off => "off",
+        }
+    }
+
+    /// Parses a name as [`LogMode::as_str`] spells it.
+    pub fn parse(name: &str) -> Option<LogMode> {
+        [LogMode::File, LogMode::Inherit, LogMode::Off]
+            .into_iter()
+            .find(|mode| mode.as_str() == name)
+    }
+}
+
+/// The default `log_max_size`: 10 MiB.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+/// The default `log_keep`.
+pub const DEFAULT_LOG_KEEP: u32 = 5;
+/// The most rotated files a program may keep.
+pub const MAX_LOG_KEEP: u32 = 1000;
+
 /// A program definition as written: every field optional, nothing checked yet.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,6 +227,13 @@ pub struct ProgramDef {
     /// limit).
     #[serde(default, deserialize_with = "humane::option")]
     pub start_timeout: Option<Duration>,
+    /// Where its output goes: see [`LogMode`].
+    pub log: Option<LogMode>,
+    /// Rotate a log file when it would grow past this size (`"10MiB"`).
+    #[serde(default, deserialize_with = "crate::daemon::size::option")]
+    pub log_max_size: Option<u64>,
+    /// Rotated log files kept (`NAME.out.log.1` …); the oldest is dropped.
+    pub log_keep: Option<u32>,
 }
 
 /// When an instance that exited on its own is started again (the `restart`
@@ -343,6 +390,12 @@ pub struct ProgramSpec {
     pub max_recycling: u32,
     /// When an instance counts as `ok`.
     pub ready: Ready,
+    /// Where its output goes.
+    pub log: LogMode,
+    /// Size at which a log file is rotated, in bytes.
+    pub log_max_size: u64,
+    /// Rotated log files kept.
+    pub log_keep: u32,
     /// Run as this user (name or uid), if not the daemon's.
     pub user: Option<String>,
     /// Run with this primary group (name or gid), if not the user's.
@@ -564,6 +617,18 @@ impl ProgramDef {
             }
         }
 
+        let log_max_size = self.log_max_size.unwrap_or(DEFAULT_LOG_MAX_SIZE);
+        if log_max_size < 1024 {
+            return Err(invalid("log_max_size", "must be at least 1KiB".into()));
+        }
+        let log_keep = self.log_keep.unwrap_or(DEFAULT_LOG_KEEP);
+        if log_keep > MAX_LOG_KEEP {
+            return Err(invalid(
+                "log_keep",
+                format!("{log_keep} is more than {MAX_LOG_KEEP}"),
+            ));
+        }
+
         let title = self.title.unwrap_or_else(|| name.to_string());
         if title.contains('\0') {
             return Err(invalid("title", "must not contain NUL".into()));
@@ -704,6 +769,9 @@ impl ProgramDef {
             nice: self.nice,
             max_memory,
             start_timeout,
+            log: self.log.unwrap_or_default(),
+            log_max_size,
+            log_keep,
         })
     }
 }

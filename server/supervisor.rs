@@ -32,6 +32,9 @@ use super::{grpc, process, socket, systemd};
 /// How long open streams get to close at shutdown before the server is dropped.
 const SERVE_DEADLINE: Duration = Duration::from_secs(2);
 
+/// How long the programs' last output gets to reach their log files at shutdown.
+const LOG_DRAIN_DEADLINE: Duration = Duration::from_secs(2);
+
 /// A gRPC server task.
 type ServerTask = JoinHandle<std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>>;
 
@@ -61,6 +64,10 @@ pub struct SupervisorOptions {
     pub health_listen: Option<SocketAddr>,
     /// Where `Reload` requests go: `infantd`'s config file reloads.
     pub(crate) reload: Option<crate::daemon::reload::ReloadHandle>,
+    /// The folder of the programs' log files (`NAME.out.log`, `NAME.err.log`).
+    /// Without one, programs with `log = "file"` (the default) write to this
+    /// process's stdout and stderr, as `log = "inherit"` does.
+    pub log_dir: Option<PathBuf>,
 }
 
 impl SupervisorOptions {
@@ -78,6 +85,13 @@ impl SupervisorOptions {
     /// Turns memory trimming on or off (see [`SupervisorOptions::trim_memory`]).
     pub fn trim_memory(mut self, on: bool) -> Self {
         self.trim_memory = on;
+        self
+    }
+
+    /// Writes the programs' output to log files in `dir` (see
+    /// [`SupervisorOptions::log_dir`]).
+    pub fn log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.log_dir = Some(dir.into());
         self
     }
 }
@@ -125,7 +139,9 @@ impl Supervisor {
             control_listener,
             health_listen,
             reload,
+            log_dir,
         } = options;
+        let logs = crate::daemon::logs::Logs::new(log_dir);
         let containment =
             containment.unwrap_or_else(|| Containment::new(process::cgroup::Tree::create(), None));
         process::become_subreaper().map_err(|e| Error::io("PR_SET_CHILD_SUBREAPER", e))?;
@@ -185,6 +201,7 @@ impl Supervisor {
                 trim_memory,
                 notify_socket: Some(notify.address().to_owned()),
                 worker_socket,
+                logs,
             },
             containment,
         )
@@ -320,6 +337,7 @@ impl Supervisor {
         let _ = self.engine_task.await;
         // The engine is gone, and with it the event channel: every `Events`
         // stream has ended, so both servers can close within the deadline.
+        self.engine.logs().stop_following();
         self.stop_serving.cancel();
         let deadline = Instant::now() + SERVE_DEADLINE;
         close_server("control server", self.server, deadline).await;
@@ -343,6 +361,8 @@ impl Supervisor {
             tracing::info!(leftovers, "killed processes left behind by workers");
             reap_leftovers().await;
         }
+        // Every instance is gone: what their pipes still hold reaches the files.
+        self.engine.logs().drain(LOG_DRAIN_DEADLINE).await;
     }
 }
 

@@ -70,6 +70,8 @@ fn sample_value(key: &str, type_cell: &str) -> String {
         "rlimits" => "{ nofile = 1024, core = \"unlimited\" }".into(),
         "max_memory" => "\"512MiB\"".into(),
         "success_exit_codes" => "[0, 3]".into(),
+        "log" => "\"off\"".into(),
+        _ if type_cell.starts_with("size") => "\"1MiB\"".into(),
         _ if type_cell.starts_with("duration") => "\"1s\"".into(),
         _ if type_cell.starts_with("integer") => "1".into(),
         _ if type_cell.starts_with("bool") => "true".into(),

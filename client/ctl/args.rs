@@ -46,6 +46,8 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per run: the size of `start`'s many options costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a configured program, or define one inline after `--`.
@@ -71,6 +73,8 @@ pub enum Command {
     Workers(WorkersArgs),
     /// Print the daemon's retained events; with --follow, keep printing new ones.
     Events(EventsArgs),
+    /// Print a program's last output lines; with -f, keep printing new ones.
+    Logs(LogsArgs),
     /// A live, full-screen view of programs, workers and events (q quits).
     Top(TopArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -153,6 +157,18 @@ pub struct StartArgs {
     /// Inline `once` program: kill the run after this long.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "command")]
     pub timeout: Option<Duration>,
+    /// Inline program: where its output goes: file (NAME.out.log and
+    /// NAME.err.log in the daemon's log folder), inherit (the daemon's stdout and
+    /// stderr) or off.
+    #[arg(long, value_name = "MODE", requires = "command")]
+    pub log: Option<String>,
+    /// Inline program: rotate a log file before it grows past this size
+    /// (10MiB, 512KiB) [default: 10MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "command")]
+    pub log_max_size: Option<u64>,
+    /// Inline program: rotated log files kept [default: 5].
+    #[arg(long, value_name = "N", requires = "command")]
+    pub log_keep: Option<u32>,
     /// Inline program: do not respawn instances that exit unexpectedly.
     #[arg(long, requires = "command")]
     pub no_respawn: bool,
@@ -312,6 +328,26 @@ pub struct EventsArgs {
     pub last: Option<u32>,
 }
 
+/// `logs NAME[/WORKER] [-n N] [-f] [--out|--err]`
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The program, or one worker of it as NAME/ID.
+    #[arg(value_name = "NAME[/WORKER]", value_parser = parse_target)]
+    pub target: Target,
+    /// Print the last N lines the daemon keeps in memory first.
+    #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
+    pub last: u32,
+    /// Keep printing new lines until interrupted.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only stdout.
+    #[arg(long, conflicts_with = "err")]
+    pub out: bool,
+    /// Only stderr.
+    #[arg(long)]
+    pub err: bool,
+}
+
 /// A program kind as spelled on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KindArg {
@@ -367,6 +403,28 @@ fn parse_target(text: &str) -> Result<Target, String> {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|error| format!("{error} (expected a duration like 500ms, 15s or 1m30s)"))
+}
+
+/// Parses a size such as `10MiB`, `512KiB`, `1G` or a number of bytes (units
+/// are powers of 1024, as the daemon reads them).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("expected a size like 10MiB or 512KiB, not `{text}`"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("unknown unit in `{text}` (B, KiB, MiB or GiB)")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// Parses `K=V`; the value may be empty or contain `=`.

@@ -19,6 +19,7 @@ pub fn program_named(command: &Command) -> Option<String> {
         Command::Remove(args) => Some(args.name.clone()),
         Command::Send(args) => Some(args.target.name.clone()),
         Command::Kill(args) => Some(args.target.name.clone()),
+        Command::Logs(args) => Some(args.target.name.clone()),
         Command::Workers(args) => args.name.clone(),
         Command::Events(args) => args.name.clone(),
         Command::Top(args) => args.name.clone(),

@@ -17,6 +17,7 @@ mod events;
 mod help;
 mod hint;
 mod kill;
+mod logs;
 mod output;
 mod progress;
 mod reload;

@@ -10,7 +10,9 @@ use std::io::{self, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
 use infant::names::{event_kind_name, instance_status_name, kind_name, status_name};
-use infant::proto::{Event, EventKind, InstanceStatus, PlanEntry, ProgramInfo, WorkerInfo};
+use infant::proto::{
+    Event, EventKind, InstanceStatus, LogLine, LogStream, PlanEntry, ProgramInfo, WorkerInfo,
+};
 use serde_json::{json, Map, Value};
 
 /// Where results go, and in which form.
@@ -124,7 +126,7 @@ impl Output {
                 format!("{}/{}", program.running, program.count),
                 program.restarts.to_string(),
                 dash_if_empty(program.listen.join(",")),
-                dash_if_empty(single_line(&program.error)),
+                dash_if_empty(program_trouble(program)),
             ]);
         }
         table.status_column(2);
@@ -187,6 +189,36 @@ impl Output {
         } else {
             self.line(&event_line(event))
         }
+    }
+
+    /// One line of program output: `TIME NAME/ID | line`, `!` instead of `|`
+    /// for stderr (in red with colour). The line's bytes go out as written.
+    pub fn log_line(&mut self, line: &LogLine) -> io::Result<()> {
+        if self.json {
+            return self.object(&log_line_json(line));
+        }
+        if line.missed != 0 {
+            writeln!(self.out, "(missed {} lines)", line.missed)?;
+        }
+        let err = line.stream() == LogStream::Err;
+        let mark = match (err, self.colour) {
+            (false, _) => "|".to_owned(),
+            (true, false) => "!".to_owned(),
+            (true, true) => {
+                let style = anstyle::AnsiColor::Red.on_default().bold();
+                format!("{style}!{style:#}")
+            }
+        };
+        write!(
+            self.out,
+            "{} {}/{} {mark} ",
+            timestamp(line.time_ms),
+            line.program,
+            line.worker
+        )?;
+        self.out.write_all(&line.line)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
     }
 
     fn table(&mut self, table: &Table) -> io::Result<()> {
@@ -310,6 +342,41 @@ pub fn program_json(program: &ProgramInfo) -> Value {
     }
     if let Some(signal) = program.exit_signal {
         value["exit_signal"] = json!(signal);
+    }
+    if program.log_dropped_bytes != 0 {
+        value["log_dropped_bytes"] = json!(program.log_dropped_bytes);
+    }
+    value
+}
+
+/// The ERROR cell of `status`: the program's error, and output it lost.
+fn program_trouble(program: &ProgramInfo) -> String {
+    let mut text = single_line(&program.error);
+    if program.log_dropped_bytes != 0 {
+        if !text.is_empty() {
+            text.push_str("; ");
+        }
+        let _ = write!(
+            text,
+            "{} of output dropped (see the daemon's log)",
+            bytes(program.log_dropped_bytes)
+        );
+    }
+    text
+}
+
+/// A line of program output as `logs --json` prints it (`line` as text, invalid
+/// UTF-8 replaced).
+pub fn log_line_json(line: &LogLine) -> Value {
+    let mut value = json!({
+        "time": line.time_ms,
+        "program": line.program,
+        "worker": line.worker,
+        "stream": if line.stream() == LogStream::Err { "err" } else { "out" },
+        "line": String::from_utf8_lossy(&line.line),
+    });
+    if line.missed != 0 {
+        value["missed"] = json!(line.missed);
     }
     value
 }

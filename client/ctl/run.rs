@@ -12,7 +12,7 @@ use tonic::Code;
 use crate::args::{Cli, Command};
 use crate::output::Output;
 use crate::{
-    events, help, hint, kill, reload, remove, restart, scale, send, start, status, stop, top,
+    events, help, hint, kill, logs, reload, remove, restart, scale, send, start, status, stop, top,
     workers,
 };
 
@@ -158,6 +158,7 @@ async fn execute(cli: Cli, out: &mut Output) -> Result<(), Failure> {
         Command::Status(args) => status::status(&control, args, out).await,
         Command::Workers(args) => workers::workers(&control, args, out).await,
         Command::Events(args) => events::events(&control, args, out).await,
+        Command::Logs(args) => logs::logs(&control, args, out).await,
         Command::Top(args) => top::top(&control, args, out).await,
         Command::Completions(_) | Command::Man => Ok(()),
     };

@@ -73,6 +73,9 @@ fn spec(args: &StartArgs) -> ProgramSpec {
         nice: args.nice,
         max_memory: args.max_memory.clone().unwrap_or_default(),
         start_timeout_ms: args.start_timeout.map(millis),
+        log: args.log.clone().unwrap_or_default(),
+        log_max_size_bytes: args.log_max_size,
+        log_keep: args.log_keep,
         ..ProgramSpec::default()
     }
 }

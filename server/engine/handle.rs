@@ -165,11 +165,18 @@ pub enum Command {
 #[derive(Clone)]
 pub struct EngineHandle {
     tx: mpsc::Sender<Command>,
+    /// Program output, read without going through the engine task.
+    logs: crate::daemon::logs::Logs,
 }
 
 impl EngineHandle {
-    pub(super) fn new(tx: mpsc::Sender<Command>) -> Self {
-        EngineHandle { tx }
+    pub(super) fn new(tx: mpsc::Sender<Command>, logs: crate::daemon::logs::Logs) -> Self {
+        EngineHandle { tx, logs }
+    }
+
+    /// The programs' captured output (`Logs`, metrics).
+    pub fn logs(&self) -> &crate::daemon::logs::Logs {
+        &self.logs
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {

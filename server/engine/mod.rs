@@ -97,6 +97,8 @@ pub struct EngineConfig {
     /// that run as another user than the daemon's, which the control socket
     /// would refuse.
     pub worker_socket: Option<String>,
+    /// Where instances' stdout and stderr go.
+    pub logs: crate::daemon::logs::Logs,
 }
 
 /// The engine task's state.
@@ -173,6 +175,7 @@ pub(crate) fn spawn_with(
 ) -> (EngineHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(1024);
     let (exec_tx, exec_rx) = mpsc::unbounded_channel();
+    let logs = config.logs.clone();
     let engine = Engine {
         config,
         inherited_env: std::env::vars_os()
@@ -193,7 +196,7 @@ pub(crate) fn spawn_with(
         contain,
     };
     let task = tokio::spawn(engine.run(rx, exits, exec_rx));
-    (EngineHandle::new(tx), task)
+    (EngineHandle::new(tx, logs), task)
 }
 
 /// Whether a variable of the daemon's own environment is passed on to its

@@ -200,6 +200,9 @@ pub fn changed_fields(old: &ProgramSpec, new: &ProgramSpec) -> Vec<(&'static str
         nice,
         max_memory,
         start_timeout,
+        log,
+        log_max_size,
+        log_keep,
     } = new;
     let fields = [
         ("kind", *kind != old.kind, Replace),
@@ -273,6 +276,11 @@ pub fn changed_fields(old: &ProgramSpec, new: &ProgramSpec) -> Vec<(&'static str
         ("max_memory", *max_memory != old.max_memory, Live),
         // Counted from each spawn.
         ("start_timeout", *start_timeout != old.start_timeout, Live),
+        // Where output goes is fixed by the pipes a process gets at spawn.
+        ("log", *log != old.log, Restart),
+        // Rotation rules are read at each write (the log takes them at once).
+        ("log_max_size", *log_max_size != old.log_max_size, Live),
+        ("log_keep", *log_keep != old.log_keep, Live),
         // Fields added later go here, one line each, with their effect.
     ];
     fields

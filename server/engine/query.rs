@@ -9,10 +9,14 @@ use crate::daemon::process::cpu::cpu_time;
 impl Engine {
     /// One program, or every program in definition order.
     pub(super) fn list(&self, name: Option<&str>) -> Result<Vec<ProgramInfo>> {
-        match name.filter(|n| !n.is_empty()) {
-            Some(name) => Ok(vec![self.info(self.find(name)?)]),
-            None => Ok(self.programs.iter().map(|p| p.info()).collect()),
+        let mut infos = match name.filter(|n| !n.is_empty()) {
+            Some(name) => vec![self.info(self.find(name)?)],
+            None => self.programs.iter().map(|p| p.info()).collect(),
+        };
+        for info in &mut infos {
+            info.log_dropped_bytes = self.config.logs.dropped(&info.name);
         }
+        Ok(infos)
     }
 
     /// The programs not idle (running, starting or stopping), last started first.

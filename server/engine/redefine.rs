@@ -43,6 +43,7 @@ impl Engine {
             program.rebind = true;
         }
         program.configured = true;
+        self.config.logs.redefine(&spec);
         program.spec = spec;
         Ok(())
     }

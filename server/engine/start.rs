@@ -285,6 +285,8 @@ impl Engine {
         let fds: Vec<_> = program.sockets.iter().map(|s| s.raw_fd()).collect();
         let names: Vec<String> = fds.iter().map(|_| spec.name.clone()).collect();
         let prepared = self.contain.prepare();
+        let outputs = self.config.logs.outputs(spec, id);
+        let [stdout, stderr] = outputs.child_fds();
         let request = spawn::SpawnRequest {
             argv: &spec.command,
             cwd: spec.cwd.as_deref(),
@@ -293,6 +295,8 @@ impl Engine {
             listen_names: &names,
             cgroup_procs: prepared.cgroup_procs(),
             setup: &setup,
+            stdout,
+            stderr,
         };
         let spawned = match self.os.spawn(&request) {
             Ok(spawned) => spawned,
@@ -312,6 +316,7 @@ impl Engine {
                 });
             }
         };
+        outputs.start();
         self.contain.spawned(spawned.pid, &token, prepared);
         let pid = spawned.pid;
         // The exec finishes on its own; its outcome comes back as an engine input.

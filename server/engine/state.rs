@@ -421,6 +421,7 @@ impl Program {
             command: self.spec.command.clone(),
             enhanced: self.spec.enhanced,
             outcome: self.outcome,
+            log_dropped_bytes: 0,
         }
     }
 }
@@ -450,6 +451,9 @@ pub struct ProgramInfo {
     pub enhanced: bool,
     /// `once`: how the last run ended.
     pub outcome: Option<ExitStatus>,
+    /// Bytes of its output dropped because its log files could not be written
+    /// (or not fast enough); filled in by listings.
+    pub log_dropped_bytes: u64,
 }
 
 /// An instance as `EachWorker` shows it.

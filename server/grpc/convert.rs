@@ -100,7 +100,47 @@ pub fn program_def(name: &str, spec: proto::ProgramSpec) -> Result<ProgramDef, E
         nice: spec.nice,
         max_memory: size(name, "max_memory", &spec.max_memory)?,
         start_timeout: millis(name, "start_timeout", spec.start_timeout_ms)?,
+        log: log_mode(name, &spec.log)?,
+        log_max_size: spec.log_max_size_bytes,
+        log_keep: spec.log_keep,
     })
+}
+
+/// `log`: empty is the default.
+fn log_mode(program: &str, value: &str) -> Result<Option<crate::daemon::spec::LogMode>, Error> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    crate::daemon::spec::LogMode::parse(value)
+        .map(Some)
+        .ok_or_else(|| Error::InvalidField {
+            program: program.to_string(),
+            field: "log",
+            reason: format!("{value:?} is not one of file, inherit, off"),
+        })
+}
+
+/// A line of a program's output.
+pub fn log_line(program: &str, line: crate::daemon::logs::LogLine) -> proto::LogLine {
+    let time_ms = line
+        .time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    proto::LogLine {
+        time_ms,
+        program: program.to_owned(),
+        worker: line.worker,
+        stream: log_stream(line.stream) as i32,
+        line: line.line,
+        missed: line.missed,
+    }
+}
+
+fn log_stream(stream: crate::daemon::logs::Stream) -> proto::LogStream {
+    match stream {
+        crate::daemon::logs::Stream::Out => proto::LogStream::Out,
+        crate::daemon::logs::Stream::Err => proto::LogStream::Err,
+    }
 }
 
 /// `ready`: empty is the default.
@@ -196,6 +236,7 @@ pub fn program_info(info: ProgramInfo) -> proto::ProgramInfo {
             Some(ExitStatus::Signal(sig)) => Some(sig),
             _ => None,
         },
+        log_dropped_bytes: info.log_dropped_bytes,
     }
 }
 

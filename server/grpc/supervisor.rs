@@ -173,6 +173,55 @@ impl Supervisor for SupervisorService {
 
     type EventsStream = ReplyStream<proto::Event>;
 
+    type LogsStream = ReplyStream<proto::LogLine>;
+
+    async fn logs(
+        &self,
+        request: Request<proto::LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        use crate::daemon::logs::{Filter, Stream};
+        let request = request.into_inner();
+        if request.name.is_empty() {
+            return Err(Error::InvalidArgument {
+                field: "name",
+                reason: "must name a program".into(),
+            }
+            .into());
+        }
+        // Unknown programs are an error, as everywhere else.
+        self.engine.list(Some(request.name.clone())).await?;
+        let stream = match proto::LogStream::try_from(request.stream) {
+            Ok(proto::LogStream::Unspecified) => None,
+            Ok(proto::LogStream::Out) => Some(Stream::Out),
+            Ok(proto::LogStream::Err) => Some(Stream::Err),
+            Err(_) => {
+                return Err(Error::InvalidArgument {
+                    field: "stream",
+                    reason: format!("{} is not a log stream", request.stream),
+                }
+                .into())
+            }
+        };
+        let filter = Filter {
+            worker: request.worker,
+            stream,
+        };
+        let last = usize::try_from(request.last.unwrap_or(10)).unwrap_or(usize::MAX);
+        let reader = self
+            .engine
+            .logs()
+            .read(&request.name, filter, last, request.follow);
+        let name = request.name;
+        let stream = futures_util::stream::unfold(reader, move |mut reader| {
+            let name = name.clone();
+            async move {
+                let line = reader.next().await?;
+                Some((Ok(convert::log_line(&name, line)), reader))
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn events(
         &self,
         request: Request<proto::EventsRequest>,

@@ -39,6 +39,7 @@ pub struct Snapshot {
     drops: u64,
     watchers: u64,
     calls: Vec<(&'static str, &'static str, u64)>,
+    logs: Vec<crate::daemon::logs::LogStats>,
 }
 
 impl Snapshot {
@@ -61,6 +62,7 @@ impl Snapshot {
             drops: tally.drops() + rpcs.drops(),
             watchers: rpcs.watchers(),
             calls: rpcs.calls(),
+            logs: engine.logs().stats(),
         })
     }
 
@@ -156,6 +158,25 @@ impl Collector for Snapshot {
         let programs = || self.programs.iter();
 
         // Per program.
+        counter(
+            &mut encoder,
+            "infant_log_written",
+            "Bytes of program output written to its log files",
+            Some(&Unit::Bytes),
+            self.logs
+                .iter()
+                .map(|l| ([("program", l.program.as_str())], l.written)),
+        )?;
+        counter(
+            &mut encoder,
+            "infant_log_dropped",
+            "Bytes of program output dropped: its log files could not be written, or not as \
+             fast as it wrote",
+            Some(&Unit::Bytes),
+            self.logs
+                .iter()
+                .map(|l| ([("program", l.program.as_str())], l.dropped)),
+        )?;
         gauge(
             &mut encoder,
             "infant_program_status",

@@ -50,6 +50,10 @@ pub struct SpawnRequest<'a> {
     /// User, groups, umask, limits and priority, applied in the child (see
     /// [`super::setup`]).
     pub setup: &'a super::setup::ExecSetup,
+    /// Becomes the child's stdout (fd 1); `None` leaves the daemon's.
+    pub stdout: Option<RawFd>,
+    /// Becomes the child's stderr (fd 2); `None` leaves the daemon's.
+    pub stderr: Option<RawFd>,
 }
 
 /// Why an instance could not be started.
@@ -135,6 +139,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     let cwd = req.cwd.map(|c| cstring(c.as_os_str())).transpose()?;
     let fds: Vec<RawFd> = req.listen_fds.to_vec();
     let cgroup_procs = req.cgroup_procs.unwrap_or(-1);
+    let output = [req.stdout.unwrap_or(-1), req.stderr.unwrap_or(-1)];
 
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| SpawnError::Os(format!("pipe: {e}")))?;
@@ -180,6 +185,7 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
                     &fds,
                     cgroup_procs,
                     req.setup,
+                    output,
                     write_end.as_raw_fd(),
                 );
                 let bytes = errno.to_ne_bytes();
@@ -250,6 +256,7 @@ unsafe fn child_setup_and_exec(
     fds: &[RawFd],
     cgroup_procs: RawFd,
     setup: &super::setup::ExecSetup,
+    output: [RawFd; 2],
     status_fd: RawFd,
 ) -> i32 {
     let errno = || *libc::__errno_location();
@@ -313,6 +320,16 @@ unsafe fn child_setup_and_exec(
     // dup2 clears close-on-exec on the target, so only these survive the exec.
     let first_free = 3 + fds.len() as RawFd;
     let min_temp = first_free.max(status_fd + 1);
+    // stdout and stderr are lifted the same way: their pipes may sit at 3, 4, …
+    let mut output_temps = [-1 as RawFd; 2];
+    for (temp, &fd) in output_temps.iter_mut().zip(&output) {
+        if fd >= 0 {
+            *temp = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min_temp);
+            if *temp < 0 {
+                return errno();
+            }
+        }
+    }
     let mut temps = [0 as RawFd; 64];
     for (i, &fd) in fds.iter().enumerate().take(temps.len()) {
         let t = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min_temp);
@@ -323,6 +340,13 @@ unsafe fn child_setup_and_exec(
     }
     for (i, &temp) in temps.iter().enumerate().take(fds.len()) {
         if libc::dup2(temp, 3 + i as RawFd) < 0 {
+            return errno();
+        }
+    }
+    // Only once every source is lifted: a daemon started with its stdout
+    // closed may hold a socket at 1 or 2.
+    for (target, &temp) in (1..).zip(&output_temps) {
+        if temp >= 0 && libc::dup2(temp, target) < 0 {
             return errno();
         }
     }

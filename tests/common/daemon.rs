@@ -110,6 +110,11 @@ impl Daemon {
                 std::env::var("INFANT_TEST_LOG").unwrap_or_else(|_| "info".into()),
             );
         }
+        // Program output lands in the daemon's private folder (`infant/logs`),
+        // not in the home of whoever runs the tests.
+        if !command.get_envs().any(|(key, _)| key == "XDG_STATE_HOME") {
+            command.env("XDG_STATE_HOME", dir.path());
+        }
         let child = command
             .current_dir(dir.path())
             .stdin(Stdio::null())

@@ -46,6 +46,7 @@ impl Harness {
             trim_memory: false,
             notify_socket: None,
             worker_socket: None,
+            logs: crate::daemon::logs::Logs::new(None),
         };
         let (engine, task) = super::spawn_with(config, os, Containment::new(None, None), exits);
         Harness {

@@ -1,0 +1,459 @@
+//! Program output: every instance's stdout and stderr, captured through pipes,
+//! written to rotated files and kept in a small tail for `infantctl logs`.
+//!
+//! The pieces, and who runs them:
+//! - one reader task per pipe ([`capture`]) drains it as fast as the program
+//!   writes, cuts the bytes into lines ([`lines`]) and hands each read's lines,
+//!   as one [`Chunk`], to the program's [`ProgramLog`];
+//! - the [`ProgramLog`] keeps the last lines in memory ([`tail`]) for readers
+//!   and followers, and queues them, prefixed with time and worker, for its file
+//!   writer, up to a bound: what does not fit is dropped and counted;
+//! - the file writer runs on the blocking pool, one job per program at a time,
+//!   writing whole batches and rotating between lines ([`file`]).
+//!
+//! Nothing here waits on a disk or a reader while holding up a program or the
+//! engine: the engine only creates the pipes ([`Logs::outputs`]).
+
+mod capture;
+mod file;
+mod lines;
+mod tail;
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use tokio::sync::{broadcast, Notify};
+use tokio_util::sync::CancellationToken;
+
+pub use capture::Outputs;
+pub use tail::{Filter, LogLine, LogReader};
+
+use self::file::{FileRules, LogFile};
+use crate::daemon::spec::{LogMode, ProgramSpec};
+
+/// Bytes queued for one file before new output is dropped: enough to ride out
+/// a slow disk for a moment, small enough for a daemon that stays small.
+const MAX_PENDING: usize = 1024 * 1024;
+
+/// What a queue keeps of its buffer between bursts.
+const IDLE_QUEUE: usize = 16 * 1024;
+
+/// Which of an instance's streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// stdout.
+    Out,
+    /// stderr.
+    Err,
+}
+
+impl Stream {
+    /// `out` or `err`, as the file names say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Out => "out",
+            Stream::Err => "err",
+        }
+    }
+}
+
+/// The lines one read of one pipe completed.
+#[derive(Debug)]
+pub struct Chunk {
+    /// When they were read.
+    pub time: SystemTime,
+    /// The worker that wrote them.
+    pub worker: u64,
+    /// Its stream.
+    pub stream: Stream,
+    /// The lines, each ending in `\n`.
+    pub data: Vec<u8>,
+    /// How many.
+    pub lines: u64,
+    /// The program-wide number of the first one (lines of every worker and
+    /// stream are numbered in one sequence).
+    pub first: u64,
+}
+
+/// What the daemon counted of one program's output.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// The program.
+    pub program: String,
+    /// Bytes written to its files (with their prefixes).
+    pub written: u64,
+    /// Bytes dropped: its files could not be written, or not fast enough.
+    pub dropped: u64,
+}
+
+/// Where program output goes: the daemon's log folder and every program's log.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Logs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `None`: no folder (an embedded supervisor not given one); `file`
+    /// programs then pass their output through as `inherit` does.
+    dir: Option<PathBuf>,
+    /// Files 0600 in a 0700 folder (a user's daemon) rather than 0640/0750.
+    private: bool,
+    programs: Mutex<HashMap<String, Arc<ProgramLog>>>,
+    /// `/dev/null`, the output of `log = "off"` programs.
+    null: Option<OwnedFd>,
+    /// Pipe readers still running, and a wake-up when one ends.
+    readers: AtomicUsize,
+    reader_ended: Notify,
+    /// Set when the daemon stops: followers end.
+    closed: CancellationToken,
+}
+
+impl std::fmt::Debug for Logs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logs")
+            .field("dir", &self.inner.dir)
+            .finish()
+    }
+}
+
+impl Logs {
+    /// Program output written under `dir`; with `None`, `file` programs' output
+    /// is not captured (it goes where the daemon's goes).
+    pub fn new(dir: Option<PathBuf>) -> Logs {
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|e| tracing::warn!("cannot open /dev/null for `log = \"off\"`: {e}"))
+            .ok();
+        Logs {
+            inner: Arc::new(Inner {
+                dir,
+                private: !nix::unistd::geteuid().is_root(),
+                programs: Mutex::new(HashMap::new()),
+                null,
+                readers: AtomicUsize::new(0),
+                reader_ended: Notify::new(),
+                closed: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The stdout and stderr for a new process of worker `worker` of `spec`.
+    /// Pass [`Outputs::child_fds`] to the spawn, then [`Outputs::start`] once it
+    /// has forked (or drop it if it failed).
+    pub fn outputs(&self, spec: &ProgramSpec, worker: u64) -> Outputs {
+        match (spec.log, &self.inner.dir) {
+            (LogMode::Inherit, _) | (LogMode::File, None) => Outputs::inherit(),
+            (LogMode::Off, _) => match &self.inner.null {
+                Some(null) => Outputs::fixed(null.as_raw_fd()),
+                None => Outputs::inherit(),
+            },
+            (LogMode::File, Some(dir)) => {
+                let log = self.program(spec, dir);
+                Outputs::capture(log, worker, self.clone())
+            }
+        }
+    }
+
+    /// The log of `spec`'s program, made on first use; its rules follow `spec`
+    /// (a program redefined with other rules gets them at its next spawn).
+    fn program(&self, spec: &ProgramSpec, dir: &Path) -> Arc<ProgramLog> {
+        let rules = FileRules {
+            max_size: spec.log_max_size,
+            keep: spec.log_keep,
+            private: self.inner.private,
+        };
+        let mut programs = lock(&self.inner.programs);
+        let log = programs
+            .entry(spec.name.clone())
+            .or_insert_with(|| Arc::new(ProgramLog::new(&spec.name, dir, rules)));
+        lock(&log.state).rules = rules;
+        Arc::clone(log)
+    }
+
+    /// Takes `spec`'s rotation rules now for a program that already has a log
+    /// (a reload that changed only `log_max_size` or `log_keep`): they are read
+    /// at each write, so nothing needs to restart.
+    pub fn redefine(&self, spec: &ProgramSpec) {
+        if let Some(log) = self.find(&spec.name) {
+            let mut state = lock(&log.state);
+            state.rules.max_size = spec.log_max_size;
+            state.rules.keep = spec.log_keep;
+        }
+    }
+
+    /// The log of program `name`, if it ever captured anything.
+    fn find(&self, name: &str) -> Option<Arc<ProgramLog>> {
+        lock(&self.inner.programs).get(name).cloned()
+    }
+
+    /// Bytes of `name`'s output dropped so far.
+    pub fn dropped(&self, name: &str) -> u64 {
+        self.find(name)
+            .map_or(0, |log| log.dropped.load(Ordering::Relaxed))
+    }
+
+    /// What was written and dropped, per program that captured output.
+    pub fn stats(&self) -> Vec<LogStats> {
+        let programs = lock(&self.inner.programs);
+        let mut stats: Vec<LogStats> = programs
+            .values()
+            .map(|log| LogStats {
+                program: log.name.clone(),
+                written: log.written.load(Ordering::Relaxed),
+                dropped: log.dropped.load(Ordering::Relaxed),
+            })
+            .collect();
+        stats.sort_by(|a, b| a.program.cmp(&b.program));
+        stats
+    }
+
+    /// Reads `name`'s last lines and, with `follow`, what comes after: see
+    /// [`LogReader`]. A program that never wrote anything reads empty.
+    pub fn read(&self, name: &str, filter: Filter, last: usize, follow: bool) -> LogReader {
+        let closed = self.inner.closed.clone();
+        let Some(dir) = &self.inner.dir else {
+            return LogReader::empty(follow, closed);
+        };
+        // Made here if need be, so that a follower of a program that has not
+        // run yet sees its first lines.
+        let log = Arc::clone(
+            lock(&self.inner.programs)
+                .entry(name.to_owned())
+                .or_insert_with(|| {
+                    let rules = FileRules {
+                        max_size: crate::daemon::spec::DEFAULT_LOG_MAX_SIZE,
+                        keep: crate::daemon::spec::DEFAULT_LOG_KEEP,
+                        private: self.inner.private,
+                    };
+                    Arc::new(ProgramLog::new(name, dir, rules))
+                }),
+        );
+        LogReader::new(&log, filter, last, follow, closed)
+    }
+
+    /// Ends every follower: the daemon is stopping.
+    pub fn stop_following(&self) {
+        self.inner.closed.cancel();
+    }
+
+    /// Waits (up to `deadline`) for the pipes still open to be drained and the
+    /// files written: the daemon is about to exit.
+    pub async fn drain(&self, deadline: std::time::Duration) {
+        let drained = async {
+            loop {
+                let ended = self.inner.reader_ended.notified();
+                if self.inner.readers.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                ended.await;
+            }
+            let logs: Vec<_> = lock(&self.inner.programs).values().cloned().collect();
+            for log in logs {
+                log.flushed().await;
+            }
+        };
+        if tokio::time::timeout(deadline, drained).await.is_err() {
+            tracing::warn!("program output still arriving at shutdown; the rest is not written");
+        }
+    }
+
+    fn reader_started(&self) -> ReaderGuard {
+        self.inner.readers.fetch_add(1, Ordering::AcqRel);
+        ReaderGuard(Arc::clone(&self.inner))
+    }
+}
+
+/// Counts a running pipe reader.
+struct ReaderGuard(Arc<Inner>);
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.0.readers.fetch_sub(1, Ordering::AcqRel);
+        self.0.reader_ended.notify_waiters();
+    }
+}
+
+/// One program's output: its files, its tail, its followers.
+pub struct ProgramLog {
+    name: String,
+    state: Mutex<LogState>,
+    followers: broadcast::Sender<Arc<Chunk>>,
+    written: AtomicU64,
+    dropped: AtomicU64,
+    /// Told when the file writer has nothing left to write.
+    idle: Notify,
+}
+
+struct LogState {
+    rules: FileRules,
+    out: Queue,
+    err: Queue,
+    /// A writer job is running.
+    writing: bool,
+    /// The files, here while no job writes them.
+    files: Option<Box<[LogFile; 2]>>,
+    tail: tail::Tail,
+    /// The number the next line gets.
+    next_line: u64,
+}
+
+/// Lines waiting for one file, prefixed.
+#[derive(Default)]
+struct Queue {
+    pending: Vec<u8>,
+}
+
+/// Chunks kept for followers that fell behind: each holds one read (≤ 64 KiB
+/// of lines), so a follower that stops reading pins at most this many.
+pub(super) const FOLLOW_CHUNKS: usize = 32;
+
+impl ProgramLog {
+    fn new(name: &str, dir: &Path, rules: FileRules) -> ProgramLog {
+        let file = |stream: Stream| {
+            LogFile::new(dir.join(format!("{name}.{}.log", stream.as_str())), name)
+        };
+        ProgramLog {
+            name: name.to_owned(),
+            state: Mutex::new(LogState {
+                rules,
+                out: Queue::default(),
+                err: Queue::default(),
+                writing: false,
+                files: Some(Box::new([file(Stream::Out), file(Stream::Err)])),
+                tail: tail::Tail::default(),
+                next_line: 0,
+            }),
+            followers: broadcast::channel(FOLLOW_CHUNKS).0,
+            written: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    /// Takes the lines of one read: tail, followers, and the file queue.
+    fn push(self: &Arc<Self>, worker: u64, stream: Stream, data: Vec<u8>, lines: u64) {
+        let time = SystemTime::now();
+        let prefix = format!(
+            "{} {}/{worker} ",
+            humantime::format_rfc3339_millis(time),
+            self.name
+        );
+        // Formatted before the lock, which the file writer takes too.
+        let mut formatted = Vec::with_capacity(data.len() + prefix.len() * lines as usize);
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &data) {
+            formatted.extend_from_slice(prefix.as_bytes());
+            formatted.extend_from_slice(&data[start..=end]);
+            start = end + 1;
+        }
+        let mut start_writer = false;
+        let chunk = {
+            let mut state = lock(&self.state);
+            let first = state.next_line;
+            state.next_line += lines;
+            let queue = match stream {
+                Stream::Out => &mut state.out,
+                Stream::Err => &mut state.err,
+            };
+            if queue.pending.len() + formatted.len() > MAX_PENDING {
+                self.dropped
+                    .fetch_add(formatted.len() as u64, Ordering::Relaxed);
+            } else {
+                if queue.pending.is_empty() && queue.pending.capacity() < formatted.len() {
+                    queue.pending = formatted;
+                } else {
+                    queue.pending.extend_from_slice(&formatted);
+                }
+                if !state.writing {
+                    state.writing = true;
+                    start_writer = true;
+                }
+            }
+            let chunk = Arc::new(Chunk {
+                time,
+                worker,
+                stream,
+                data,
+                lines,
+                first,
+            });
+            state.tail.push(Arc::clone(&chunk));
+            chunk
+        };
+        let _ = self.followers.send(chunk);
+        if start_writer {
+            let log = Arc::clone(self);
+            tokio::task::spawn_blocking(move || log.write_queued());
+        }
+    }
+
+    /// The writer job: writes what is queued until nothing is.
+    fn write_queued(&self) {
+        let mut files = lock(&self.state).files.take();
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        loop {
+            let rules = {
+                let mut state = lock(&self.state);
+                if state.out.pending.is_empty() && state.err.pending.is_empty() {
+                    // A burst is over: do not keep its buffers' memory.
+                    state.out.pending.shrink_to(IDLE_QUEUE);
+                    state.err.pending.shrink_to(IDLE_QUEUE);
+                    state.files = files;
+                    state.writing = false;
+                    self.idle.notify_waiters();
+                    return;
+                }
+                std::mem::swap(&mut state.out.pending, &mut out);
+                std::mem::swap(&mut state.err.pending, &mut err);
+                state.rules
+            };
+            for (batch, index) in [(&mut out, 0), (&mut err, 1)] {
+                if batch.is_empty() {
+                    continue;
+                }
+                let done = match files.as_mut() {
+                    Some(files) => files[index].write(batch, rules),
+                    None => file::Written {
+                        written: 0,
+                        dropped: batch.len() as u64,
+                    },
+                };
+                self.written.fetch_add(done.written, Ordering::Relaxed);
+                self.dropped.fetch_add(done.dropped, Ordering::Relaxed);
+                batch.clear();
+            }
+        }
+    }
+
+    /// Returns once the writer has written everything queued.
+    async fn flushed(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if !lock(&self.state).writing {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+/// Locks `mutex`, also after a panic elsewhere (the data stays usable: every
+/// critical section leaves it consistent).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// An fd number for a spawn request.
+fn raw(fd: &OwnedFd) -> RawFd {
+    fd.as_raw_fd()
+}
