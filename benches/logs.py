@@ -283,6 +283,7 @@ class Infantd(Sup):
             f.write(f"""[program.{PROGRAM}]
 command = {json.dumps(argv)}
 respawn = false
+log = "file"
 log_max_size = {json.dumps(MAX_SIZE)}
 log_keep = {ROTATE_KEEP}
 """)
@@ -486,6 +487,7 @@ def flood(env, sup, line):
         tr.mark("t0")
         c0 = sum(cpu_ticks(p) for p in own)
         w0 = wchar(writer)
+        rss0 = status_kib(sup.pid, "VmRSS")
         rss, lat = 0, []
         while time.perf_counter() - t0 < SECS:
             s0 = time.perf_counter()
@@ -512,6 +514,9 @@ def flood(env, sup, line):
                 break
             time.sleep(0.05)
         drain = quiet_since - t_stop
+        # The same status asks with the flood stopped: what they cost anyway
+        # (for infantctl, a process start).
+        quiet = [ms for ms in (sup.status_once() for _ in range(10)) if ms is not None]
         hwm = status_kib(sup.pid, "VmHWM")
         notes = sup.notes()
         os.kill(writer, signal.SIGKILL)
@@ -527,6 +532,7 @@ def flood(env, sup, line):
         put("MB/s persisted (payload)", col, mb / secs)
         put("supervisor CPU (% of a core)", col, cpu_s / secs * 100)
         put("supervisor CPU per MB (ms)", col, cpu_s * 1000 / mb if mb else float("inf"))
+        put("supervisor RSS at the window's start (MiB)", col, rss0 / 1024)
         put("supervisor RSS, max while flooding (MiB)", col, rss / 1024)
         put("supervisor peak RSS, VmHWM (MiB)", col, hwm / 1024)
         if lat:
@@ -534,6 +540,8 @@ def flood(env, sup, line):
             R[("#status_max", col)] = max(lat)
         else:
             put("status answer, median / max (ms)", col, "n/a" if sup.status_what is None else "no answer")
+        if quiet:
+            put("status answer after the flood, median / max (ms)", col, f"{statistics.median(quiet):.1f} / {max(quiet):.1f}")
         if w0 is not None and w1 is not None:
             put("writer MB/s (what it wrote)", col, (w1 - w0) / 1e6 / secs)
         extra = (c["bytes"] - c["lines"] * line) / c["lines"] if c["lines"] else 0
