@@ -47,7 +47,7 @@ KEEP = knob("INFANT_LOGS_KEEP", "") == "1"
 # Rotated files the supervisor deletes stay readable while the bench holds them
 # open; past this many bytes held, they are counted during the run (which costs
 # CPU beside the supervisor) instead of after it.
-HOLD = int(float(knob("INFANT_LOGS_HOLD_GIB", "4")) * (1 << 30))
+HOLD = int(float(knob("INFANT_LOGS_HOLD_GIB", "8")) * (1 << 30))
 DRAIN_QUIET = 1.0   # s without growth after the writer stopped = drained
 DRAIN_MAX = 60.0
 
@@ -172,7 +172,8 @@ class Tracker(threading.Thread):
     def __init__(self, folder, prefix, pattern):
         super().__init__(daemon=True)
         self.folder, self.prefix, self.pattern = folder, prefix, pattern
-        self.files = {}      # inode -> Held
+        self.files = {}      # inode -> Held, for files still open
+        self.done = []       # Held files counted and let go (their inode may be reused)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.error = None
@@ -195,12 +196,16 @@ class Tracker(threading.Thread):
                     self.files[ino] = Held(fd)
             # Deleted (rotated out) files stay readable through the fd; past
             # HOLD bytes of them, they are counted now and let go. A deleted
-            # file gets no more writes, so its marks are its full size.
-            held = [h for h in self.files.values() if h.fd is not None and os.fstat(h.fd).st_nlink == 0]
-            if sum(h.size() for h in held) > HOLD:
-                for h in held:
-                    h.count(self.pattern)
-                    h.close()
+            # file gets no more writes, so its later marks are its full size.
+            # One file per look, so that the folder is still looked at often
+            # enough to see every new file before it is rotated out too.
+            held = {i: h for i, h in self.files.items() if os.fstat(h.fd).st_nlink == 0}
+            if held and sum(h.size() for h in held.values()) > HOLD:
+                ino = min(held)   # any of them: each is complete
+                h = self.files.pop(ino)
+                h.count(self.pattern)
+                h.close()
+                self.done.append(h)
 
     def run(self):
         try:
@@ -212,16 +217,16 @@ class Tracker(threading.Thread):
 
     def total_bytes(self):
         with self.lock:
-            return sum(h.size() if h.fd is not None else h.counted[2] for h in self.files.values())
+            return sum(h.size() for h in self.files.values()) + sum(h.counted[2] for h in self.done)
 
     def mark(self, name):
         """Record every held file's size now (after one more look at the folder)."""
         self.poll()
         with self.lock:
             for h in self.files.values():
-                if h.fd is not None:
-                    h.marks[name] = h.size()
-                elif h.counted is not None and name not in h.marks:
+                h.marks[name] = h.size()
+            for h in self.done:
+                if name not in h.marks:
                     h.marks[name] = h.counted[2]
                     h.counted[0][name] = h.counted[1]
 
@@ -230,8 +235,8 @@ class Tracker(threading.Thread):
         self.stopping.set()
         self.join(timeout=10)
         self.poll()
-        out = {"t0": 0, "t1": 0, "lines": 0, "bytes": 0, "intact": 0, "files": len(self.files)}
-        for h in self.files.values():
+        out = {"t0": 0, "t1": 0, "lines": 0, "bytes": 0, "intact": 0, "files": len(self.files) + len(self.done)}
+        for h in list(self.files.values()) + self.done:
             at, nl, size, intact = h.count(self.pattern)
             out["t0"] += at.get("t0", 0)
             out["t1"] += at.get("t1", 0)
