@@ -2,7 +2,7 @@
 """Benchmark log capture: one program that writes to stdout as fast as it can,
 supervised by infantd (`--log-dir`, size rotation), supervisord (`stdout_logfile`
 with `stdout_logfile_maxbytes`/`stdout_logfile_backups`) and PM2 (its default log
-files), side by side in one run. Prints one table.
+files), side by side in one run. Prints a table per line length.
 
     python3 benches/logs.py
     INFANT_LOGS_SECS=3 python3 benches/logs.py                 # quicker
@@ -625,9 +625,12 @@ class Env:
             self.infantctl = os.path.join(rel, "infantctl")
             helptext = P.run([self.infantd, "--help"], check=False).stdout
             self.log_capture = "--log-dir" in helptext
-            rev = P.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=False).stdout.strip()
             ver = P.run([self.infantd, "--version"], check=False).stdout.strip()
-            self.versions["infantd"] = f"{ver} (git {rev}, {rel})"
+            if BIN:
+                self.versions["infantd"] = f"{ver} (from {rel})"
+            else:
+                rev = P.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=False).stdout.strip()
+                self.versions["infantd"] = f"{ver} (git {rev})"
         if "pm2" in want:
             npm_dir = os.path.join(self.tmp, "npm")
             os.makedirs(npm_dir)
