@@ -29,6 +29,7 @@ import threading
 import time
 import xmlrpc.client
 
+sys.dont_write_bytecode = True   # no __pycache__ left in benches/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers as P  # noqa: E402  (spawn, run, cleanup, kill_tree, ... and their registries)
 
