@@ -32,6 +32,7 @@ pub mod daemon;
 pub mod lifecycle;
 pub mod names;
 pub mod paths;
+pub mod size;
 mod text;
 pub mod transport;
 pub mod worker;

@@ -222,7 +222,8 @@ pub struct ProgramDef {
     /// Scheduling priority of each instance, -20 (first) to 19 (last).
     pub nice: Option<i32>,
     /// An instance whose resident memory passes this is restarted gracefully.
-    pub max_memory: Option<Size>,
+    #[serde(default, deserialize_with = "crate::daemon::size::option")]
+    pub max_memory: Option<u64>,
     /// An instance not `ok` within this is killed: a failed start (`"0s"`: no
     /// limit).
     #[serde(default, deserialize_with = "humane::option")]
@@ -277,29 +278,6 @@ pub enum LimitValue {
     Number(u64),
     /// Text.
     Text(String),
-}
-
-/// A size in bytes, written as a number of bytes or as text such as `"512MiB"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Size(pub u64);
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Size, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected a size such as \"512MiB\" or a number of bytes")
-        })? {
-            Raw::Number(n) => Ok(Size(n)),
-            Raw::Text(text) => parse_size(&text)
-                .map(Size)
-                .map_err(serde::de::Error::custom),
-        }
-    }
 }
 
 /// One resource limit, checked: soft and hard limits are both set to `value`
@@ -697,8 +675,8 @@ impl ProgramDef {
             }
         }
         let max_memory = match self.max_memory {
-            Some(Size(0)) => return Err(invalid("max_memory", "must be more than 0".into())),
-            Some(Size(bytes)) => Some(bytes),
+            Some(0) => return Err(invalid("max_memory", "must be more than 0".into())),
+            Some(bytes) => Some(bytes),
             None => None,
         };
         let start_grace = duration("start_grace", self.start_grace, Duration::from_millis(250))?;
@@ -815,7 +793,7 @@ fn parse_rlimit(key: &str, value: &LimitValue) -> std::result::Result<Rlimit, St
         LimitValue::Text(text) if text.trim() == "unlimited" || text.trim() == "infinity" => {
             libc::RLIM_INFINITY
         }
-        LimitValue::Text(text) => parse_size(text).map_err(|_| {
+        LimitValue::Text(text) => crate::size::parse(text).map_err(|_| {
             format!(
                 "{key} = {text:?}: expected a number, \"unlimited\" or a size such as \"64MiB\""
             )
@@ -826,30 +804,6 @@ fn parse_rlimit(key: &str, value: &LimitValue) -> std::result::Result<Rlimit, St
         resource,
         value,
     })
-}
-
-/// Parses a size: a number of bytes, or a number with a unit — `K`/`KB`/`KiB`
-/// and so on up to `T`, all powers of 1024 (as `ulimit` and the kernel count
-/// memory), or `B`.
-pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (digits, unit) = trimmed.split_at(split);
-    let bad = || format!("{text:?} is not a size (such as \"512MiB\", \"2G\" or 1048576)");
-    let number: u64 = digits.parse().map_err(|_| bad())?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(bad()),
-    };
-    number
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// The default cluster size: one worker per CPU.
@@ -999,15 +953,7 @@ mod tests {
     }
 
     #[test]
-    fn sizes_signals_umasks_and_limits_parse() {
-        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
-        assert_eq!(parse_size("2G"), Ok(2 << 30));
-        assert_eq!(parse_size("64 kb"), Ok(64 << 10));
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("1.5G").is_err());
-        assert!(parse_size("99999999999T").is_err());
-
+    fn signals_umasks_and_limits_parse() {
         use nix::sys::signal::Signal;
         assert_eq!(parse_signal("TERM"), Ok(Signal::SIGTERM));
         assert_eq!(parse_signal("sigint"), Ok(Signal::SIGINT));

@@ -164,7 +164,7 @@ pub struct StartArgs {
     pub log: Option<String>,
     /// Inline program: rotate a log file before it grows past this size
     /// (10MiB, 512KiB) [default: 10MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "command")]
+    #[arg(long, value_name = "SIZE", value_parser = infant::size::parse, requires = "command")]
     pub log_max_size: Option<u64>,
     /// Inline program: rotated log files kept [default: 5].
     #[arg(long, value_name = "N", requires = "command")]
@@ -403,28 +403,6 @@ fn parse_target(text: &str) -> Result<Target, String> {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|error| format!("{error} (expected a duration like 500ms, 15s or 1m30s)"))
-}
-
-/// Parses a size such as `10MiB`, `512KiB`, `1G` or a number of bytes (units
-/// are powers of 1024, as the daemon reads them).
-fn parse_size(text: &str) -> Result<u64, String> {
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("expected a size like 10MiB or 512KiB, not `{text}`"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        _ => return Err(format!("unknown unit in `{text}` (B, KiB, MiB or GiB)")),
-    };
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// Parses `K=V`; the value may be empty or contain `=`.

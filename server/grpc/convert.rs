@@ -8,7 +8,7 @@ use crate::daemon::engine::plan::PlanEntry;
 use crate::daemon::engine::state::{InstanceStatus, ProgramInfo, ProgramStatus, WorkerInfo};
 use crate::daemon::error::Error;
 use crate::daemon::process::reaper::ExitStatus;
-use crate::daemon::spec::{parse_size, Kind, LimitValue, ProgramDef, Restart, Size, MAX_DURATION};
+use crate::daemon::spec::{Kind, LimitValue, ProgramDef, Restart, MAX_DURATION};
 use crate::proto;
 
 /// A `*_ms` field: absent stays absent, negative is an error naming the field.
@@ -158,12 +158,12 @@ fn ready(program: &str, value: &str) -> Result<Option<crate::daemon::spec::Ready
 }
 
 /// A size field: empty is unset.
-fn size(program: &str, field: &'static str, value: &str) -> Result<Option<Size>, Error> {
+fn size(program: &str, field: &'static str, value: &str) -> Result<Option<u64>, Error> {
     if value.is_empty() {
         return Ok(None);
     }
-    parse_size(value)
-        .map(|bytes| Some(Size(bytes)))
+    crate::size::parse(value)
+        .map(Some)
         .map_err(|reason| Error::InvalidField {
             program: program.to_string(),
             field,

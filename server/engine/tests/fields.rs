@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use super::*;
 use crate::daemon::engine::state::ProgramStatus;
 use crate::daemon::error::Error;
-use crate::daemon::spec::{Ready, Restart, Size};
+use crate::daemon::spec::{Ready, Restart};
 
 #[tokio::test(start_paused = true)]
 async fn an_instance_not_ok_within_start_timeout_is_killed_and_its_start_fails() {
@@ -150,7 +150,7 @@ async fn a_job_exit_in_success_exit_codes_completes_it() {
 async fn an_instance_past_max_memory_is_stopped_and_started_again() {
     let h = Harness::new();
     let d = ProgramDef {
-        max_memory: Some(Size(64 << 20)),
+        max_memory: Some(64 << 20),
         heartbeat: Some(Duration::from_secs(1)),
         restart: Some(Restart::Never),
         ..def(Kind::Child)
@@ -179,7 +179,7 @@ async fn an_enhanced_worker_past_max_memory_is_recycled_replacement_first() {
     let h = Harness::new();
     let d = ProgramDef {
         enhanced: Some(true),
-        max_memory: Some(Size(64 << 20)),
+        max_memory: Some(64 << 20),
         heartbeat: Some(Duration::from_secs(1)),
         ..cluster(2)
     };
