@@ -9,13 +9,12 @@
 
 pub mod common;
 
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{children_of, free_port, http_get, infantctl_bin, infantd_bin, poll, short_tempdir};
-use common::{Daemon, DEADLINE};
+use common::{Daemon, NotifySocket, DEADLINE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -269,10 +268,7 @@ async fn the_systemd_unit_starts_infantd_as_a_notify_service() {
     )
     .expect("write app.toml");
     let notify_path = dir.path().join("notify.sock");
-    let manager = UnixDatagram::bind(&notify_path).expect("bind the fake notify socket");
-    manager
-        .set_read_timeout(Some(DEADLINE))
-        .expect("set a read timeout");
+    let mut manager = NotifySocket::bind(&notify_path);
     // ExecStart as written, with this build's infantd, the test's config, and
     // a private socket instead of /run/infant (RuntimeDirectory=).
     let socket = dir.path().join("d.sock");
@@ -286,30 +282,16 @@ async fn the_systemd_unit_starts_infantd_as_a_notify_service() {
         .env("NOTIFY_SOCKET", &notify_path);
     let mut daemon = Daemon::start_command(command, dir, socket).await;
 
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    while !seen.lines().any(|l| l == "READY=1") {
-        let n = manager
-            .recv(&mut buf)
-            .expect("a notify datagram before READY=1");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        seen.push('\n');
-    }
+    let ready = manager.wait_for("READY=1", |line| line == "READY=1");
     assert!(
-        seen.lines().any(|l| l == "STATUS=1 program, 1 instance ok"),
-        "READY=1 once the config's programs are up: {seen:?}"
+        ready
+            .lines()
+            .any(|l| l == "STATUS=1 program, 1 instance ok"),
+        "READY=1 once the config's programs are up: {ready:?}"
     );
     // systemctl stop: SIGTERM to the main process (KillMode=mixed).
     assert_eq!(unit_value(&unit, "KillMode"), "mixed");
     daemon.signal(Signal::SIGTERM);
-    loop {
-        let n = manager.recv(&mut buf).expect("STOPPING=1 before the exit");
-        if String::from_utf8_lossy(&buf[..n])
-            .lines()
-            .any(|l| l == "STOPPING=1")
-        {
-            break;
-        }
-    }
+    manager.wait_for("STOPPING=1", |line| line == "STOPPING=1");
     assert!(daemon.wait_exit(DEADLINE).await.success());
 }

@@ -7,10 +7,7 @@
 
 pub mod common;
 
-use std::os::unix::net::UnixDatagram;
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::*;
 use infant::control::Control;
@@ -523,41 +520,6 @@ async fn reload_needs_a_config_file() {
     daemon.signal(Signal::SIGHUP);
     assert!(control.list(None).await.is_ok());
     assert!(daemon.stop().await.success());
-}
-
-/// A fake service manager's notify socket.
-struct NotifySocket {
-    socket: UnixDatagram,
-    seen: Vec<String>,
-}
-
-impl NotifySocket {
-    fn bind(path: &Path) -> NotifySocket {
-        let socket = UnixDatagram::bind(path).expect("bind the notify socket");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("read timeout");
-        NotifySocket {
-            socket,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads datagrams until one has a line for which `wanted` is true.
-    fn wait_for(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        let mut buffer = [0u8; 4096];
-        while start.elapsed() < DEADLINE {
-            if let Ok(n) = self.socket.recv(&mut buffer) {
-                let message = String::from_utf8_lossy(&buffer[..n]).into_owned();
-                self.seen.push(message.clone());
-                if message.lines().any(&wanted) {
-                    return message;
-                }
-            }
-        }
-        panic!("no {what} within {DEADLINE:?}; seen: {:#?}", self.seen);
-    }
 }
 
 #[tokio::test]

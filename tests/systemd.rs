@@ -6,49 +6,13 @@
 pub mod common;
 
 use std::os::fd::AsRawFd;
-use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A fake service manager's notify socket: every datagram infantd sends.
-struct NotifySocket {
-    socket: UnixDatagram,
-    seen: Vec<String>,
-}
-
-impl NotifySocket {
-    fn bind(path: &Path) -> NotifySocket {
-        let socket = UnixDatagram::bind(path).expect("bind the notify socket");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("read timeout");
-        NotifySocket {
-            socket,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads datagrams until one has a line for which `wanted` is true; returns
-    /// that datagram.
-    fn wait_for(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        let mut buffer = [0u8; 4096];
-        while start.elapsed() < DEADLINE {
-            if let Ok(n) = self.socket.recv(&mut buffer) {
-                let message = String::from_utf8_lossy(&buffer[..n]).into_owned();
-                self.seen.push(message.clone());
-                if message.lines().any(&wanted) {
-                    return message;
-                }
-            }
-        }
-        panic!("no {what} within {DEADLINE:?}; seen: {:#?}", self.seen);
-    }
-}
 
 /// The environment of a running process, one `KEY=VALUE` per entry.
 fn environment_of(pid: u32) -> Vec<String> {

@@ -26,6 +26,7 @@
 //! - `programs.rs`: program specs and the shared application config [`APP`].
 //! - `http.rs`: HTTP clients and a bounded [`Load`] for serving tests.
 //! - `paths.rs`: binaries, short temp folders, free ports.
+//! - `notify.rs`: a fake service manager's [`NotifySocket`].
 //!
 //! A test file declares `pub mod common;`. Every test binary compiles the whole
 //! harness and uses a part of it; as a public module of the binary, the part it
@@ -36,6 +37,7 @@ mod control;
 mod daemon;
 mod events;
 mod http;
+mod notify;
 mod paths;
 mod procs;
 mod programs;
@@ -46,6 +48,7 @@ pub use control::Queries;
 pub use daemon::{daemon_with_config, Daemon};
 pub use events::{describe, is, Recorder};
 pub use http::{http_get, KeepAlive, Load, LoadTotals};
+pub use notify::NotifySocket;
 pub use paths::{example_bin, free_port, infantctl_bin, infantd_bin, short_tempdir};
 pub use procs::{children_of, descendants, exists, group_members, running, state, wait_gone};
 pub use programs::{echo_spec, http_cluster, spec, APP, TREE};
