@@ -2,11 +2,11 @@
 //! output lines, kept in the daemon's memory, then, with `-f`, new ones as they
 //! come.
 
-use infant::control::{Control, ControlError};
+use infant::control::Control;
 use infant::proto::{LogStream, LogsRequest};
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::args::LogsArgs;
+use crate::follow;
 use crate::output::Output;
 use crate::run::Failure;
 
@@ -14,11 +14,7 @@ use crate::run::Failure;
 /// or the daemon ends the stream (also a success: it is shutting down).
 pub async fn logs(control: &Control, args: LogsArgs, out: &mut Output) -> Result<(), Failure> {
     let action = format!("read the logs of {}", args.target.name);
-    // Installed before the stream opens so that no Ctrl-C falls between the two.
-    let mut interrupt = args
-        .follow
-        .then(|| signal(SignalKind::interrupt()).ok())
-        .flatten();
+    let interrupt = follow::interrupt(args.follow);
     let stream = match (args.out, args.err) {
         (true, _) => LogStream::Out,
         (_, true) => LogStream::Err,
@@ -31,20 +27,6 @@ pub async fn logs(control: &Control, args: LogsArgs, out: &mut Output) -> Result
         last: Some(args.last),
         follow: args.follow,
     };
-    let mut lines = control.logs(request).await?;
-    loop {
-        let next = tokio::select! {
-            next = lines.message() => next,
-            _ = async {
-                match interrupt.as_mut() {
-                    Some(interrupt) => interrupt.recv().await,
-                    None => std::future::pending().await,
-                }
-            } => return Ok(()),
-        };
-        match next.map_err(|status| ControlError::status(&action, status))? {
-            Some(line) => out.log_line(&line)?,
-            None => return Ok(()),
-        }
-    }
+    let lines = control.logs(request).await?;
+    follow::print_until_done(lines, interrupt, &action, |line| out.log_line(line)).await
 }

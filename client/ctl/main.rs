@@ -14,6 +14,7 @@
 
 mod args;
 mod events;
+mod follow;
 mod help;
 mod hint;
 mod kill;
