@@ -443,6 +443,27 @@ async fn on_failure_respawns_failures_only_and_jobs_honour_success_exit_codes() 
     assert!(daemon.stop().await.success());
 }
 
+/// A program that finishes (a success code, not restarted) before it is `ok`
+/// says so, rather than that something stopped it.
+#[tokio::test]
+async fn a_child_that_finishes_before_it_is_ok_says_so() {
+    let daemon = Daemon::start(&[]).await;
+    let control = daemon.control().await;
+    let mut s = spec(ProgramKind::Child, &["true"]);
+    s.restart = "on-failure".into();
+    s.start_grace_ms = Some(2_000);
+    let error = control
+        .start("quick", Some(s), false)
+        .await
+        .expect_err("it exits before its start_grace");
+    let text = error.to_string();
+    assert!(
+        text.contains("finished before it became ok") && text.contains("restart = \"on-failure\""),
+        "{text}"
+    );
+    assert!(daemon.stop().await.success());
+}
+
 /// Makes a good spec bad.
 type Breaker = Box<dyn Fn(&mut ProgramSpec)>;
 

@@ -439,6 +439,17 @@ impl Engine {
                     None if program.is_running() => {
                         "cannot become ok: workers are missing and none is starting".to_string()
                     }
+                    // Its instances ended on their own with a success code,
+                    // which this restart policy does not start again.
+                    None if program.desired == 0
+                        && program.spec.restart != crate::daemon::spec::Restart::Always =>
+                    {
+                        format!(
+                            "finished before it became ok: it exited with a success code, \
+                             which restart = \"{}\" does not start again",
+                            program.spec.restart.as_str()
+                        )
+                    }
                     None => "was stopped before it became ok".to_string(),
                 };
                 let _ = waiter.reply.send(Err(Error::Precondition {
