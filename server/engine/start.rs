@@ -246,6 +246,7 @@ impl Engine {
             listen_fds: &fds,
             listen_names: &names,
             cgroup_procs: prepared.cgroup_procs(),
+            cgroup_dir: prepared.cgroup_dir(),
         };
         let spawned = match self.os.spawn(&request) {
             Ok(spawned) => spawned,
