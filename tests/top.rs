@@ -285,10 +285,13 @@ impl Screen {
         Screen { rows }
     }
 
+    /// The first row above the events pane (whose lines name workers too)
+    /// that contains `text`.
     fn row_with(&self, text: &str) -> Option<String> {
         self.rows
             .iter()
             .map(|r| r.iter().collect::<String>())
+            .take_while(|r| !r.contains('┌'))
             .find(|r| r.contains(text))
     }
 

@@ -240,15 +240,14 @@ struct CloneArgs {
 
 /// Forks; with `cgroup_dir`, straight into that cgroup where the kernel can.
 ///
-/// Why: a process moving itself into a cgroup (writing `cgroup.procs`) makes
-/// the kernel take its global cgroup threadgroup lock for writing, which can
-/// wait out an RCU grace period (milliseconds; 1–5 ms each measured on a
-/// loaded 2-core machine, against 0.1 ms for the whole `clone3`) while forks,
-/// the daemon's next spawn included, wait for the lock: a burst of spawns
-/// queues behind those moves one by one. `clone3` with `CLONE_INTO_CGROUP`
-/// creates the child in its cgroup at no such cost. On kernels without it
-/// (before 5.7, or where a seccomp filter refuses `clone3`) this is a plain
-/// `fork`, and the child moves itself as before.
+/// Why: a process moving itself into a cgroup (writing `cgroup.procs`) makes the
+/// kernel take its global cgroup threadgroup lock for writing, which can wait out
+/// an RCU grace period (milliseconds, where the whole `clone3` takes about 0.1 ms)
+/// while forks, the daemon's next spawn included, wait for the lock: a burst of
+/// spawns queues behind those moves one by one. `clone3` with `CLONE_INTO_CGROUP`
+/// creates the child in its cgroup at no such cost. On kernels without it (before
+/// 5.7, or where a seccomp filter refuses `clone3`) this is a plain `fork`, and the
+/// child moves itself as before.
 ///
 /// Unlike glibc's `fork`, the raw `clone3` system call runs no `atfork`
 /// handlers and leaves glibc's thread bookkeeping as the parent's: the child
