@@ -528,6 +528,44 @@ mod tests {
     use super::*;
     use crate::daemon::process::cgroup::Tree;
 
+    /// Without the cgroup's directory (as where the kernel refuses `clone3`),
+    /// the forked child moves itself in before its exec.
+    #[test]
+    fn a_forked_child_moves_itself_into_its_cgroup() {
+        let Some(tree) = Tree::create() else {
+            eprintln!("skipped: no writable cgroup v2 hierarchy here");
+            return;
+        };
+        let cgroup = tree.instance(1).expect("instance cgroup");
+        let argv = ["sleep".to_string(), "30".to_string()];
+        let request = SpawnRequest {
+            argv: &argv,
+            cwd: None,
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            listen_fds: &[],
+            listen_names: &[],
+            cgroup_procs: Some(cgroup.procs.as_raw_fd()),
+            cgroup_dir: None,
+        };
+        let spawned = spawn(&request).expect("spawn sleep");
+        let pid = spawned.pid.as_raw().to_string();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let moved = loop {
+            let members =
+                std::fs::read_to_string(cgroup.dir.join("cgroup.procs")).unwrap_or_default();
+            if members.lines().any(|l| l.trim() == pid) {
+                break true;
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let _ = nix::sys::signal::kill(spawned.pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(spawned.pid, None);
+        assert!(moved, "pid {pid} never reached {}", cgroup.dir.display());
+    }
+
     /// Created in its cgroup, the child is there the moment `spawn` returns;
     /// a forked child that moves itself gets there some time later.
     #[test]
