@@ -126,6 +126,12 @@ async fn main() -> Result<()> {
         used.as_secs_f64() / start.elapsed().as_secs_f64() * 100.0,
         start.elapsed().as_secs_f64()
     );
-    drop(daemon);
+    // Stop the daemon with this runtime still running: its graceful close
+    // waits for every client connection to acknowledge the end (an HTTP/2
+    // GOAWAY and PING), and a connection whose runtime is blocked in a
+    // synchronous wait never does, which held the daemon's shutdown for its
+    // whole 2 s deadline ("control server did not close within 2s").
+    drop(client);
+    tokio::task::spawn_blocking(move || drop(daemon)).await?;
     Ok(())
 }

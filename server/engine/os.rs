@@ -14,6 +14,7 @@ use std::pin::Pin;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::daemon::process::cpu::{self, Usage};
 use crate::daemon::process::sockets::{self, BoundSocket};
 use crate::daemon::process::spawn::{self, SpawnError, SpawnRequest};
 use crate::daemon::process::{rss, signal};
@@ -40,6 +41,13 @@ pub trait Os: Send {
     fn bind(&mut self, addr: &ListenAddr) -> std::io::Result<BoundSocket>;
     /// The resident memory of `pid` in bytes, `None` if it is gone.
     fn rss_bytes(&self, pid: Pid) -> Option<u64>;
+    /// The CPU time and resident memory of `pid`, `None` if it is gone.
+    fn usage(&self, pid: Pid) -> Option<Usage> {
+        Some(Usage {
+            rss_bytes: self.rss_bytes(pid)?,
+            cpu: cpu::cpu_time(pid).unwrap_or_default(),
+        })
+    }
 }
 
 /// The operating system itself.
@@ -64,5 +72,10 @@ impl Os for RealOs {
 
     fn rss_bytes(&self, pid: Pid) -> Option<u64> {
         rss::rss_bytes(pid)
+    }
+
+    fn usage(&self, pid: Pid) -> Option<Usage> {
+        // One file for both figures.
+        cpu::usage(pid)
     }
 }

@@ -4,7 +4,6 @@
 use super::state::{ProgramInfo, Run, WorkerInfo};
 use super::Engine;
 use crate::daemon::error::Result;
-use crate::daemon::process::cpu::cpu_time;
 
 impl Engine {
     /// One program, or every program in definition order.
@@ -41,6 +40,10 @@ impl Engine {
         let mut out = Vec::new();
         for program in programs {
             for instance in &program.instances {
+                let usage = instance
+                    .pid
+                    .and_then(|pid| self.os.usage(pid))
+                    .unwrap_or_default();
                 out.push(WorkerInfo {
                     program: program.spec.name.clone(),
                     id: instance.id,
@@ -49,13 +52,10 @@ impl Engine {
                     restarts: instance.restarts,
                     connections: instance.connections,
                     requests: instance.requests,
-                    rss_bytes: instance
-                        .pid
-                        .and_then(|pid| self.os.rss_bytes(pid))
-                        .unwrap_or(0),
+                    rss_bytes: usage.rss_bytes,
                     uptime: instance.spawned_at.elapsed(),
                     attached: instance.channel.is_some(),
-                    cpu: instance.pid.and_then(cpu_time).unwrap_or_default(),
+                    cpu: usage.cpu,
                     notify_status: instance.notify_status.clone(),
                 });
             }

@@ -297,6 +297,7 @@ impl Engine {
             setup: &setup,
             stdout,
             stderr,
+            cgroup_dir: prepared.cgroup_dir(),
         };
         let spawned = match self.os.spawn(&request) {
             Ok(spawned) => spawned,

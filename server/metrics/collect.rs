@@ -5,6 +5,7 @@
 //! respawns). Pids are never labels: they would make a new series per respawn.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -28,6 +29,9 @@ const STATUSES: [(ProgramStatus, &str); 6] = [
     (ProgramStatus::Error, "error"),
     (ProgramStatus::Fatal, "fatal"),
 ];
+
+/// The size of the last page encoded: the next one's first guess.
+static LAST_PAGE: AtomicUsize = AtomicUsize::new(0);
 
 /// What one scrape reports.
 #[derive(Debug)]
@@ -70,8 +74,12 @@ impl Snapshot {
     pub fn encode(self) -> std::result::Result<String, fmt::Error> {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(self));
-        let mut text = String::new();
+        // Sized like the last page (plus some room), so the text is written
+        // once instead of copied through a dozen doublings on the way to
+        // hundreds of kilobytes. The buffer itself goes out with the reply.
+        let mut text = String::with_capacity(LAST_PAGE.load(Ordering::Relaxed) / 8 * 9);
         prometheus_client::encoding::text::encode(&mut text, &registry)?;
+        LAST_PAGE.store(text.len(), Ordering::Relaxed);
         Ok(text)
     }
 }

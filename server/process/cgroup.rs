@@ -15,6 +15,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -83,21 +84,45 @@ impl Tree {
     }
 
     /// Creates the cgroup of the instance about to be spawned, `iSEQ/`, and opens
-    /// its `cgroup.procs` for the child to write itself into.
-    pub fn instance(&self, seq: u64) -> std::io::Result<(PathBuf, OwnedFd)> {
+    /// it twice: the directory, for a child created straight into it
+    /// (`clone3` with `CLONE_INTO_CGROUP`), and its `cgroup.procs`, for a child
+    /// that has to move itself in after a plain `fork`.
+    pub fn instance(&self, seq: u64) -> std::io::Result<InstanceCgroup> {
         let dir = self.root.join(format!("i{seq}"));
         std::fs::create_dir(&dir)?;
-        match OpenOptions::new()
-            .write(true)
-            .open(dir.join("cgroup.procs"))
-        {
-            Ok(file) => Ok((dir, file.into())),
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&dir)
+            .and_then(|dir_fd| {
+                let procs = OpenOptions::new()
+                    .write(true)
+                    .open(dir.join("cgroup.procs"))?;
+                Ok((dir_fd, procs))
+            });
+        match opened {
+            Ok((dir_fd, procs)) => Ok(InstanceCgroup {
+                dir,
+                dir_fd: dir_fd.into(),
+                procs: procs.into(),
+            }),
             Err(e) => {
                 let _ = std::fs::remove_dir(&dir);
                 Err(e)
             }
         }
     }
+}
+
+/// The cgroup of one instance, open for its spawn.
+#[derive(Debug)]
+pub struct InstanceCgroup {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The directory, open: what `clone3` creates the child in.
+    pub dir_fd: OwnedFd,
+    /// Its `cgroup.procs`, open for writing: where a forked child moves itself.
+    pub procs: OwnedFd,
 }
 
 impl Drop for Tree {

@@ -14,7 +14,7 @@
 //! if the daemon itself dies.
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 
 use nix::sys::signal::Signal;
@@ -45,13 +45,20 @@ struct Contained {
 /// What a spawn needs from [`Containment::prepare`].
 #[derive(Debug, Default)]
 pub struct Prepared {
-    cgroup: Option<(PathBuf, OwnedFd)>,
+    cgroup: Option<cgroup::InstanceCgroup>,
 }
 
 impl Prepared {
-    /// The `cgroup.procs` the child writes itself into, if it gets a cgroup.
+    /// The `cgroup.procs` the child writes itself into, if it gets a cgroup
+    /// and is not created in it.
     pub fn cgroup_procs(&self) -> Option<RawFd> {
-        self.cgroup.as_ref().map(|(_, fd)| fd.as_raw_fd())
+        self.cgroup.as_ref().map(|c| c.procs.as_raw_fd())
+    }
+
+    /// The directory of the child's cgroup, if it gets one: the spawn creates
+    /// the child in it where the kernel can.
+    pub fn cgroup_dir(&self) -> Option<RawFd> {
+        self.cgroup.as_ref().map(|c| c.dir_fd.as_raw_fd())
     }
 }
 
@@ -89,8 +96,8 @@ impl Containment {
 
     /// The spawn that `prepared` was for failed.
     pub fn abandon(&mut self, prepared: Prepared) {
-        if let Some((dir, _)) = prepared.cgroup {
-            cgroup::remove_tree(&dir);
+        if let Some(cgroup) = prepared.cgroup {
+            cgroup::remove_tree(&cgroup.dir);
         }
     }
 
@@ -103,7 +110,7 @@ impl Containment {
             pid,
             Contained {
                 token: token.to_owned(),
-                cgroup: prepared.cgroup.map(|(dir, _)| dir),
+                cgroup: prepared.cgroup.map(|c| c.dir),
             },
         );
     }

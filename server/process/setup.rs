@@ -94,11 +94,20 @@ impl ExecSetup {
             libc::umask(mask);
         }
         if let Some(ids) = &self.ids {
+            // The system calls themselves, not glibc's wrappers: the child may
+            // come from a raw clone3 (see `spawn::fork_into`), and the wrappers
+            // would then take a lock and signal the daemon's threads to change
+            // their credentials too, as POSIX asks of a multi-threaded process.
+            // This process has one thread, which is all the kernel changes.
             // Groups before the user: once the uid is dropped, they cannot change.
-            if libc::geteuid() == 0 && libc::setgroups(ids.groups.len(), ids.groups.as_ptr()) != 0 {
+            if libc::geteuid() == 0
+                && libc::syscall(libc::SYS_setgroups, ids.groups.len(), ids.groups.as_ptr()) != 0
+            {
                 return Err(errno());
             }
-            if libc::setgid(ids.gid) != 0 || libc::setuid(ids.uid) != 0 {
+            if libc::syscall(libc::SYS_setgid, ids.gid) != 0
+                || libc::syscall(libc::SYS_setuid, ids.uid) != 0
+            {
                 return Err(errno());
             }
         }
