@@ -580,6 +580,9 @@ mod tests {
             listen_names: &[],
             cgroup_procs: Some(cgroup.procs.as_raw_fd()),
             cgroup_dir: None,
+            setup: &Default::default(),
+            stdout: None,
+            stderr: None,
         };
         let spawned = spawn(&request).expect("spawn sleep");
         let pid = spawned.pid.as_raw().to_string();
@@ -618,6 +621,9 @@ mod tests {
             listen_names: &[],
             cgroup_procs: Some(cgroup.procs.as_raw_fd()),
             cgroup_dir: Some(cgroup.dir_fd.as_raw_fd()),
+            setup: &Default::default(),
+            stdout: None,
+            stderr: None,
         };
         let spawned = spawn(&request).expect("spawn sleep");
         let members = std::fs::read_to_string(cgroup.dir.join("cgroup.procs"));
