@@ -249,7 +249,10 @@ class Infantd:
     def up(self):
         d = tempfile.mkdtemp(dir=self.env.tmp, prefix="d")
         self.sock = os.path.join(d, "s.sock")
-        self.proc = spawn([self.env.infantd, "--socket", self.sock], log=os.path.join(d, "log"))
+        # Program output is captured into files, as it is by default, in the
+        # run's own folder.
+        self.proc = spawn([self.env.infantd, "--socket", self.sock,
+                           "--log-dir", os.path.join(d, "logs")], log=os.path.join(d, "log"))
         SUP_PIDS.add(self.proc.pid)
         wait_for(lambda: os.path.exists(self.sock) and self.ctl("status", check=False).returncode == 0,
                  10, "infantd socket")
