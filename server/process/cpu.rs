@@ -36,8 +36,10 @@ pub fn usage(pid: Pid) -> Option<Usage> {
     let mut file = std::fs::File::open(path).ok()?;
     // A stat line is about 300 bytes; the command name in it at most 64.
     let mut buffer = [0u8; 1024];
+    // The kernel produces the whole line at the first read: stop at its end
+    // rather than spend a second system call to learn that nothing follows.
     let mut got = 0;
-    while got < buffer.len() {
+    while got < buffer.len() && !buffer[..got].ends_with(b"\n") {
         match file.read(&mut buffer[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
