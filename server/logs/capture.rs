@@ -10,8 +10,10 @@ use super::{raw, Logs, ProgramLog, Room, Stream};
 /// Bytes asked of a pipe per read: one chunk of lines.
 const READ_SIZE: usize = 64 * 1024;
 
-/// Bytes read from one pipe per turn of its task, at most.
-const TURN_BYTES: usize = 4 * READ_SIZE;
+/// Bytes read from one pipe per turn of its task, at most: one read. More per
+/// turn made `infantctl status` slower during a flood (every step of a request
+/// waits for the turn of each busy reader) and the output no faster.
+const TURN_BYTES: usize = READ_SIZE;
 
 /// How long output gathers in a pipe the reader has just emptied with a small
 /// read: long enough that a chatty program is read in a few large reads rather
