@@ -3,16 +3,19 @@
 //!
 //! The pieces, and who runs them:
 //! - one reader task per pipe ([`capture`]) drains it as fast as the program
-//!   writes, cuts the bytes into lines ([`lines`]) and hands each read's lines,
-//!   as one [`Chunk`], to the program's [`ProgramLog`];
+//!   writes (pausing, for a bounded time, while the file writer lags), cuts the
+//!   bytes into lines ([`lines`]) and hands each read's lines, as one [`Chunk`]
+//!   with one timestamp, to the program's [`ProgramLog`];
 //! - the [`ProgramLog`] keeps the last lines in memory ([`tail`]) for readers
 //!   and followers, and queues them, prefixed with time and worker, for its file
 //!   writer, up to a bound: what does not fit is dropped and counted;
 //! - the file writer runs on the blocking pool, one job per program at a time,
 //!   writing whole batches and rotating between lines ([`file`]).
 //!
-//! Nothing here waits on a disk or a reader while holding up a program or the
-//! engine: the engine only creates the pipes ([`Logs::outputs`]).
+//! Nothing here waits on a disk or a reader while holding up the engine: the
+//! engine only creates the pipes ([`Logs::outputs`]). A program waits on its
+//! pipe while its file writer lags, as it would writing the file itself, but
+//! never longer than [`STALL`] for a writer that takes nothing.
 
 mod capture;
 mod file;
@@ -547,4 +550,21 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// An fd number for a spawn request.
 fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_line_gets_the_prefix_and_a_short_count_never_overruns() {
+        let mut out = b"kept ".to_vec();
+        let data = b"one\n\ntwo\n";
+        prefix_lines(&mut out, b"P ", data, data.len() + 3 * 2);
+        assert_eq!(out, b"kept P one\nP \nP two\n");
+        // Room for two lines only: the third is not written past it.
+        let mut out = Vec::new();
+        prefix_lines(&mut out, b"P ", data, 4 + 2 + 1 + 2);
+        assert_eq!(out, b"P one\nP \n");
+    }
 }
