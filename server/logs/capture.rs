@@ -128,8 +128,8 @@ enum Read {
 /// Reads a pipe to its end, a chunk of lines per read.
 ///
 /// A program writing many small pieces would cost a wake-up, a read and a
-/// hand-off each; so once the pipe is empty the reader lets output gather for
-/// [`GATHER`] and then takes it in large reads. It reads at most [`TURN_BYTES`]
+/// hand-off each; so once a small read has emptied the pipe, the reader lets
+/// output gather for [`GATHER`] and then takes it in large reads. It reads at most [`TURN_BYTES`]
 /// per turn of its task (the engine and the control API share the thread), and
 /// while the file writer lags it pauses (see [`ProgramLog::wait_for_room`]).
 async fn drain(read: OwnedFd, log: &Arc<ProgramLog>, worker: u64, stream: Stream) {
