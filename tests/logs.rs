@@ -586,3 +586,109 @@ async fn log_settings_come_inline_and_bad_ones_are_named() {
         "{stderr}"
     );
 }
+
+/// A log file that is a named pipe the test reads: the daemon's file writer
+/// then goes only as fast as the test lets it.
+struct SlowFile {
+    fifo: std::fs::File,
+}
+
+impl SlowFile {
+    /// Makes `path` a named pipe, open for reading (so that the daemon's open
+    /// for writing does not wait).
+    fn new(path: &Path) -> SlowFile {
+        use std::os::unix::fs::OpenOptionsExt;
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+        let fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .expect("open the fifo");
+        SlowFile { fifo }
+    }
+
+    /// Reads at most 16 KiB a millisecond until `last` has been read; returns
+    /// everything read.
+    async fn read_until(mut self, last: &'static str) -> (Vec<u8>, SlowFile) {
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let deadline = Instant::now() + DEADLINE;
+            let mut all = Vec::new();
+            let mut buf = vec![0; 16 * 1024];
+            while !all.ends_with(last.as_bytes()) {
+                assert!(Instant::now() < deadline, "{last:?} never came");
+                match self.fifo.read(&mut buf) {
+                    Ok(n) => all.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("reading the fifo: {e}"),
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (all, self)
+        })
+        .await
+        .expect("the fifo reader")
+    }
+}
+
+#[tokio::test]
+async fn a_writer_briefly_slower_than_the_program_loses_no_line() {
+    // 100 000 lines at once, ~4 MB with their prefixes: far more than the
+    // daemon queues for a file, written to a file slower than the program
+    // writes them. The program waits on its pipe now and then; nothing is lost.
+    let folder = short_tempdir();
+    let logs = folder.path().join("logs");
+    std::fs::create_dir(&logs).expect("mkdir");
+    let slow = SlowFile::new(&logs.join("burst.out.log"));
+    let config = r#"
+[program.burst]
+kind = "once"
+log_max_size = "1GiB"
+command = ["seq", "1", "100000"]
+"#;
+    let logged = Logged::start(config, &["--log-dir", &logs.to_string_lossy()], &[]).await;
+    let control = logged.daemon.control().await;
+    let (read, _slow) = slow.read_until(" 100000\n").await;
+    let text = String::from_utf8(read).expect("utf8");
+    let mut expected = 1;
+    for line in text.lines() {
+        let (who, said) = parts(line);
+        assert_eq!(who, "burst/1");
+        assert_eq!(said, expected.to_string(), "a line lost or out of order");
+        expected += 1;
+    }
+    assert_eq!(expected, 100_001);
+    let info = &control.list(Some("burst")).await.expect("status")[0];
+    assert_eq!(info.exit_code, Some(0));
+    assert_eq!(info.log_dropped_bytes, 0);
+    logged.daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_writer_that_takes_nothing_holds_the_program_up_only_briefly() {
+    // The log file is a named pipe nobody reads: the writer is stuck.
+    let folder = short_tempdir();
+    let logs = folder.path().join("logs");
+    std::fs::create_dir(&logs).expect("mkdir");
+    let stuck = SlowFile::new(&logs.join("burst.out.log"));
+    let config = r#"
+[program.burst]
+kind = "once"
+log_max_size = "1GiB"
+command = ["seq", "1", "100000"]
+"#;
+    let logged = Logged::start(config, &["--log-dir", &logs.to_string_lossy()], &[]).await;
+    let control = logged.daemon.control().await;
+    // The program runs to its end all the same, its output dropped and counted.
+    wait_until("the program to end", DEADLINE, || async {
+        control.list(Some("burst")).await.expect("status")[0].exit_code == Some(0)
+    })
+    .await;
+    let dropped = control.list(Some("burst")).await.expect("status")[0].log_dropped_bytes;
+    assert!(dropped > 1 << 20, "{dropped} bytes dropped");
+    let (_, stdout, _) = logged.daemon.ctl(&["status"]);
+    assert!(stdout.contains("of output dropped"), "{stdout}");
+    // Closing the pipe's read end unsticks the writer (its write fails).
+    drop(stuck);
+    logged.daemon.stop().await;
+}

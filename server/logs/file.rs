@@ -2,7 +2,7 @@
 //! rotates by size, and survives faults.
 //!
 //! Rotation happens between two lines, in the one thread that writes the file:
-//! `NAME.out.log.(N-1)` → `.N` (the oldest is overwritten), …, `NAME.out.log` →
+//! the oldest, `NAME.out.log.N`, is removed, then `.(N-1)` → `.N`, …, `NAME.out.log` →
 //! `.1`, then a new `NAME.out.log`. No line is split across files, written
 //! twice or lost by it, and nobody waits for it: what arrives meanwhile queues
 //! in memory.
@@ -187,6 +187,10 @@ impl LogFile {
         if rules.keep == 0 {
             ignore_missing(std::fs::remove_file(&self.path))?;
         } else {
+            // The oldest goes first, so that no rename replaces a file: ext4
+            // flushes the data of a file renamed over another one at once, in
+            // this thread, where it would stall the writer.
+            ignore_missing(std::fs::remove_file(rotated(&self.path, rules.keep)))?;
             for n in (1..rules.keep).rev() {
                 ignore_missing(std::fs::rename(
                     rotated(&self.path, n),

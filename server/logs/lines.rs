@@ -21,42 +21,73 @@ pub struct LineSplitter {
 impl LineSplitter {
     /// Appends the lines `input` completes to `out`, each ending in `\n`;
     /// returns how many.
+    ///
+    /// Lines are found one by one only where one might be too long (the line
+    /// in progress, or a run of lines longer than [`MAX_LINE`]); the rest of
+    /// `input`, up to its last `\n`, is counted and copied in one go.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
         let mut lines = 0;
         let mut rest = input;
-        while !rest.is_empty() {
+        if !self.partial.is_empty() || self.cutting {
             let Some(end) = memchr::memchr(b'\n', rest) else {
-                if !self.cutting {
-                    if self.partial.len() + rest.len() > MAX_LINE {
-                        let room = MAX_LINE - self.partial.len();
-                        self.emit_cut(&rest[..room], out);
-                        lines += 1;
-                        self.cutting = true;
-                    } else {
-                        self.partial.extend_from_slice(rest);
-                    }
-                }
-                break;
+                self.hold(rest, out, &mut lines);
+                return lines;
             };
-            let segment = &rest[..end];
+            self.line(&rest[..end], out, &mut lines);
             rest = &rest[end + 1..];
-            if self.cutting {
-                // The end of a line already written out cut.
-                self.cutting = false;
-                continue;
-            }
-            lines += 1;
-            if self.partial.len() + segment.len() > MAX_LINE {
-                let room = MAX_LINE - self.partial.len();
-                self.emit_cut(&segment[..room], out);
-            } else {
-                out.extend_from_slice(&self.partial);
-                out.extend_from_slice(segment);
-                out.push(b'\n');
-                self.partial.clear();
-            }
         }
+        match memchr::memrchr(b'\n', rest) {
+            // No line in there can be longer than the whole.
+            Some(last) if last <= MAX_LINE => {
+                let whole = &rest[..=last];
+                lines += memchr::memchr_iter(b'\n', whole).count();
+                out.extend_from_slice(whole);
+                rest = &rest[last + 1..];
+            }
+            Some(_) => {
+                while let Some(end) = memchr::memchr(b'\n', rest) {
+                    self.line(&rest[..end], out, &mut lines);
+                    rest = &rest[end + 1..];
+                }
+            }
+            None => {}
+        }
+        self.hold(rest, out, &mut lines);
         lines
+    }
+
+    /// A line's last `segment` (before its `\n`) has come.
+    fn line(&mut self, segment: &[u8], out: &mut Vec<u8>, lines: &mut usize) {
+        if self.cutting {
+            // The end of a line already written out cut.
+            self.cutting = false;
+            return;
+        }
+        *lines += 1;
+        if self.partial.len() + segment.len() > MAX_LINE {
+            let room = MAX_LINE - self.partial.len();
+            self.emit_cut(&segment[..room], out);
+        } else {
+            out.extend_from_slice(&self.partial);
+            out.extend_from_slice(segment);
+            out.push(b'\n');
+            self.partial.clear();
+        }
+    }
+
+    /// `rest`, with no `\n`, starts or continues the line in progress.
+    fn hold(&mut self, rest: &[u8], out: &mut Vec<u8>, lines: &mut usize) {
+        if rest.is_empty() || self.cutting {
+            return;
+        }
+        if self.partial.len() + rest.len() > MAX_LINE {
+            let room = MAX_LINE - self.partial.len();
+            self.emit_cut(&rest[..room], out);
+            *lines += 1;
+            self.cutting = true;
+        } else {
+            self.partial.extend_from_slice(rest);
+        }
     }
 
     /// The stream ended: a last line without its `\n` is completed; returns
@@ -91,6 +122,9 @@ pub fn each_line(data: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The longest read, as the pipe reader does.
+    const READ: usize = 64 * 1024;
 
     fn split(reads: &[&[u8]]) -> (Vec<u8>, usize) {
         let mut splitter = LineSplitter::default();
@@ -129,6 +163,62 @@ mod tests {
         // Cut within one read too.
         let (out, lines) = split(&[&[long.as_slice(), b"\nnext\n"].concat()]);
         assert_eq!((out, lines), (expected, 2));
+    }
+
+    /// What `feed` and `finish` must give for `input`, line by line.
+    fn expected(input: &[u8]) -> (Vec<u8>, usize) {
+        let mut out = Vec::new();
+        let mut lines = 0;
+        let body = input.strip_suffix(b"\n").unwrap_or(input);
+        if input.is_empty() {
+            return (out, 0);
+        }
+        for line in body.split(|&b| b == b'\n') {
+            if line.len() > MAX_LINE {
+                out.extend_from_slice(&line[..MAX_LINE]);
+                out.extend_from_slice(CUT_MARK);
+            } else {
+                out.extend_from_slice(line);
+            }
+            out.push(b'\n');
+            lines += 1;
+        }
+        (out, lines)
+    }
+
+    #[test]
+    fn any_split_of_any_lines_gives_the_same_lines() {
+        // Lines short and long (around MAX_LINE), cut into reads anywhere.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |bound: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % bound as u64) as usize
+        };
+        for _ in 0..200 {
+            let mut input = Vec::new();
+            for _ in 0..next(12) {
+                let len = match next(4) {
+                    0 => next(3),
+                    1 => next(200),
+                    _ => MAX_LINE - 2 + next(5),
+                };
+                input.extend(std::iter::repeat_n(b'a' + next(26) as u8, len));
+                input.push(b'\n');
+            }
+            if next(2) == 0 {
+                input.extend(std::iter::repeat_n(b'z', next(MAX_LINE + 3)));
+            }
+            let mut reads = Vec::new();
+            let mut rest = &input[..];
+            while !rest.is_empty() {
+                let take = 1 + next(rest.len().min(READ));
+                reads.push(&rest[..take]);
+                rest = &rest[take..];
+            }
+            assert_eq!(split(&reads), expected(&input));
+        }
     }
 
     #[test]

@@ -3,16 +3,19 @@
 //!
 //! The pieces, and who runs them:
 //! - one reader task per pipe ([`capture`]) drains it as fast as the program
-//!   writes, cuts the bytes into lines ([`lines`]) and hands each read's lines,
-//!   as one [`Chunk`], to the program's [`ProgramLog`];
+//!   writes (pausing, for a bounded time, while the file writer lags), cuts the
+//!   bytes into lines ([`lines`]) and hands each read's lines, as one [`Chunk`]
+//!   with one timestamp, to the program's [`ProgramLog`];
 //! - the [`ProgramLog`] keeps the last lines in memory ([`tail`]) for readers
 //!   and followers, and queues them, prefixed with time and worker, for its file
 //!   writer, up to a bound: what does not fit is dropped and counted;
 //! - the file writer runs on the blocking pool, one job per program at a time,
 //!   writing whole batches and rotating between lines ([`file`]).
 //!
-//! Nothing here waits on a disk or a reader while holding up a program or the
-//! engine: the engine only creates the pipes ([`Logs::outputs`]).
+//! Nothing here waits on a disk or a reader while holding up the engine: the
+//! engine only creates the pipes ([`Logs::outputs`]). A program waits on its
+//! pipe while its file writer lags, as it would writing the file itself, but
+//! never longer than [`STALL`] for a writer that takes nothing.
 
 mod capture;
 mod file;
@@ -24,7 +27,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
@@ -39,7 +42,16 @@ use crate::daemon::spec::{LogMode, ProgramSpec};
 /// a slow disk for a moment, small enough for a daemon that stays small.
 const MAX_PENDING: usize = 1024 * 1024;
 
-/// What a queue keeps of its buffer between bursts.
+/// Bytes queued for one file beyond which its pipe readers pause until the
+/// writer takes them: the program then waits on its full pipe for a moment, as
+/// it would writing to a file itself, rather than lose output.
+const BACKLOG: usize = 256 * 1024;
+
+/// How long a pipe reader waits for a writer that takes nothing (a hung disk)
+/// before it drains the pipe again, dropping and counting what does not fit.
+const STALL: Duration = Duration::from_millis(500);
+
+/// What a queue keeps of its buffers once output is quiet again.
 const IDLE_QUEUE: usize = 16 * 1024;
 
 /// Which of an instance's streams.
@@ -289,6 +301,8 @@ pub struct ProgramLog {
     dropped: AtomicU64,
     /// Told when the file writer has nothing left to write.
     idle: Notify,
+    /// Told when the file writer takes what is queued.
+    taken: Notify,
 }
 
 struct LogState {
@@ -299,6 +313,8 @@ struct LogState {
     writing: bool,
     /// The files, here while no job writes them.
     files: Option<Box<[LogFile; 2]>>,
+    /// The writer's buffers for stdout and stderr, here while no job runs.
+    spare: [Vec<u8>; 2],
     tail: tail::Tail,
     /// The number the next line gets.
     next_line: u64,
@@ -327,6 +343,7 @@ impl ProgramLog {
                 err: Queue::default(),
                 writing: false,
                 files: Some(Box::new([file(Stream::Out), file(Stream::Err)])),
+                spare: Default::default(),
                 tail: tail::Tail::default(),
                 next_line: 0,
             }),
@@ -334,10 +351,14 @@ impl ProgramLog {
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             idle: Notify::new(),
+            taken: Notify::new(),
         }
     }
 
     /// Takes the lines of one read: tail, followers, and the file queue.
+    ///
+    /// The whole read gets one timestamp (the time it was read) and is
+    /// prefixed straight into the queue, one copy.
     fn push(self: &Arc<Self>, worker: u64, stream: Stream, data: Vec<u8>, lines: u64) {
         let time = SystemTime::now();
         let prefix = format!(
@@ -345,14 +366,7 @@ impl ProgramLog {
             humantime::format_rfc3339_millis(time),
             self.name
         );
-        // Formatted before the lock, which the file writer takes too.
-        let mut formatted = Vec::with_capacity(data.len() + prefix.len() * lines as usize);
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', &data) {
-            formatted.extend_from_slice(prefix.as_bytes());
-            formatted.extend_from_slice(&data[start..=end]);
-            start = end + 1;
-        }
+        let size = data.len() + prefix.len() * lines as usize;
         let mut start_writer = false;
         let chunk = {
             let mut state = lock(&self.state);
@@ -362,15 +376,11 @@ impl ProgramLog {
                 Stream::Out => &mut state.out,
                 Stream::Err => &mut state.err,
             };
-            if queue.pending.len() + formatted.len() > MAX_PENDING {
-                self.dropped
-                    .fetch_add(formatted.len() as u64, Ordering::Relaxed);
+            // An empty queue takes any read, however many short lines it holds.
+            if !queue.pending.is_empty() && queue.pending.len() + size > MAX_PENDING {
+                self.dropped.fetch_add(size as u64, Ordering::Relaxed);
             } else {
-                if queue.pending.is_empty() && queue.pending.capacity() < formatted.len() {
-                    queue.pending = formatted;
-                } else {
-                    queue.pending.extend_from_slice(&formatted);
-                }
+                prefix_lines(&mut queue.pending, prefix.as_bytes(), &data, size);
                 if !state.writing {
                     state.writing = true;
                     start_writer = true;
@@ -387,25 +397,69 @@ impl ProgramLog {
             state.tail.push(Arc::clone(&chunk));
             chunk
         };
-        let _ = self.followers.send(chunk);
+        if self.followers.receiver_count() > 0 {
+            let _ = self.followers.send(chunk);
+        }
         if start_writer {
             let log = Arc::clone(self);
             tokio::task::spawn_blocking(move || log.write_queued());
         }
     }
 
+    /// Waits while more than [`BACKLOG`] bytes are queued for `stream`'s file,
+    /// up to [`STALL`]. A writer that took nothing in that time is not waited
+    /// for again (`room` remembers) until its queue has gone down: the reader
+    /// drains the pipe meanwhile, and what does not fit is dropped and counted.
+    pub(super) async fn wait_for_room(&self, stream: Stream, room: &mut Room) {
+        let deadline = tokio::time::Instant::now() + STALL;
+        loop {
+            let taken = self.taken.notified();
+            let queued = {
+                let state = lock(&self.state);
+                match stream {
+                    Stream::Out => state.out.pending.len(),
+                    Stream::Err => state.err.pending.len(),
+                }
+            };
+            if queued <= BACKLOG {
+                room.gave_up = false;
+                return;
+            }
+            if room.gave_up {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, taken).await.is_err() {
+                room.gave_up = true;
+                return;
+            }
+        }
+    }
+
     /// The writer job: writes what is queued until nothing is.
     fn write_queued(&self) {
-        let mut files = lock(&self.state).files.take();
-        let mut out = Vec::new();
-        let mut err = Vec::new();
+        let (mut files, [mut out, mut err]) = {
+            let mut state = lock(&self.state);
+            (state.files.take(), std::mem::take(&mut state.spare))
+        };
+        // The largest batch of this job: a flood's buffers are kept for the
+        // next job, a quiet job gives their memory back.
+        let mut largest = 0;
         loop {
             let rules = {
-                let mut state = lock(&self.state);
+                let mut guard = lock(&self.state);
+                let state = &mut *guard;
                 if state.out.pending.is_empty() && state.err.pending.is_empty() {
-                    // A burst is over: do not keep its buffers' memory.
-                    state.out.pending.shrink_to(IDLE_QUEUE);
-                    state.err.pending.shrink_to(IDLE_QUEUE);
+                    if largest <= IDLE_QUEUE {
+                        for buffer in [
+                            &mut state.out.pending,
+                            &mut state.err.pending,
+                            &mut out,
+                            &mut err,
+                        ] {
+                            buffer.shrink_to(IDLE_QUEUE);
+                        }
+                    }
+                    state.spare = [out, err];
                     state.files = files;
                     state.writing = false;
                     self.idle.notify_waiters();
@@ -413,8 +467,10 @@ impl ProgramLog {
                 }
                 std::mem::swap(&mut state.out.pending, &mut out);
                 std::mem::swap(&mut state.err.pending, &mut err);
+                largest = largest.max(out.len()).max(err.len());
                 state.rules
             };
+            self.taken.notify_waiters();
             for (batch, index) in [(&mut out, 0), (&mut err, 1)] {
                 if batch.is_empty() {
                     continue;
@@ -445,6 +501,44 @@ impl ProgramLog {
     }
 }
 
+/// What a pipe reader knows of its file writer.
+#[derive(Debug, Default)]
+pub(super) struct Room {
+    /// The writer took nothing for [`STALL`]: do not wait for it until its
+    /// queue has gone down.
+    gave_up: bool,
+}
+
+/// Appends each line of `data` (every one ending in `\n`) to `out` behind
+/// `prefix`; `size` is what that adds: `data.len()` and a prefix per `\n`.
+fn prefix_lines(out: &mut Vec<u8>, prefix: &[u8], data: &[u8], size: usize) {
+    out.reserve(size);
+    // Copied straight into the reserved room, with no capacity check or
+    // zeroing per line: this is the loop every byte of output goes through.
+    let mut to = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+    let mut start = 0;
+    let mut copied = 0;
+    for end in memchr::memchr_iter(b'\n', data) {
+        let line = &data[start..=end];
+        if copied + prefix.len() + line.len() > size {
+            break; // more lines than the caller counted: never past the room
+        }
+        copied += prefix.len() + line.len();
+        // SAFETY: `copied` bytes from the start of the spare capacity stay
+        // within the `size` reserved (checked above); the sources are live
+        // slices that cannot overlap `out`'s spare capacity.
+        unsafe {
+            std::ptr::copy_nonoverlapping(prefix.as_ptr(), to, prefix.len());
+            to = to.add(prefix.len());
+            std::ptr::copy_nonoverlapping(line.as_ptr(), to, line.len());
+            to = to.add(line.len());
+        }
+        start = end + 1;
+    }
+    // SAFETY: the first `copied` bytes of the spare capacity were written above.
+    unsafe { out.set_len(out.len() + copied) };
+}
+
 /// Locks `mutex`, also after a panic elsewhere (the data stays usable: every
 /// critical section leaves it consistent).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -456,4 +550,21 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// An fd number for a spawn request.
 fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_line_gets_the_prefix_and_a_short_count_never_overruns() {
+        let mut out = b"kept ".to_vec();
+        let data = b"one\n\ntwo\n";
+        prefix_lines(&mut out, b"P ", data, data.len() + 3 * 2);
+        assert_eq!(out, b"kept P one\nP \nP two\n");
+        // Room for two lines only: the third is not written past it.
+        let mut out = Vec::new();
+        prefix_lines(&mut out, b"P ", data, 4 + 2 + 1 + 2);
+        assert_eq!(out, b"P one\nP \n");
+    }
 }
