@@ -362,25 +362,7 @@ class Supervisord(Sup):
         port = P.free_port()
         conf = os.path.join(d, "supervisord.conf")
         with open(conf, "w") as f:
-            f.write(f"""[supervisord]
-nodaemon=true
-logfile={d}/supervisord.log
-pidfile={d}/supervisord.pid
-childlogdir={d}
-loglevel=warn
-
-[unix_http_server]
-file={d}/s.sock
-
-[inet_http_server]
-port=127.0.0.1:{port}
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://{d}/s.sock
-
+            f.write(P.supervisord_conf(d, port) + f"""
 [program:{PROGRAM}]
 command={' '.join(argv)}
 autostart=true

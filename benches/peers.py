@@ -227,6 +227,29 @@ def wait_for(pred, timeout, what, interval=0.01):
     raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
 
 
+def supervisord_conf(d, port):
+    """The [supervisord] part of a config: everything in folder d, XML-RPC on port."""
+    return f"""[supervisord]
+nodaemon=true
+logfile={d}/supervisord.log
+pidfile={d}/supervisord.pid
+childlogdir={d}
+loglevel=warn
+
+[unix_http_server]
+file={d}/s.sock
+
+[inet_http_server]
+port=127.0.0.1:{port}
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{d}/s.sock
+"""
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -415,25 +438,7 @@ class Supervisord:
         port = free_port()
         conf = os.path.join(d, "supervisord.conf")
         with open(conf, "w") as f:
-            f.write(f"""[supervisord]
-nodaemon=true
-logfile={d}/supervisord.log
-pidfile={d}/supervisord.pid
-childlogdir={d}
-loglevel=warn
-
-[unix_http_server]
-file={d}/s.sock
-
-[inet_http_server]
-port=127.0.0.1:{port}
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://{d}/s.sock
-
+            f.write(supervisord_conf(d, port) + f"""
 [program:bench]
 command={' '.join(TINY)}
 numprocs={n}

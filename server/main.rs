@@ -82,7 +82,7 @@ struct Args {
     #[arg(long, value_name = "N", requires = "control_listen")]
     max_remote_connections: Option<usize>,
     /// Folder of the programs' log files, NAME.out.log and NAME.err.log (default:
-    /// `log_dir` in the config's [daemon] table, $XDG_STATE_HOME/infant/logs,
+    /// `log_dir` in the config's `[daemon]` table, $XDG_STATE_HOME/infant/logs,
     /// /var/log/infant for root, or ~/.local/state/infant/logs).
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,

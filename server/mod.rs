@@ -59,5 +59,7 @@ pub use grpc::{BearerToken, RemoteListener};
 pub use logging::LogGuard;
 pub use process::reaper::ExitStatus;
 pub use run::{init_logging, run, Options};
-pub use spec::{Kind, ListenAddr, LogMode, ProgramDef, ProgramSpec, Ready};
+pub use spec::{
+    Kind, LimitValue, ListenAddr, LogMode, ProgramDef, ProgramSpec, Ready, Restart, Rlimit,
+};
 pub use supervisor::{Supervisor, SupervisorOptions};
