@@ -195,10 +195,7 @@ impl Session {
                 signal = signals.next() => match signal {
                     // SIGHUP is also the parent-death signal: a daemon that died
                     // is a lost master, not a reload.
-                    Received::Hangup if process::orphaned(self.parent) => {
-                        return Err(Ending::Lost("the daemon exited".into()));
-                    }
-                    Received::Hangup => return Err(Ending::Stop(StopReason::Hangup)),
+                    Received::Hangup => return Err(hangup(self.parent).await),
                     other => tracing::debug!("ignoring {} under infantd", other.name()),
                 },
                 output = &mut work => return Ok(output),
@@ -415,6 +412,28 @@ impl Session {
             .stop_timeout()
             .unwrap_or(process::DEFAULT_STOP_TIMEOUT);
         process::arm_watchdog(window);
+    }
+}
+
+/// How long a SIGHUP waits to tell a dying daemon from a reload request.
+const HANGUP_SETTLE: Duration = Duration::from_millis(250);
+
+/// What a SIGHUP means. SIGHUP is also the parent-death signal, and the kernel
+/// sends that when the daemon's thread that spawned this worker exits: while
+/// the rest of a killed daemon is still exiting, the worker is handed to a
+/// sibling thread and its parent pid has not changed yet. So a SIGHUP with the
+/// parent still there waits a moment for it to go (a lost daemon) before it is
+/// taken as the daemon's request for a graceful stop (a reload).
+async fn hangup(parent: Pid) -> Ending {
+    let waited = tokio::time::Instant::now();
+    loop {
+        if process::orphaned(parent) {
+            return Ending::Lost("the daemon exited".into());
+        }
+        if waited.elapsed() >= HANGUP_SETTLE {
+            return Ending::Stop(StopReason::Hangup);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
