@@ -42,12 +42,7 @@ pub trait Os: Send {
     /// The resident memory of `pid` in bytes, `None` if it is gone.
     fn rss_bytes(&self, pid: Pid) -> Option<u64>;
     /// The CPU time and resident memory of `pid`, `None` if it is gone.
-    fn usage(&self, pid: Pid) -> Option<Usage> {
-        Some(Usage {
-            rss_bytes: self.rss_bytes(pid)?,
-            cpu: cpu::cpu_time(pid).unwrap_or_default(),
-        })
-    }
+    fn usage(&self, pid: Pid) -> Option<Usage>;
 }
 
 /// The operating system itself.

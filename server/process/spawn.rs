@@ -562,6 +562,24 @@ mod tests {
     use super::*;
     use crate::daemon::process::cgroup::Tree;
 
+    /// Spawns `sleep 30` into `cgroup`, created in it when `dir` is given.
+    fn sleep_in(cgroup: &super::super::cgroup::InstanceCgroup, dir: Option<RawFd>) -> Spawned {
+        let argv = ["sleep".to_string(), "30".to_string()];
+        let request = SpawnRequest {
+            argv: &argv,
+            cwd: None,
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            listen_fds: &[],
+            listen_names: &[],
+            cgroup_procs: Some(cgroup.procs.as_raw_fd()),
+            cgroup_dir: dir,
+            setup: &Default::default(),
+            stdout: None,
+            stderr: None,
+        };
+        spawn(&request).expect("spawn sleep")
+    }
+
     /// Without the cgroup's directory (as where the kernel refuses `clone3`),
     /// the forked child moves itself in before its exec.
     #[test]
@@ -571,20 +589,7 @@ mod tests {
             return;
         };
         let cgroup = tree.instance(1).expect("instance cgroup");
-        let argv = ["sleep".to_string(), "30".to_string()];
-        let request = SpawnRequest {
-            argv: &argv,
-            cwd: None,
-            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-            listen_fds: &[],
-            listen_names: &[],
-            cgroup_procs: Some(cgroup.procs.as_raw_fd()),
-            cgroup_dir: None,
-            setup: &Default::default(),
-            stdout: None,
-            stderr: None,
-        };
-        let spawned = spawn(&request).expect("spawn sleep");
+        let spawned = sleep_in(&cgroup, None);
         let pid = spawned.pid.as_raw().to_string();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let moved = loop {
@@ -612,20 +617,7 @@ mod tests {
             return;
         };
         let cgroup = tree.instance(1).expect("instance cgroup");
-        let argv = ["sleep".to_string(), "30".to_string()];
-        let request = SpawnRequest {
-            argv: &argv,
-            cwd: None,
-            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-            listen_fds: &[],
-            listen_names: &[],
-            cgroup_procs: Some(cgroup.procs.as_raw_fd()),
-            cgroup_dir: Some(cgroup.dir_fd.as_raw_fd()),
-            setup: &Default::default(),
-            stdout: None,
-            stderr: None,
-        };
-        let spawned = spawn(&request).expect("spawn sleep");
+        let spawned = sleep_in(&cgroup, Some(cgroup.dir_fd.as_raw_fd()));
         let members = std::fs::read_to_string(cgroup.dir.join("cgroup.procs"));
         let _ = nix::sys::signal::kill(spawned.pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(spawned.pid, None);

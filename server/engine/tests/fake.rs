@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::daemon::engine::os::{Os, Spawned};
+use crate::daemon::process::cpu::Usage;
 use crate::daemon::process::reaper::{Exit, ExitStatus};
 use crate::daemon::process::sockets::{self, BoundSocket};
 use crate::daemon::process::spawn::{SpawnError, SpawnRequest};
@@ -282,5 +283,13 @@ impl Os for FakeOs {
             .iter()
             .any(|p| p.pid == pid && p.ended.is_none());
         running.then(|| world.rss.get(&pid).copied().unwrap_or(10 << 20))
+    }
+
+    /// The fake's processes use no CPU.
+    fn usage(&self, pid: Pid) -> Option<Usage> {
+        Some(Usage {
+            cpu: std::time::Duration::ZERO,
+            rss_bytes: self.rss_bytes(pid)?,
+        })
     }
 }
