@@ -631,15 +631,14 @@ impl SlowFile {
     }
 }
 
-#[tokio::test]
-async fn a_writer_briefly_slower_than_the_program_loses_no_line() {
-    // 100 000 lines at once, ~4 MB with their prefixes: far more than the
-    // daemon queues for a file, written to a file slower than the program
-    // writes them. The program waits on its pipe now and then; nothing is lost.
+/// A daemon whose `burst` job writes 100 000 numbered lines, with the log file
+/// a named pipe that the test reads (or not). The folder lives as long as the
+/// first value returned.
+async fn burst_into_a_fifo() -> (tempfile::TempDir, SlowFile, Logged) {
     let folder = short_tempdir();
     let logs = folder.path().join("logs");
     std::fs::create_dir(&logs).expect("mkdir");
-    let slow = SlowFile::new(&logs.join("burst.out.log"));
+    let fifo = SlowFile::new(&logs.join("burst.out.log"));
     let config = r#"
 [program.burst]
 kind = "once"
@@ -647,6 +646,15 @@ log_max_size = "1GiB"
 command = ["seq", "1", "100000"]
 "#;
     let logged = Logged::start(config, &["--log-dir", &logs.to_string_lossy()], &[]).await;
+    (folder, fifo, logged)
+}
+
+#[tokio::test]
+async fn a_writer_briefly_slower_than_the_program_loses_no_line() {
+    // 100 000 lines at once, ~4 MB with their prefixes: far more than the
+    // daemon queues for a file, written to a file slower than the program
+    // writes them. The program waits on its pipe now and then; nothing is lost.
+    let (_folder, slow, logged) = burst_into_a_fifo().await;
     let control = logged.daemon.control().await;
     let (read, _slow) = slow.read_until(" 100000\n").await;
     let text = String::from_utf8(read).expect("utf8");
@@ -667,17 +675,7 @@ command = ["seq", "1", "100000"]
 #[tokio::test]
 async fn a_writer_that_takes_nothing_holds_the_program_up_only_briefly() {
     // The log file is a named pipe nobody reads: the writer is stuck.
-    let folder = short_tempdir();
-    let logs = folder.path().join("logs");
-    std::fs::create_dir(&logs).expect("mkdir");
-    let stuck = SlowFile::new(&logs.join("burst.out.log"));
-    let config = r#"
-[program.burst]
-kind = "once"
-log_max_size = "1GiB"
-command = ["seq", "1", "100000"]
-"#;
-    let logged = Logged::start(config, &["--log-dir", &logs.to_string_lossy()], &[]).await;
+    let (_folder, stuck, logged) = burst_into_a_fifo().await;
     let control = logged.daemon.control().await;
     // The program runs to its end all the same, its output dropped and counted.
     wait_until("the program to end", DEADLINE, || async {
