@@ -54,28 +54,15 @@ fn ctl_on_a_terminal(
     (status, shown, stderr)
 }
 
-async fn daemon_with_pool(count: &str) -> Daemon {
+async fn daemon_with_pool(count: u32) -> Daemon {
     let daemon = Daemon::start(&[]).await;
-    let (status, _, stderr) = daemon.ctl(&[
-        "start",
-        "pool",
-        "--kind",
-        "cluster",
-        "--count",
-        count,
-        "--start-grace",
-        "0ms",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    assert!(status.success(), "{stderr}");
+    daemon.start_sleepers("pool", count);
     daemon
 }
 
 #[tokio::test]
 async fn a_rolling_restart_shows_one_line_per_worker_on_a_terminal_and_none_in_a_pipe() {
-    let daemon = daemon_with_pool("3").await;
+    let daemon = daemon_with_pool(3).await;
 
     let (status, shown, stderr) = ctl_on_a_terminal(&daemon, &["restart", "pool"], &[]);
     assert!(status.success(), "{stderr}");
@@ -122,7 +109,7 @@ async fn a_rolling_restart_shows_one_line_per_worker_on_a_terminal_and_none_in_a
 
 #[tokio::test]
 async fn mistyped_names_get_a_suggestion_and_status_takes_names() {
-    let daemon = daemon_with_pool("1").await;
+    let daemon = daemon_with_pool(1).await;
     for args in [
         &["stop", "pol"][..],
         &["status", "pool", "poool"],

@@ -8,20 +8,7 @@ use common::*;
 #[tokio::test]
 async fn top_once_prints_one_frame_of_programs_workers_and_events() {
     let daemon = Daemon::start(&[]).await;
-    let (status, _, stderr) = daemon.ctl(&[
-        "start",
-        "pool",
-        "--kind",
-        "cluster",
-        "--count",
-        "2",
-        "--start-grace",
-        "0ms",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    assert!(status.success(), "{stderr}");
+    daemon.start_sleepers("pool", 2);
     let mut client = daemon.client().await;
     let pids = ok_pids(&mut client, "pool").await;
     assert_eq!(pids.len(), 2);
@@ -73,21 +60,8 @@ async fn top_runs_live_in_a_terminal_reacts_to_keys_and_restores_it() {
     use std::time::{Duration, Instant};
 
     let daemon = Daemon::start(&[]).await;
-    for (name, count) in [("pool", "2"), ("other", "1")] {
-        let (status, _, stderr) = daemon.ctl(&[
-            "start",
-            name,
-            "--kind",
-            "cluster",
-            "--count",
-            count,
-            "--start-grace",
-            "0ms",
-            "--",
-            "sleep",
-            "1000",
-        ]);
-        assert!(status.success(), "{stderr}");
+    for (name, count) in [("pool", 2), ("other", 1)] {
+        daemon.start_sleepers(name, count);
     }
     let mut client = daemon.client().await;
     let pids = ok_pids(&mut client, "pool").await;

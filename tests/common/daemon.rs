@@ -191,6 +191,26 @@ impl Daemon {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }
+
+    /// `infantctl start NAME --kind cluster --count COUNT --start-grace 0ms --
+    /// sleep 1000`: a cluster of idle workers, `ok` as soon as they run.
+    pub fn start_sleepers(&self, name: &str, count: u32) {
+        let count = count.to_string();
+        let (status, _, stderr) = self.ctl(&[
+            "start",
+            name,
+            "--kind",
+            "cluster",
+            "--count",
+            &count,
+            "--start-grace",
+            "0ms",
+            "--",
+            "sleep",
+            "1000",
+        ]);
+        assert!(status.success(), "start {name}: {stderr}");
+    }
 }
 
 impl Drop for Daemon {
