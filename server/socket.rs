@@ -139,3 +139,34 @@ pub fn secure_default_dir(path: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Binds a new Unix socket of `kind` in Linux's abstract namespace, with a name
+/// the kernel picks (autobind): unique in the network namespace, so two daemons
+/// never collide on it, not even two that are each PID 1 of a container on one
+/// host network, as names made of the daemon's pid would. Returns the socket
+/// (non-blocking, close-on-exec) and its address as `@NAME`, the spelling
+/// `NOTIFY_SOCKET` and `INFANT_SOCKET` use. `what` names it in errors.
+pub fn bind_abstract(
+    kind: nix::sys::socket::SockType,
+    what: &str,
+) -> Result<(std::os::fd::OwnedFd, String)> {
+    use nix::sys::socket::{bind, getsockname, socket, AddressFamily, SockFlag, UnixAddr};
+    let fail = |e: nix::Error| Error::io(what, std::io::Error::from(e));
+    let fd = socket(
+        AddressFamily::Unix,
+        kind,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(fail)?;
+    bind(fd.as_raw_fd(), &UnixAddr::new_unnamed()).map_err(fail)?;
+    let bound: UnixAddr = getsockname(fd.as_raw_fd()).map_err(fail)?;
+    let Some(name) = bound.as_abstract() else {
+        return Err(Error::io(
+            what,
+            std::io::Error::other("the kernel gave it no abstract name"),
+        ));
+    };
+    let address = format!("@{}", String::from_utf8_lossy(name));
+    Ok((fd, address))
+}

@@ -367,35 +367,15 @@ impl Supervisor {
 }
 
 /// Binds the worker-only socket: an abstract Unix socket (no file, so no
-/// folder permission keeps another user out, and nothing to clean up). Its
-/// `INFANT_SOCKET` form is `@` and the name, which the kernel picks
-/// (autobind): unique in the network namespace, so two daemons never collide
-/// on it, not even two that are each PID 1 of a container on one host network.
+/// folder permission keeps another user out, and nothing to clean up) with a
+/// name the kernel picks (see [`socket::bind_abstract`]).
 fn bind_worker_socket() -> Result<(tokio::net::UnixListener, String)> {
-    use nix::sys::socket::{
-        bind, getsockname, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
-    };
-    use std::os::fd::AsRawFd;
-    let fail = |e: nix::Error| Error::io("binding the worker socket", std::io::Error::from(e));
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        None,
-    )
-    .map_err(fail)?;
-    bind(fd.as_raw_fd(), &UnixAddr::new_unnamed()).map_err(fail)?;
-    listen(&fd, Backlog::MAXCONN).map_err(fail)?;
-    let bound: UnixAddr = getsockname(fd.as_raw_fd()).map_err(fail)?;
-    let Some(name) = bound.as_abstract() else {
-        return Err(Error::io(
-            "binding the worker socket",
-            std::io::Error::other("the kernel gave it no abstract name"),
-        ));
-    };
-    let address = format!("@{}", String::from_utf8_lossy(name));
+    use nix::sys::socket::{listen, Backlog, SockType};
+    let what = "binding the worker socket";
+    let (fd, address) = socket::bind_abstract(SockType::Stream, what)?;
+    listen(&fd, Backlog::MAXCONN).map_err(|e| Error::io(what, std::io::Error::from(e)))?;
     let listener = tokio::net::UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
-        .map_err(|e| Error::io("binding the worker socket", e))?;
+        .map_err(|e| Error::io(what, e))?;
     Ok((listener, address))
 }
 

@@ -230,36 +230,16 @@ pub struct NotifyListener {
 }
 
 impl NotifyListener {
-    /// Binds a fresh abstract socket with a name the kernel picks (autobind):
-    /// unique in the network namespace, so two daemons never collide on it —
-    /// not even two that are each PID 1 of their own container on a shared
-    /// host network, which a name made of the daemon's pid would.
+    /// Binds a fresh abstract socket with a name the kernel picks (see
+    /// [`super::socket::bind_abstract`]).
     pub fn bind() -> Result<NotifyListener> {
-        use nix::sys::socket::{
-            bind, getsockname, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
-            UnixAddr,
-        };
-        let fail = |e: nix::Error| Error::io("the notify socket", std::io::Error::from(e));
-        let fd = socket(
-            AddressFamily::Unix,
-            SockType::Datagram,
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-            None,
-        )
-        .map_err(fail)?;
-        setsockopt(&fd, sockopt::PassCred, &true).map_err(fail)?;
-        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-        bind(raw, &UnixAddr::new_unnamed()).map_err(fail)?;
-        let bound: UnixAddr = getsockname(raw).map_err(fail)?;
-        let Some(name) = bound.as_abstract() else {
-            return Err(Error::io(
-                "the notify socket",
-                std::io::Error::other("the kernel gave it no abstract name"),
-            ));
-        };
-        let address = format!("@{}", String::from_utf8_lossy(name));
+        use nix::sys::socket::{setsockopt, sockopt, SockType};
+        let what = "the notify socket";
+        let (fd, address) = super::socket::bind_abstract(SockType::Datagram, what)?;
+        setsockopt(&fd, sockopt::PassCred, &true)
+            .map_err(|e| Error::io(what, std::io::Error::from(e)))?;
         let socket = tokio::net::UnixDatagram::from_std(std::os::unix::net::UnixDatagram::from(fd))
-            .map_err(|e| Error::io("the notify socket", e))?;
+            .map_err(|e| Error::io(what, e))?;
         Ok(NotifyListener { socket, address })
     }
 
