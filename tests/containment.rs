@@ -177,3 +177,42 @@ async fn a_stop_kills_a_setsid_grandchild_every_cycle() {
 async fn a_stop_kills_a_setsid_grandchild_every_cycle_without_cgroups() {
     a_stop_kills_what_the_instance_left(NO_CGROUPS).await;
 }
+
+/// Starts [`TREE`] and stops it at once, 300 times, so that stops land at every
+/// moment of its growth, children forking and exiting while the daemon looks
+/// for them: nothing may be left once the stops have returned.
+async fn a_stop_at_any_moment_leaves_nothing(env: &[(&str, &str)]) {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let daemon = Daemon::start_env(&[], env).await;
+    let control = daemon.control().await;
+    let mut tree = spec(ProgramKind::Child, &["sh", "-c", TREE]);
+    tree.start_grace_ms = Some(0);
+    for _ in 0..300 {
+        control
+            .start("tree", Some(tree.clone()), false)
+            .await
+            .expect("Start");
+        control.stop("tree", None).await.expect("Stop");
+    }
+    let socket = daemon.socket.clone();
+    wait_until(
+        "nothing left behind by 300 trees stopped while they grew",
+        DEADLINE,
+        || {
+            let left = descendants(&socket);
+            async move { left.is_empty() }
+        },
+    )
+    .await;
+    assert!(daemon.stop().await.success());
+}
+
+#[tokio::test]
+async fn a_stop_at_any_moment_of_a_growing_tree_leaves_nothing() {
+    a_stop_at_any_moment_leaves_nothing(CGROUPS).await;
+}
+
+#[tokio::test]
+async fn a_stop_at_any_moment_of_a_growing_tree_leaves_nothing_without_cgroups() {
+    a_stop_at_any_moment_leaves_nothing(NO_CGROUPS).await;
+}

@@ -12,6 +12,7 @@ use super::events::{Event, EventKind};
 use super::state::{InstanceStatus, ProgramStatus, Run, StopReason};
 use super::{Engine, Timer};
 use crate::daemon::error::Error;
+use crate::daemon::process::contain::Owner;
 use crate::daemon::process::reaper::{Exit, ExitStatus};
 use crate::daemon::spec::{Kind, Restart};
 
@@ -68,6 +69,12 @@ impl Engine {
             // An orphaned grandchild reparented to us, or a process whose exec
             // failed: reaped, nothing to do.
             tracing::debug!(pid = %exit.pid, status = %exit.status, "reaped a non-instance process");
+            // Its children, if any, are ours now: any that an exited instance
+            // left behind dies.
+            for stragglers in self.contain.orphan_reaped() {
+                let Owner { program, id } = stragglers.owner;
+                self.report_leftovers(&program, id, stragglers.pid, stragglers.killed);
+            }
             return;
         };
         // Whatever the leader left in its group dies with it: no orphans.

@@ -1,8 +1,9 @@
 //! What an instance left behind when its process exited: descendants in a
 //! session of their own, double-forked daemons, anything still in its cgroup.
 //! They are killed as soon as the instance's process is reaped, within its
-//! stop window (see [`crate::daemon::process::contain`]), and counted in an
-//! `error` event.
+//! stop window (without cgroups, a straggler the first search missed is killed
+//! when the orphan that hid it is reaped; see [`crate::daemon::process::contain`]),
+//! and counted in an `error` event.
 
 use nix::unistd::Pid;
 

@@ -12,6 +12,7 @@ use super::state::{
 };
 use super::{Engine, FailedDependency, Timer};
 use crate::daemon::error::{Error, Result};
+use crate::daemon::process::contain::Owner;
 use crate::daemon::process::setup::ExecSetup;
 use crate::daemon::process::spawn;
 use crate::daemon::spec::{Kind, ProgramDef, Ready};
@@ -318,7 +319,11 @@ impl Engine {
             }
         };
         outputs.start();
-        self.contain.spawned(spawned.pid, &token, prepared);
+        let owner = Owner {
+            program: spec.name.clone(),
+            id,
+        };
+        self.contain.spawned(spawned.pid, &token, owner, prepared);
         let pid = spawned.pid;
         // The exec finishes on its own; its outcome comes back as an engine input.
         let exec_tx = self.exec_tx.clone();

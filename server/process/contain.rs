@@ -6,22 +6,39 @@
 //! - without, the daemon's children that are not instances (orphans of
 //!   instances reparented to the daemon, a child subreaper) and that are in the
 //!   instance's process group or carry its `INFANT_TOKEN`, with all their
-//!   descendants. A process that left both the group and the environment
-//!   behind, while its parent still lives elsewhere, is not found here; it is
-//!   killed at shutdown if it has become the daemon's child by then.
+//!   descendants. `/proc` is no snapshot, so a process that forks and exits
+//!   while it is read can hide its child from that search: the token of an
+//!   exited instance is looked for again among the daemon's children each time
+//!   an orphan is reaped, for [`RETIRED_FOR`]. A process that left both the
+//!   group and the environment behind, while its parent still lives elsewhere,
+//!   is not found here; it is killed at shutdown if it has become the daemon's
+//!   child by then.
 //!
 //! Each spawn is also announced to the [`Guardian`], which kills what is left
 //! if the daemon itself dies.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::cgroup;
 use super::guardian::Guardian;
+
+/// How many times [`Containment`] searches `/proc` for an instance's orphans
+/// before it gives up on a tree that keeps growing.
+const MAX_ROUNDS: usize = 64;
+
+/// How long, without cgroups, the token of an exited instance is looked for
+/// among the daemon's orphans.
+pub const RETIRED_FOR: Duration = Duration::from_secs(10);
+
+/// At most this many exited instances are remembered for [`RETIRED_FOR`].
+const RETIRED_MAX: usize = 1024;
 
 /// The containment of every instance of one supervisor.
 #[derive(Debug, Default)]
@@ -34,12 +51,43 @@ pub struct Containment {
     live: HashMap<Pid, Contained>,
     /// Cgroups of exited instances, removed once their processes are gone.
     to_remove: Vec<PathBuf>,
+    /// Without cgroups: instances that exited lately, oldest first.
+    retired: VecDeque<Retired>,
 }
 
 #[derive(Debug)]
 struct Contained {
     token: String,
+    owner: Owner,
     cgroup: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+struct Retired {
+    token: String,
+    owner: Owner,
+    pid: Pid,
+    at: Instant,
+}
+
+/// Which instance a process belongs to: its program and worker id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The program's name.
+    pub program: String,
+    /// The worker id.
+    pub id: u64,
+}
+
+/// What an exited instance left behind and the orphan sweep killed.
+#[derive(Debug)]
+pub struct Stragglers {
+    /// The instance they came from.
+    pub owner: Owner,
+    /// The instance's process, long reaped.
+    pub pid: Pid,
+    /// What was killed.
+    pub killed: Vec<Pid>,
 }
 
 /// What a spawn needs from [`Containment::prepare`].
@@ -72,6 +120,7 @@ impl Containment {
             next_seq: 0,
             live: HashMap::new(),
             to_remove: Vec::new(),
+            retired: VecDeque::new(),
         }
     }
 
@@ -101,8 +150,9 @@ impl Containment {
         }
     }
 
-    /// Instance process `pid` (its own process group) was spawned with `token`.
-    pub fn spawned(&mut self, pid: Pid, token: &str, prepared: Prepared) {
+    /// Instance process `pid` (its own process group) of `owner` was spawned
+    /// with `token`.
+    pub fn spawned(&mut self, pid: Pid, token: &str, owner: Owner, prepared: Prepared) {
         if let Some(guardian) = &self.guardian {
             guardian.watch(pid, token);
         }
@@ -110,6 +160,7 @@ impl Containment {
             pid,
             Contained {
                 token: token.to_owned(),
+                owner,
                 cgroup: prepared.cgroup.map(|c| c.dir),
             },
         );
@@ -139,7 +190,11 @@ impl Containment {
                     .filter(|&p| nix::unistd::getpgid(Some(p)).ok() != Some(pid))
                     .collect()
             }
-            None => self.kill_orphans(pid, &contained.token),
+            None => {
+                let killed = self.kill_orphans(pid, &contained.token);
+                self.retire(pid, contained.token.clone(), contained.owner);
+                killed
+            }
         };
         if let Some(guardian) = &self.guardian {
             guardian.forget(pid, &contained.token);
@@ -148,51 +203,148 @@ impl Containment {
         killed
     }
 
+    /// A process that was no instance was reaped: without cgroups, whatever
+    /// it left becomes the daemon's child, so the tokens of instances that
+    /// exited lately are looked for there, and what carries one is killed.
+    pub fn orphan_reaped(&mut self) -> Vec<Stragglers> {
+        let now = Instant::now();
+        while self
+            .retired
+            .front()
+            .is_some_and(|r| now.duration_since(r.at) > RETIRED_FOR)
+        {
+            self.retired.pop_front();
+        }
+        if self.retired.is_empty() {
+            return Vec::new();
+        }
+        let tokens: Vec<&str> = self.retired.iter().map(|r| r.token.as_str()).collect();
+        let killed = self.kill_trees(|p| which_token(p.pid, &tokens));
+        let mut found: Vec<Stragglers> = Vec::new();
+        for (pid, index, _) in killed {
+            let retired = &self.retired[index];
+            match found.iter_mut().find(|s| s.pid == retired.pid) {
+                Some(s) => s.killed.push(pid),
+                None => found.push(Stragglers {
+                    owner: retired.owner.clone(),
+                    pid: retired.pid,
+                    killed: vec![pid],
+                }),
+            }
+        }
+        found
+    }
+
+    /// Remembers an instance that exited, for [`Self::orphan_reaped`].
+    fn retire(&mut self, pid: Pid, token: String, owner: Owner) {
+        if self.retired.len() == RETIRED_MAX {
+            self.retired.pop_front();
+        }
+        self.retired.push_back(Retired {
+            token,
+            owner,
+            pid,
+            at: Instant::now(),
+        });
+    }
+
     /// The pid of the guardian, which is the daemon's child but no leftover.
     pub fn guardian_pid(&self) -> Option<Pid> {
         self.guardian.as_ref().map(Guardian::pid)
     }
 
     /// Without cgroups: the daemon's children that are no instance and are in
-    /// group `pgid` or carry `token`, and all their descendants.
+    /// group `pgid` or carry `token`, and all their descendants. Returns those
+    /// that had left the group.
     fn kill_orphans(&self, pgid: Pid, token: &str) -> Vec<Pid> {
-        let me = nix::unistd::getpid();
-        let table = process_table();
-        let roots = table.iter().filter(|p| {
-            p.ppid == me
-                && p.state != 'Z'
-                && !self.live.contains_key(&p.pid)
-                && Some(p.pid) != self.guardian_pid()
-                && (p.pgid == pgid || carries_token(p.pid, &[token]))
+        let killed = self.kill_trees(|p| {
+            if p.pgid == pgid {
+                return Some(Some(()));
+            }
+            carries_token(p.pid, &[token]).map(|carries| carries.then_some(()))
         });
-        let mut found: Vec<Pid> = roots.map(|p| p.pid).collect();
-        // Descendants, breadth first: `found` grows as it is walked.
-        let mut i = 0;
-        while i < found.len() {
-            let parent = found[i];
-            found.extend(
-                table
-                    .iter()
-                    .filter(|p| p.ppid == parent && p.state != 'Z')
-                    .map(|p| p.pid),
-            );
-            i += 1;
-        }
-        for &pid in &found {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-        }
         // What is still in the instance's own process group was killed with it
         // (the engine signals the group): only what left the group was left
         // behind.
-        found
+        killed
             .into_iter()
-            .filter(|&p| {
-                table
-                    .iter()
-                    .find(|e| e.pid == p)
-                    .is_none_or(|e| e.pgid != pgid)
-            })
+            .filter(|&(_, _, group)| group != Some(pgid))
+            .map(|(pid, _, _)| pid)
             .collect()
+    }
+
+    /// SIGKILLs the daemon's children that are no instance and for which
+    /// `root` gives a key, with all their descendants; returns each one killed,
+    /// with its root's key and its process group. `root` gives `None` when it
+    /// cannot tell yet.
+    ///
+    /// One reading of `/proc` is not enough: it takes a while, and a process
+    /// found in it may fork before its SIGKILL lands. So the search runs again,
+    /// from the roots and from every process already killed, until a round
+    /// finds nothing new. A SIGKILLed process can no longer complete a fork, so
+    /// each round's new processes were born before the previous round's kills,
+    /// and the rounds end.
+    fn kill_trees<K: Copy>(
+        &self,
+        mut root: impl FnMut(&ProcEntry) -> Option<Option<K>>,
+    ) -> Vec<(Pid, K, Option<Pid>)> {
+        let me = nix::unistd::getpid();
+        let mut killed: Vec<(Pid, K, Option<Pid>)> = Vec::new();
+        for _ in 0..MAX_ROUNDS {
+            let table = process_table();
+            // A root whose environment cannot be read yet (halfway through an
+            // exec) is looked at again in the next round.
+            let mut unsure = false;
+            let mut found: Vec<(Pid, K)> = Vec::new();
+            for p in &table {
+                if p.ppid != me
+                    || p.state == 'Z'
+                    || self.live.contains_key(&p.pid)
+                    || Some(p.pid) == self.guardian_pid()
+                {
+                    continue;
+                }
+                match root(p) {
+                    Some(Some(key)) => found.push((p.pid, key)),
+                    Some(None) => {}
+                    None => unsure = true,
+                }
+            }
+            // Descendants, breadth first: `found` grows as it is walked. A
+            // child read before its killed parent was gone still names that
+            // parent, so the walk starts from the killed too.
+            found.extend(killed.iter().map(|&(pid, key, _)| (pid, key)));
+            let mut i = 0;
+            while i < found.len() {
+                let (parent, key) = found[i];
+                for p in &table {
+                    if p.ppid == parent
+                        && p.state != 'Z'
+                        && !found.iter().any(|&(pid, _)| pid == p.pid)
+                    {
+                        found.push((p.pid, key));
+                    }
+                }
+                i += 1;
+            }
+            let new: Vec<(Pid, K)> = found
+                .into_iter()
+                .filter(|&(pid, _)| !killed.iter().any(|&(k, _, _)| k == pid))
+                .collect();
+            if new.is_empty() {
+                if !unsure {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            for (pid, key) in new {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                let group = table.iter().find(|e| e.pid == pid).map(|e| e.pgid);
+                killed.push((pid, key, group));
+            }
+        }
+        killed
     }
 
     /// Removes the cgroups of exited instances that have emptied.
@@ -256,16 +408,44 @@ pub fn is_alive(pid: Pid) -> bool {
     proc_entry(pid.as_raw()).is_some_and(|p| p.state != 'Z')
 }
 
-/// Whether the environment of `pid` has `INFANT_TOKEN` set to one of `tokens`.
-pub fn carries_token<S: AsRef<str>>(pid: Pid, tokens: &[S]) -> bool {
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-        return false;
-    };
-    environ.split(|&b| b == 0).any(|entry| {
-        entry.strip_prefix(b"INFANT_TOKEN=").is_some_and(|value| {
-            tokens
-                .iter()
-                .any(|token| token.as_ref().as_bytes() == value)
-        })
-    })
+/// The environment of `pid`, read in one `read` where it fits in 256 KiB.
+///
+/// Each `read` of `/proc/PID/environ` looks at the memory the process has at
+/// that moment, so reading in pieces (as `fs::read` does, from a small first
+/// read) across an exec returns the start of the old environment and then
+/// nothing: a token further on would seem to be missing.
+fn read_environ(pid: Pid) -> Option<Vec<u8>> {
+    let mut file = std::fs::File::open(format!("/proc/{pid}/environ")).ok()?;
+    let mut environ = vec![0; 256 * 1024];
+    let n = file.read(&mut environ).ok()?;
+    environ.truncate(n);
+    if n == 256 * 1024 {
+        file.read_to_end(&mut environ).ok()?;
+    }
+    Some(environ)
+}
+
+/// Whether the environment of `pid` has `INFANT_TOKEN` set to one of `tokens`;
+/// `None` while it cannot be told: the process is gone, or is halfway through
+/// an exec, where its new memory has no environment yet and `/proc` shows an
+/// empty one.
+pub fn carries_token<S: AsRef<str>>(pid: Pid, tokens: &[S]) -> Option<bool> {
+    which_token(pid, tokens).map(|index| index.is_some())
+}
+
+/// Which of `tokens` the environment of `pid` has as `INFANT_TOKEN`, if any;
+/// `None` while it cannot be told (see [`carries_token`]).
+fn which_token<S: AsRef<str>>(pid: Pid, tokens: &[S]) -> Option<Option<usize>> {
+    let environ = read_environ(pid)?;
+    if environ.is_empty() {
+        return None;
+    }
+    let value = environ
+        .split(|&b| b == 0)
+        .find_map(|entry| entry.strip_prefix(b"INFANT_TOKEN="));
+    Some(value.and_then(|value| {
+        tokens
+            .iter()
+            .position(|token| token.as_ref().as_bytes() == value)
+    }))
 }

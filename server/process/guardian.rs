@@ -202,12 +202,13 @@ fn grace(groups: &HashSet<Pid>) {
 }
 
 /// Kills everything the daemon left, round after round until a round finds
-/// nothing or [`SWEEP`] has passed. Returns how many processes it found.
+/// nothing twice or [`SWEEP`] has passed. Returns how many processes it found.
 fn sweep(cgroup: Option<&Path>, groups: &HashSet<Pid>, tokens: &HashSet<String>) -> usize {
     let me = nix::unistd::getpid();
     let tokens: Vec<&String> = tokens.iter().collect();
     let deadline = Instant::now() + SWEEP;
     let mut killed = HashSet::new();
+    let mut quiet = false;
     loop {
         let mut found = 0;
         if let Some(dir) = cgroup {
@@ -224,9 +225,11 @@ fn sweep(cgroup: Option<&Path>, groups: &HashSet<Pid>, tokens: &HashSet<String>)
         }
         if !tokens.is_empty() {
             for process in process_table() {
-                if process.pid != me
-                    && process.state != 'Z'
-                    && (groups.contains(&process.pgid) || carries_token(process.pid, &tokens))
+                if process.pid == me || process.state == 'Z' {
+                    continue;
+                }
+                if groups.contains(&process.pgid)
+                    || carries_token(process.pid, &tokens) == Some(true)
                 {
                     let _ = nix::sys::signal::kill(process.pid, Signal::SIGKILL);
                     killed.insert(process.pid);
@@ -234,9 +237,12 @@ fn sweep(cgroup: Option<&Path>, groups: &HashSet<Pid>, tokens: &HashSet<String>)
                 }
             }
         }
-        if found == 0 || Instant::now() >= deadline {
+        // Two quiet rounds, not one: a process halfway through an exec shows
+        // no environment, so one round may miss its token.
+        if (found == 0 && quiet) || Instant::now() >= deadline {
             return killed.len();
         }
+        quiet = found == 0;
         std::thread::sleep(Duration::from_millis(20));
     }
 }
