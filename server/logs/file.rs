@@ -39,7 +39,7 @@ pub struct FileRules {
 pub struct Written {
     /// Bytes written.
     pub written: u64,
-    /// Bytes dropped.
+    /// Bytes dropped: always the batch's last ones, whole lines.
     pub dropped: u64,
 }
 
