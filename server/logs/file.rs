@@ -152,7 +152,7 @@ impl LogFile {
             tracing::warn!(
                 program = %self.program,
                 "cannot write {}: {reason}; dropping the program's output until it can (the \
-                 program runs on; dropped bytes show in `infantctl status`)",
+                 program runs on; dropped bytes show in `infantctl status` and `workers`)",
                 self.path.display()
             );
             self.fault = Some(reason.to_owned());
