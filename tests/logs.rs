@@ -763,3 +763,52 @@ command = ["sh", "-c", "echo calm; exec sleep 1000"]
     assert!(calm_row.ends_with(" -"), "{stdout}");
     logged.daemon.stop().await;
 }
+
+#[tokio::test]
+async fn output_dropped_while_the_writer_is_stuck_is_counted_per_worker() {
+    // `pair.out.log` is a named pipe nobody reads: the file writer is stuck,
+    // and what does not fit in the queue is dropped as it is read.
+    let folder = short_tempdir();
+    let logs = folder.path().join("logs");
+    std::fs::create_dir(&logs).expect("mkdir");
+    let stuck = SlowFile::new(&logs.join("pair.out.log"));
+    let config = r#"
+[program.pair]
+kind = "cluster"
+count = 2
+command = ["sh", "-c", "seq 1 100000; exec sleep 1000"]
+"#;
+    let logged = Logged::start(config, &["--log-dir", &logs.to_string_lossy()], &[]).await;
+    let control = logged.daemon.control().await;
+    // (per worker, the program's), the program's read last.
+    let dropped = || async {
+        let mut workers: Vec<(u64, u64)> = control
+            .workers(Some("pair"))
+            .await
+            .expect("workers")
+            .iter()
+            .map(|w| (w.id, w.log_dropped_bytes))
+            .collect();
+        workers.sort();
+        let program = control.list(Some("pair")).await.expect("status")[0].log_dropped_bytes;
+        (workers, program)
+    };
+    let adds_up = |(workers, program): &(Vec<(u64, u64)>, u64)| {
+        workers.iter().map(|w| w.1).sum::<u64>() == *program
+    };
+    wait_until("both workers' output dropped", DEADLINE, || async {
+        let now = dropped().await;
+        now.0.len() == 2 && now.0.iter().all(|w| w.1 > 0) && adds_up(&now)
+    })
+    .await;
+    let (_, before) = dropped().await;
+    // Closing the pipe's read end unsticks the writer: the batch it held is
+    // dropped too, and counted for the workers whose lines it held.
+    drop(stuck);
+    wait_until("the stuck batch counted for its workers", DEADLINE, || async {
+        let now = dropped().await;
+        now.1 > before && adds_up(&now)
+    })
+    .await;
+    logged.daemon.stop().await;
+}
