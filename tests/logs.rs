@@ -1,7 +1,8 @@
 //! Program output: what instances write lands in `NAME.out.log`/`NAME.err.log`
 //! with a timestamp and the worker id, rotates without losing a line, reads back
 //! with `infantctl logs` and the `Logs` RPC (also for a worker that has exited),
-//! never slows the daemon down, and survives a full disk.
+//! never slows the daemon down, and survives a full disk; output it could not
+//! write is counted per program and per worker.
 
 pub mod common;
 
@@ -805,10 +806,14 @@ command = ["sh", "-c", "seq 1 100000; exec sleep 1000"]
     // Closing the pipe's read end unsticks the writer: the batch it held is
     // dropped too, and counted for the workers whose lines it held.
     drop(stuck);
-    wait_until("the stuck batch counted for its workers", DEADLINE, || async {
-        let now = dropped().await;
-        now.1 > before && adds_up(&now)
-    })
+    wait_until(
+        "the stuck batch counted for its workers",
+        DEADLINE,
+        || async {
+            let now = dropped().await;
+            now.1 > before && adds_up(&now)
+        },
+    )
     .await;
     logged.daemon.stop().await;
 }

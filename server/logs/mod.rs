@@ -8,7 +8,8 @@
 //!   with one timestamp, to the program's [`ProgramLog`];
 //! - the [`ProgramLog`] keeps the last lines in memory ([`tail`]) for readers
 //!   and followers, and queues them, prefixed with time and worker, for its file
-//!   writer, up to a bound: what does not fit is dropped and counted;
+//!   writer, up to a bound: what does not fit is dropped and counted, for the
+//!   program and for its worker ([`drops`]);
 //! - the file writer runs on the blocking pool, one job per program at a time,
 //!   writing whole batches and rotating between lines ([`file`]).
 //!
@@ -214,8 +215,8 @@ impl Logs {
     }
 
     /// Bytes of `name`'s output dropped so far, per worker id, for the workers
-    /// that lost any (the last [`drops::MAX_WORKERS`] of them). They add up to
-    /// [`Logs::dropped`] unless older workers were forgotten.
+    /// that lost any (the newest 256 of them: older ones are forgotten, their
+    /// bytes still in [`Logs::dropped`], which is the sum).
     pub fn dropped_by_worker(&self, name: &str) -> BTreeMap<u64, u64> {
         self.find(name)
             .map_or_else(BTreeMap::new, |log| lock(&log.state).dropped.all())
@@ -495,11 +496,13 @@ impl ProgramLog {
                 self.written.fetch_add(done.written, Ordering::Relaxed);
                 if done.dropped > 0 {
                     // What a write drops is always the end of the batch: whole
-                    // lines, each with its worker in its prefix.
-                    let lost = &batch[batch.len() - done.dropped as usize..];
+                    // lines, each with its worker in its prefix. Read before
+                    // locking: pipe readers wait on the lock.
+                    let lost = &batch[batch.len().saturating_sub(done.dropped as usize)..];
+                    let by_worker = workers_of(lost, &self.name);
                     let mut state = lock(&self.state);
                     self.dropped.fetch_add(done.dropped, Ordering::Relaxed);
-                    for (worker, bytes) in workers_of(lost, &self.name) {
+                    for (worker, bytes) in by_worker {
                         state.dropped.add(worker, bytes);
                     }
                 }
