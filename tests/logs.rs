@@ -1,7 +1,8 @@
 //! Program output: what instances write lands in `NAME.out.log`/`NAME.err.log`
 //! with a timestamp and the worker id, rotates without losing a line, reads back
 //! with `infantctl logs` and the `Logs` RPC (also for a worker that has exited),
-//! never slows the daemon down, and survives a full disk.
+//! never slows the daemon down, and survives a full disk; output it could not
+//! write is counted per program and per worker.
 
 pub mod common;
 
@@ -688,5 +689,131 @@ async fn a_writer_that_takes_nothing_holds_the_program_up_only_briefly() {
     assert!(stdout.contains("of output dropped"), "{stdout}");
     // Closing the pipe's read end unsticks the writer (its write fails).
     drop(stuck);
+    logged.daemon.stop().await;
+}
+
+#[tokio::test]
+async fn dropped_output_is_counted_per_worker_and_adds_up_to_the_programs() {
+    // `pair.out.log` is a folder: no line of either worker can be written.
+    let folder = short_tempdir();
+    let logs = folder.path().join("logs");
+    std::fs::create_dir_all(logs.join("pair.out.log")).expect("mkdir");
+    let config = r#"
+[program.pair]
+kind = "cluster"
+count = 2
+command = ["sh", "-c", "seq 1 1000; exec sleep 1000"]
+
+[program.calm]
+command = ["sh", "-c", "echo calm; exec sleep 1000"]
+"#;
+    let logged = Logged::start(config, &["--log-dir", &logs.to_string_lossy()], &[]).await;
+    let control = logged.daemon.control().await;
+    // Each worker's lines, each behind `TIME pair/ID ` (a 24-byte time).
+    let digits: u64 = (1..=1000u64).map(|n| n.to_string().len() as u64 + 1).sum();
+    let per_worker = digits + 1000 * "2026-12-01T18:19:30.123Z pair/1 ".len() as u64;
+    let dropped = || async {
+        let mut workers: Vec<(u64, u64)> = control
+            .workers(Some("pair"))
+            .await
+            .expect("workers")
+            .iter()
+            .map(|w| (w.id, w.log_dropped_bytes))
+            .collect();
+        workers.sort();
+        workers
+    };
+    wait_until("both workers' lines dropped", DEADLINE, || async {
+        dropped().await == [(1, per_worker), (2, per_worker)]
+    })
+    .await;
+    let program = control.list(Some("pair")).await.expect("status")[0].log_dropped_bytes;
+    assert_eq!(
+        program,
+        2 * per_worker,
+        "the program's figure is the workers' sum"
+    );
+    let calm = || async { control.workers(Some("calm")).await.expect("workers") };
+    wait_until("calm to run", DEADLINE, || async {
+        calm().await.len() == 1
+    })
+    .await;
+    assert_eq!(calm().await[0].log_dropped_bytes, 0);
+
+    let (status, stdout, stderr) = logged.daemon.ctl(&["--json", "workers", "pair"]);
+    assert!(status.success(), "{stderr}");
+    for line in stdout.lines() {
+        let worker: serde_json::Value = serde_json::from_str(line).expect("json");
+        assert_eq!(worker["log_dropped_bytes"], per_worker, "{line}");
+    }
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    let (_, stdout, _) = logged.daemon.ctl(&["--json", "workers", "calm"]);
+    assert!(!stdout.contains("log_dropped_bytes"), "{stdout}");
+    let (_, stdout, _) = logged.daemon.ctl(&["workers"]);
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .is_some_and(|h| h.ends_with("DROPPED")),
+        "{stdout}"
+    );
+    let calm_row = stdout
+        .lines()
+        .find(|l| l.starts_with("calm"))
+        .expect("calm");
+    assert!(calm_row.ends_with(" -"), "{stdout}");
+    logged.daemon.stop().await;
+}
+
+#[tokio::test]
+async fn output_dropped_while_the_writer_is_stuck_is_counted_per_worker() {
+    // `pair.out.log` is a named pipe nobody reads: the file writer is stuck,
+    // and what does not fit in the queue is dropped as it is read.
+    let folder = short_tempdir();
+    let logs = folder.path().join("logs");
+    std::fs::create_dir(&logs).expect("mkdir");
+    let stuck = SlowFile::new(&logs.join("pair.out.log"));
+    let config = r#"
+[program.pair]
+kind = "cluster"
+count = 2
+command = ["sh", "-c", "seq 1 100000; exec sleep 1000"]
+"#;
+    let logged = Logged::start(config, &["--log-dir", &logs.to_string_lossy()], &[]).await;
+    let control = logged.daemon.control().await;
+    // (per worker, the program's), the program's read last.
+    let dropped = || async {
+        let mut workers: Vec<(u64, u64)> = control
+            .workers(Some("pair"))
+            .await
+            .expect("workers")
+            .iter()
+            .map(|w| (w.id, w.log_dropped_bytes))
+            .collect();
+        workers.sort();
+        let program = control.list(Some("pair")).await.expect("status")[0].log_dropped_bytes;
+        (workers, program)
+    };
+    let adds_up = |(workers, program): &(Vec<(u64, u64)>, u64)| {
+        workers.iter().map(|w| w.1).sum::<u64>() == *program
+    };
+    wait_until("both workers' output dropped", DEADLINE, || async {
+        let now = dropped().await;
+        now.0.len() == 2 && now.0.iter().all(|w| w.1 > 0) && adds_up(&now)
+    })
+    .await;
+    let (_, before) = dropped().await;
+    // Closing the pipe's read end unsticks the writer: the batch it held is
+    // dropped too, and counted for the workers whose lines it held.
+    drop(stuck);
+    wait_until(
+        "the stuck batch counted for its workers",
+        DEADLINE,
+        || async {
+            let now = dropped().await;
+            now.1 > before && adds_up(&now)
+        },
+    )
+    .await;
     logged.daemon.stop().await;
 }

@@ -140,46 +140,7 @@ impl Output {
                 .iter()
                 .try_for_each(|worker| self.object(&worker_json(worker)));
         }
-        let mut table = Table::new(&[
-            "PROGRAM",
-            "ID",
-            "PID",
-            "STATUS",
-            "RESTARTS",
-            "CONNECTIONS",
-            "RSS",
-            "CPU",
-            "UPTIME",
-        ]);
-        for worker in workers {
-            table.row(vec![
-                worker.program.clone(),
-                worker.id.to_string(),
-                worker.pid.to_string(),
-                // A `ready = "notify"` instance's own STATUS= text, after ours.
-                if worker.notify_status.is_empty() {
-                    instance_status_name(worker.status()).to_owned()
-                } else {
-                    format!(
-                        "{} ({})",
-                        instance_status_name(worker.status()),
-                        worker.notify_status
-                    )
-                },
-                worker.restarts.to_string(),
-                // Only SDK workers report connections; 0 from a plain program would lie.
-                if worker.attached {
-                    worker.connections.to_string()
-                } else {
-                    "-".to_owned()
-                },
-                bytes(worker.rss_bytes),
-                cpu_time(worker.cpu_ms),
-                uptime(worker.uptime_ms),
-            ]);
-        }
-        table.status_column(3);
-        self.table(&table)
+        self.table(&workers_table(workers))
     }
 
     /// One event, as it arrives.
@@ -381,6 +342,60 @@ pub fn log_line_json(line: &LogLine) -> Value {
     value
 }
 
+/// The `workers` table; a `DROPPED` column (bytes of output lost) only when
+/// some worker lost any.
+pub fn workers_table(workers: &[WorkerInfo]) -> Table {
+    let dropped = workers.iter().any(|w| w.log_dropped_bytes != 0);
+    let mut headers = vec![
+        "PROGRAM",
+        "ID",
+        "PID",
+        "STATUS",
+        "RESTARTS",
+        "CONNECTIONS",
+        "RSS",
+        "CPU",
+        "UPTIME",
+    ];
+    if dropped {
+        headers.push("DROPPED");
+    }
+    let mut table = Table::new(&headers);
+    for worker in workers {
+        let mut row = vec![
+            worker.program.clone(),
+            worker.id.to_string(),
+            worker.pid.to_string(),
+            // A `ready = "notify"` instance's own STATUS= text, after ours.
+            if worker.notify_status.is_empty() {
+                instance_status_name(worker.status()).to_owned()
+            } else {
+                format!(
+                    "{} ({})",
+                    instance_status_name(worker.status()),
+                    worker.notify_status
+                )
+            },
+            worker.restarts.to_string(),
+            // Only SDK workers report connections; 0 from a plain program would lie.
+            if worker.attached {
+                worker.connections.to_string()
+            } else {
+                "-".to_owned()
+            },
+            bytes(worker.rss_bytes),
+            cpu_time(worker.cpu_ms),
+            uptime(worker.uptime_ms),
+        ];
+        if dropped {
+            row.push(bytes(worker.log_dropped_bytes));
+        }
+        table.row(row);
+    }
+    table.status_column(3);
+    table
+}
+
 /// A worker as `--json` prints it.
 pub fn worker_json(worker: &WorkerInfo) -> Value {
     let mut value = json!({
@@ -398,6 +413,9 @@ pub fn worker_json(worker: &WorkerInfo) -> Value {
     });
     if !worker.notify_status.is_empty() {
         value["notify_status"] = json!(worker.notify_status);
+    }
+    if worker.log_dropped_bytes != 0 {
+        value["log_dropped_bytes"] = json!(worker.log_dropped_bytes);
     }
     value
 }
@@ -825,8 +843,33 @@ mod tests {
         assert_eq!(value["status"], "ok");
         assert_eq!(value["rss_bytes"], 1 << 20);
         assert_eq!(value["cpu_ms"], 420);
+        assert!(value.get("log_dropped_bytes").is_none(), "{value}");
         assert_eq!(cpu_time(420), "0:00.42");
         assert_eq!(cpu_time(723_100), "12:03.10");
+        let lossy = WorkerInfo {
+            log_dropped_bytes: 3 << 20,
+            ..worker
+        };
+        assert_eq!(worker_json(&lossy)["log_dropped_bytes"], 3 << 20);
+    }
+
+    #[test]
+    fn the_workers_table_shows_dropped_output_only_when_some_was_dropped() {
+        let worker = |id, log_dropped_bytes| WorkerInfo {
+            program: "web".into(),
+            id,
+            pid: 4000 + id as u32,
+            status: InstanceStatus::Ok.into(),
+            log_dropped_bytes,
+            ..WorkerInfo::default()
+        };
+        let text = workers_table(&[worker(1, 0), worker(2, 0)]).render();
+        assert!(!text.contains("DROPPED"), "{text}");
+        let text = workers_table(&[worker(1, 0), worker(2, 3 << 20)]).render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("UPTIME  DROPPED"), "{text}");
+        assert!(lines[1].ends_with(" -"), "{text}");
+        assert!(lines[2].ends_with(" 3.0MiB"), "{text}");
     }
 
     #[test]

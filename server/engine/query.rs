@@ -39,6 +39,7 @@ impl Engine {
         };
         let mut out = Vec::new();
         for program in programs {
+            let dropped = self.config.logs.dropped_by_worker(&program.spec.name);
             for instance in &program.instances {
                 let usage = instance
                     .pid
@@ -57,6 +58,7 @@ impl Engine {
                     attached: instance.channel.is_some(),
                     cpu: usage.cpu,
                     notify_status: instance.notify_status.clone(),
+                    log_dropped_bytes: dropped.get(&instance.id).copied().unwrap_or(0),
                 });
             }
         }

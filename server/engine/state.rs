@@ -483,4 +483,7 @@ pub struct WorkerInfo {
     pub cpu: Duration,
     /// `ready = "notify"`: the last `STATUS=` text it sent.
     pub notify_status: String,
+    /// Bytes of its output dropped because its program's log files could not
+    /// be written (or not fast enough).
+    pub log_dropped_bytes: u64,
 }

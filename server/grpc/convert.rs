@@ -255,6 +255,7 @@ pub fn worker_info(info: WorkerInfo) -> proto::WorkerInfo {
         attached: info.attached,
         cpu_ms: u64::try_from(info.cpu.as_millis()).unwrap_or(u64::MAX),
         notify_status: info.notify_status,
+        log_dropped_bytes: info.log_dropped_bytes,
     }
 }
 

@@ -39,7 +39,7 @@ pub struct FileRules {
 pub struct Written {
     /// Bytes written.
     pub written: u64,
-    /// Bytes dropped.
+    /// Bytes dropped: always the batch's last ones, whole lines.
     pub dropped: u64,
 }
 
@@ -152,7 +152,7 @@ impl LogFile {
             tracing::warn!(
                 program = %self.program,
                 "cannot write {}: {reason}; dropping the program's output until it can (the \
-                 program runs on; dropped bytes show in `infantctl status`)",
+                 program runs on; dropped bytes show in `infantctl status` and `workers`)",
                 self.path.display()
             );
             self.fault = Some(reason.to_owned());

@@ -8,7 +8,8 @@
 //!   with one timestamp, to the program's [`ProgramLog`];
 //! - the [`ProgramLog`] keeps the last lines in memory ([`tail`]) for readers
 //!   and followers, and queues them, prefixed with time and worker, for its file
-//!   writer, up to a bound: what does not fit is dropped and counted;
+//!   writer, up to a bound: what does not fit is dropped and counted, for the
+//!   program and for its worker ([`drops`]);
 //! - the file writer runs on the blocking pool, one job per program at a time,
 //!   writing whole batches and rotating between lines ([`file`]).
 //!
@@ -18,11 +19,12 @@
 //! never longer than [`STALL`] for a writer that takes nothing.
 
 mod capture;
+mod drops;
 mod file;
 mod lines;
 mod tail;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -35,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 pub use capture::Outputs;
 pub use tail::{Filter, LogLine, LogReader};
 
+use self::drops::WorkerDrops;
 use self::file::{FileRules, LogFile};
 use crate::daemon::spec::{LogMode, ProgramSpec};
 
@@ -211,6 +214,14 @@ impl Logs {
             .map_or(0, |log| log.dropped.load(Ordering::Relaxed))
     }
 
+    /// Bytes of `name`'s output dropped so far, per worker id, for the workers
+    /// that lost any (the newest 256 of them: older ones are forgotten, their
+    /// bytes still in [`Logs::dropped`], which is the sum).
+    pub fn dropped_by_worker(&self, name: &str) -> BTreeMap<u64, u64> {
+        self.find(name)
+            .map_or_else(BTreeMap::new, |log| lock(&log.state).dropped.all())
+    }
+
     /// What was written and dropped, per program that captured output.
     pub fn stats(&self) -> Vec<LogStats> {
         let programs = lock(&self.inner.programs);
@@ -318,6 +329,8 @@ struct LogState {
     tail: tail::Tail,
     /// The number the next line gets.
     next_line: u64,
+    /// Bytes dropped, per worker; they add up to `ProgramLog::dropped`.
+    dropped: WorkerDrops,
 }
 
 /// Lines waiting for one file, prefixed.
@@ -346,6 +359,7 @@ impl ProgramLog {
                 spare: Default::default(),
                 tail: tail::Tail::default(),
                 next_line: 0,
+                dropped: WorkerDrops::default(),
             }),
             followers: broadcast::channel(FOLLOW_CHUNKS).0,
             written: AtomicU64::new(0),
@@ -361,11 +375,7 @@ impl ProgramLog {
     /// prefixed straight into the queue, one copy.
     fn push(self: &Arc<Self>, worker: u64, stream: Stream, data: Vec<u8>, lines: u64) {
         let time = SystemTime::now();
-        let prefix = format!(
-            "{} {}/{worker} ",
-            humantime::format_rfc3339_millis(time),
-            self.name
-        );
+        let prefix = line_prefix(time, &self.name, worker);
         let size = data.len() + prefix.len() * lines as usize;
         let mut start_writer = false;
         let chunk = {
@@ -379,6 +389,7 @@ impl ProgramLog {
             // An empty queue takes any read, however many short lines it holds.
             if !queue.pending.is_empty() && queue.pending.len() + size > MAX_PENDING {
                 self.dropped.fetch_add(size as u64, Ordering::Relaxed);
+                state.dropped.add(worker, size as u64);
             } else {
                 prefix_lines(&mut queue.pending, prefix.as_bytes(), &data, size);
                 if !state.writing {
@@ -483,7 +494,18 @@ impl ProgramLog {
                     },
                 };
                 self.written.fetch_add(done.written, Ordering::Relaxed);
-                self.dropped.fetch_add(done.dropped, Ordering::Relaxed);
+                if done.dropped > 0 {
+                    // What a write drops is always the end of the batch: whole
+                    // lines, each with its worker in its prefix. Read before
+                    // locking: pipe readers wait on the lock.
+                    let lost = &batch[batch.len().saturating_sub(done.dropped as usize)..];
+                    let by_worker = workers_of(lost, &self.name);
+                    let mut state = lock(&self.state);
+                    self.dropped.fetch_add(done.dropped, Ordering::Relaxed);
+                    for (worker, bytes) in by_worker {
+                        state.dropped.add(worker, bytes);
+                    }
+                }
                 batch.clear();
             }
         }
@@ -507,6 +529,50 @@ pub(super) struct Room {
     /// The writer took nothing for [`STALL`]: do not wait for it until its
     /// queue has gone down.
     gave_up: bool,
+}
+
+/// What each line gets in front in the files: `TIME NAME/WORKER `.
+fn line_prefix(time: SystemTime, name: &str, worker: u64) -> String {
+    format!(
+        "{} {name}/{worker} ",
+        humantime::format_rfc3339_millis(time)
+    )
+}
+
+/// The worker in a line's prefix (see [`line_prefix`]) of program `name`.
+fn prefix_worker(line: &[u8], name: &str) -> Option<u64> {
+    let after_time = &line[memchr::memchr(b' ', line)? + 1..];
+    let id = after_time
+        .strip_prefix(name.as_bytes())?
+        .strip_prefix(b"/")?;
+    let id = &id[..memchr::memchr(b' ', id)?];
+    std::str::from_utf8(id).ok()?.parse().ok()
+}
+
+/// Whose the prefixed `lines` of program `name` are: (worker, bytes), one
+/// entry per run of one worker's lines, adding up to `lines.len()`. A line
+/// whose prefix does not read (none: every queued line gets one) counts for the
+/// worker next to it.
+fn workers_of(lines: &[u8], name: &str) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut unread = 0;
+    let mut start = 0;
+    while start < lines.len() {
+        let end = memchr::memchr(b'\n', &lines[start..]).map_or(lines.len(), |e| start + e + 1);
+        let line = &lines[start..end];
+        let bytes = line.len() as u64;
+        match (prefix_worker(line, name), runs.last_mut()) {
+            (Some(worker), Some((last, run))) if *last == worker => *run += bytes,
+            (Some(worker), _) => {
+                runs.push((worker, bytes + unread));
+                unread = 0;
+            }
+            (None, Some((_, run))) => *run += bytes,
+            (None, None) => unread += bytes,
+        }
+        start = end;
+    }
+    runs
 }
 
 /// Appends each line of `data` (every one ending in `\n`) to `out` behind
@@ -566,5 +632,39 @@ mod tests {
         let mut out = Vec::new();
         prefix_lines(&mut out, b"P ", data, 4 + 2 + 1 + 2);
         assert_eq!(out, b"P one\nP \n");
+    }
+
+    #[test]
+    fn dropped_lines_are_told_apart_by_the_worker_in_their_prefix() {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let mut lines = Vec::new();
+        for (worker, data) in [
+            (1, &b"one\ntwo\n"[..]),
+            (1, b"three\n"),
+            (12, b"a 1/2 b\n"),
+            (1, b"\n"),
+        ] {
+            let prefix = line_prefix(time, "web-1", worker);
+            let size = data.len() + prefix.len() * memchr::memchr_iter(b'\n', data).count();
+            prefix_lines(&mut lines, prefix.as_bytes(), data, size);
+        }
+        let prefix = line_prefix(time, "web-1", 1).len() as u64;
+        let runs = workers_of(&lines, "web-1");
+        assert_eq!(
+            runs,
+            [(1, 3 * prefix + 14), (12, prefix + 1 + 8), (1, prefix + 1)]
+        );
+        assert_eq!(runs.iter().map(|r| r.1).sum::<u64>(), lines.len() as u64);
+        // Only the end of a batch may be dropped: it starts on a line.
+        let last_two = prefix as usize + 1 + 8 + prefix as usize + 1;
+        assert_eq!(
+            workers_of(&lines[lines.len() - last_two..], "web-1"),
+            [(12, prefix + 1 + 8), (1, prefix + 1)]
+        );
+        // Bytes whose prefix does not read still count, for a worker next to them.
+        assert!(workers_of(b"junk\n", "web-1").is_empty());
+        let mut odd = b"junk\n".to_vec();
+        odd.extend_from_slice(&lines);
+        assert_eq!(workers_of(&odd, "web-1")[0], (1, 5 + 3 * prefix + 14));
     }
 }
