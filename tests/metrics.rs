@@ -243,6 +243,50 @@ async fn the_page_carries_what_each_worker_reports() {
     assert!(daemon.stop().await.success(), "infantd exits 0");
 }
 
+/// A removed program's counters are forgotten with it: a new program of the
+/// same name starts from zero, and the daemon keeps nothing per name it no
+/// longer has (names of API-started programs may all differ).
+#[tokio::test]
+async fn a_removed_programs_counters_go_with_it() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start(&["--metrics-listen", &listen]).await;
+    let control = daemon.control().await;
+    let failed = || {
+        let labels = vec![("program".to_owned(), "flaky".to_owned())];
+        async move {
+            let (_, page) = get(port, "text/plain").await;
+            parse(&page)
+                .get(&("infant_program_starts_failed_total".to_owned(), labels))
+                .copied()
+        }
+    };
+    // Exits before its start grace is over: a failed start.
+    let mut flaky = spec(proto::ProgramKind::Child, &["sh", "-c", "exit 3"]);
+    flaky.start_grace_ms = Some(2_000);
+    flaky.respawn = Some(false);
+    let _ = control.start("flaky", Some(flaky), false).await;
+    wait_until("the failed start is counted", DEADLINE, || async {
+        failed().await.is_some_and(|n| n >= 1.0)
+    })
+    .await;
+
+    control.remove("flaky", None).await.expect("Remove");
+    assert_eq!(failed().await, None, "no series for a removed program");
+    let mut steady = spec(proto::ProgramKind::Child, &["sleep", "1000"]);
+    steady.start_grace_ms = Some(0);
+    control
+        .start("flaky", Some(steady), true)
+        .await
+        .expect("Start the new flaky");
+    // The metrics watcher learns of the removal from the event stream.
+    wait_until("the new program starts from zero", DEADLINE, || async {
+        failed().await == Some(0.0)
+    })
+    .await;
+    assert!(daemon.stop().await.success(), "infantd exits 0");
+}
+
 #[test]
 fn a_public_address_needs_the_proxy_flag() {
     let dir = short_tempdir();

@@ -41,9 +41,15 @@ impl Tally {
         self.drops.load(Ordering::Relaxed)
     }
 
+    fn forget(&self, program: &str) {
+        if let Ok(mut programs) = self.programs.lock() {
+            programs.remove(program);
+        }
+    }
+
     fn count(&self, program: &str, change: impl FnOnce(&mut ProgramTally)) {
         if let Ok(mut programs) = self.programs.lock() {
-            // One entry per program name ever seen: bounded by the programs defined.
+            // One entry per program the daemon has: removed ones are forgotten.
             match programs.get_mut(program) {
                 Some(tally) => change(tally),
                 None => change(programs.entry(program.to_owned()).or_default()),
@@ -70,6 +76,9 @@ pub async fn watch(engine: EngineHandle, tally: Arc<Tally>, shutdown: Cancellati
         let event = &delivery.event;
         match event.kind {
             EventKind::Recycle => tally.count(&event.program, |t| t.recycles += 1),
+            // A new program of that name starts from zero, and names of
+            // programs started over the API may all differ: keep nothing.
+            EventKind::Removed => tally.forget(&event.program),
             EventKind::Status if event.instance_status == Some(InstanceStatus::Error) => {
                 tally.count(&event.program, |t| t.starts_failed += 1)
             }
