@@ -817,3 +817,42 @@ command = ["sh", "-c", "seq 1 100000; exec sleep 1000"]
     .await;
     logged.daemon.stop().await;
 }
+
+/// A removed program's in-memory tail goes with it: a new program of the same
+/// name shows only its own lines (its file goes on, appended to).
+#[tokio::test]
+async fn a_removed_programs_tail_goes_with_it() {
+    let config = r#"
+[program.job]
+kind = "once"
+command = ["sh", "-c", "echo 'first life'"]
+"#;
+    let logged = Logged::start(config, &[], &[]).await;
+    let daemon = &logged.daemon;
+    let control = daemon.control().await;
+    let file = logged.log_dir().join("job.out.log");
+    wait_for_text(&file, "first life").await;
+    control.remove("job", None).await.expect("Remove");
+
+    let mut again = spec(
+        infant::proto::ProgramKind::Once,
+        &["sh", "-c", "echo 'second life'"],
+    );
+    again.start_grace_ms = Some(0);
+    let _ = control.start("job", Some(again), false).await;
+    let written = wait_for_text(&file, "second life").await;
+    assert!(written.contains("first life"), "the file is appended to");
+    let mut stream = control
+        .logs(LogsRequest {
+            name: "job".into(),
+            worker: None,
+            stream: LogStream::Unspecified as i32,
+            last: Some(100),
+            follow: false,
+        })
+        .await
+        .expect("Logs");
+    let texts: Vec<String> = collect(&mut stream, 100).await.iter().map(text).collect();
+    assert_eq!(texts, ["second life"]);
+    logged.daemon.stop().await;
+}

@@ -88,6 +88,7 @@ impl Engine {
             });
         }
         self.start_order.retain(|n| n != name);
+        self.config.logs.forget(name);
         self.publish(Event::new(name, EventKind::Removed));
         Ok(())
     }

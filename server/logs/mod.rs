@@ -203,6 +203,12 @@ impl Logs {
         }
     }
 
+    /// Forgets program `name` (it was removed): its in-memory tail and counts
+    /// go; its files stay, and a new program of that name appends to them.
+    pub fn forget(&self, name: &str) {
+        lock(&self.inner.programs).remove(name);
+    }
+
     /// The log of program `name`, if it ever captured anything.
     fn find(&self, name: &str) -> Option<Arc<ProgramLog>> {
         lock(&self.inner.programs).get(name).cloned()
