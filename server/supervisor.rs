@@ -293,6 +293,17 @@ impl Supervisor {
         self.engine.stop(name.to_owned(), timeout).await
     }
 
+    /// Stops program `name` gracefully (within `timeout` if given) and forgets
+    /// it: it is gone from [`Supervisor::programs`]. Refused while another
+    /// program names it in `after`. Returns its last state.
+    pub async fn remove_program(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<ProgramInfo> {
+        self.engine.remove(name.to_owned(), timeout).await
+    }
+
     /// Every program, or only `name`.
     pub async fn programs(&self, name: Option<&str>) -> Result<Vec<ProgramInfo>> {
         self.engine.list(name.map(str::to_owned)).await
