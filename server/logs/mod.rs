@@ -618,4 +618,53 @@ mod tests {
         prefix_lines(&mut out, b"P ", data, 4 + 2 + 1 + 2);
         assert_eq!(out, b"P one\nP \n");
     }
+
+    #[test]
+    fn a_pipe_pauses_for_a_lagging_writer_at_most_stall_then_until_it_catches_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules = FileRules {
+            max_size: 1 << 30,
+            keep: 1,
+            private: true,
+        };
+        let log = Arc::new(ProgramLog::new("p", dir.path(), rules, Default::default()));
+        // A writer that is running and takes nothing: the queue only grows.
+        lock(&log.state).writing = true;
+        let fill = |log: &Arc<ProgramLog>| {
+            while lock(&log.state).out.pending.len() <= BACKLOG {
+                log.push(
+                    1,
+                    Stream::Out,
+                    vec![b'x'; 1023].into_iter().chain([b'\n']).collect(),
+                    1,
+                );
+            }
+        };
+        fill(&log);
+        let start = Instant::now();
+        let mut room = Room::default();
+        assert!(
+            log.has_room(Stream::Err, &mut Room::default(), start),
+            "the other stream reads on"
+        );
+        assert!(!log.has_room(Stream::Out, &mut room, start));
+        assert_eq!(room.waiting_until(), Some(start + STALL));
+        let later = start + STALL / 2;
+        assert!(
+            !log.has_room(Stream::Out, &mut room, later),
+            "the deadline holds"
+        );
+        assert_eq!(room.waiting_until(), Some(start + STALL));
+        // The writer took nothing in time: not waited for again...
+        assert!(log.has_room(Stream::Out, &mut room, start + STALL));
+        assert_eq!(room.waiting_until(), None);
+        assert!(log.has_room(Stream::Out, &mut room, start + STALL));
+        // ...until its queue has gone down: then the next lag pauses again.
+        lock(&log.state).out.pending.clear();
+        let again = start + 2 * STALL;
+        assert!(log.has_room(Stream::Out, &mut room, again));
+        fill(&log);
+        assert!(!log.has_room(Stream::Out, &mut room, again));
+        assert_eq!(room.waiting_until(), Some(again + STALL));
+    }
 }
