@@ -5,9 +5,9 @@
 //! ends sit in an epoll instance of the reactor's own (watched by tokio as one
 //! fd), and each pipe's state (its line splitter, whose output it carries, its
 //! reader count) is a small entry in a slab, found by the epoll event's data.
-//! A task and an I/O registration per pipe cost the daemon about 1 KiB per
-//! instance even while the instance writes nothing; an entry costs about a
-//! tenth of that.
+//! A task and an I/O registration of its own per pipe cost the daemon about
+//! 1 KiB per pipe even while nothing is written; an entry costs about a tenth
+//! of that.
 //!
 //! - New pipes come over a channel, so that only the reactor touches its slab
 //!   and its epoll interest list (no lock on the read path).
@@ -19,7 +19,8 @@
 //!   [`STALL`](super::STALL) passing, wakes the reactor to read it again.
 //! - Each turn reads at most one chunk per ready pipe and at most
 //!   [`TURN_BYTES`] in all, then yields: the engine and the control API share
-//!   the thread.
+//!   the thread. After a turn of small reads only, output gathers for
+//!   [`GATHER`] before the next.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
