@@ -190,6 +190,77 @@ command = ["sh", "-c", "echo 'silenced line'; exec sleep 1000"]
     logged.daemon.stop().await;
 }
 
+/// The lines of `text` that `parts` accepts, as (worker id, text), for `program`.
+fn lines_of<'a>(text: &'a str, program: &str) -> Vec<(&'a str, &'a str)> {
+    text.lines()
+        .map(|line| {
+            let (who, said) = parts(line);
+            let id = who
+                .strip_prefix(program)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .unwrap_or_else(|| panic!("{line:?}: not {program}'s"));
+            (id, said)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn many_instances_writing_at_once_each_land_whole_and_in_order() {
+    // Six workers write stdout and stderr line by line at the same time, and
+    // a job that exits at once leaves its output in the pipe, the last line
+    // without a newline: the daemon reads them all together.
+    let config = r#"
+[program.chorus]
+kind = "cluster"
+count = 6
+command = ["sh", "-c", "i=0; while [ $i -lt 2000 ]; do i=$((i+1)); echo \"$INFANT_WORKER_ID out $i\"; echo \"$INFANT_WORKER_ID err $i\" >&2; done; exec sleep 1000"]
+
+[program.solo]
+kind = "once"
+command = ["sh", "-c", "seq 1 5000; printf 'the end without a newline'"]
+"#;
+    let logged = Logged::start(config, &[], &[]).await;
+    let dir = logged.log_dir();
+    let solo = wait_for_text(&dir.join("solo.out.log"), "the end without a newline").await;
+    let lines = lines_of(&solo, "solo");
+    let said: Vec<&str> = lines.iter().map(|(_, said)| *said).collect();
+    let expected: Vec<String> = (1..=5000)
+        .map(|i| i.to_string())
+        .chain(["the end without a newline".to_owned()])
+        .collect();
+    assert_eq!(said, expected, "the job's output, whole and in order");
+
+    for stream in ["out", "err"] {
+        let path = dir.join(format!("chorus.{stream}.log"));
+        let text = poll(DEADLINE, || async {
+            Some(read(&path)).filter(|t| t.lines().count() >= 6 * 2000)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{} never got every line", path.display()));
+        let mut seen: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
+        for (id, said) in lines_of(&text, "chorus") {
+            // Each line in the file of its worker's stream, under its id.
+            let mut fields = said.split(' ');
+            assert_eq!(fields.next(), Some(id), "{said:?}: under worker {id}");
+            assert_eq!(
+                fields.next(),
+                Some(stream),
+                "{said:?}: in the {stream} file"
+            );
+            let number = fields.next().and_then(|n| n.parse().ok());
+            seen.entry(id).or_default().push(number.expect("a number"));
+        }
+        assert_eq!(seen.len(), 6, "six workers: {:?}", seen.keys());
+        for (id, numbers) in seen {
+            assert!(
+                numbers.iter().copied().eq(1..=2000),
+                "worker {id}'s {stream}: lines lost, doubled or out of order"
+            );
+        }
+    }
+    logged.daemon.stop().await;
+}
+
 #[tokio::test]
 async fn rotation_keeps_log_keep_files_and_loses_no_line() {
     // ~40-byte lines: 4000 of them are ~160 KiB, well past the four 16 KiB

@@ -2,10 +2,11 @@
 //! written to rotated files and kept in a small tail for `infantctl logs`.
 //!
 //! The pieces, and who runs them:
-//! - one reader task per pipe ([`capture`]) drains it as fast as the program
-//!   writes (pausing, for a bounded time, while the file writer lags), cuts the
-//!   bytes into lines ([`lines`]) and hands each read's lines, as one [`Chunk`]
-//!   with one timestamp, to the program's [`ProgramLog`];
+//! - one reader task, the reactor ([`capture`]), watches every pipe through an
+//!   epoll instance of its own and drains each as fast as its program writes
+//!   (pausing that pipe, for a bounded time, while its file writer lags), cuts
+//!   the bytes into lines ([`lines`]) and hands each read's lines, as one
+//!   [`Chunk`] with one timestamp, to the program's [`ProgramLog`];
 //! - the [`ProgramLog`] keeps the last lines in memory ([`tail`]) for readers
 //!   and followers, and queues them, prefixed with time and worker, for its file
 //!   writer, up to a bound: what does not fit is dropped and counted, for the
@@ -32,6 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, Notify};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use capture::Outputs;
@@ -50,8 +52,8 @@ const MAX_PENDING: usize = 1024 * 1024;
 /// it would writing to a file itself, rather than lose output.
 const BACKLOG: usize = 256 * 1024;
 
-/// How long a pipe reader waits for a writer that takes nothing (a hung disk)
-/// before it drains the pipe again, dropping and counting what does not fit.
+/// How long a pipe stays unread for a writer that takes nothing (a hung disk)
+/// before it is drained again, dropping and counting what does not fit.
 const STALL: Duration = Duration::from_millis(500);
 
 /// What a queue keeps of its buffers once output is quiet again.
@@ -121,9 +123,13 @@ struct Inner {
     programs: Mutex<HashMap<String, Arc<ProgramLog>>>,
     /// `/dev/null`, the output of `log = "off"` programs.
     null: Option<OwnedFd>,
-    /// Pipe readers still running, and a wake-up when one ends.
+    /// Pipes still being read, and a wake-up when one ends.
     readers: AtomicUsize,
     reader_ended: Notify,
+    /// The task that reads the pipes, started with the first one.
+    reactor: Mutex<Option<capture::Reactor>>,
+    /// Told when a file writer takes its queue: paused pipes may be read again.
+    room: Arc<Notify>,
     /// Set when the daemon stops: followers end.
     closed: CancellationToken,
 }
@@ -154,6 +160,8 @@ impl Logs {
                 null,
                 readers: AtomicUsize::new(0),
                 reader_ended: Notify::new(),
+                reactor: Mutex::new(None),
+                room: Arc::new(Notify::new()),
                 closed: CancellationToken::new(),
             }),
         }
@@ -169,11 +177,32 @@ impl Logs {
                 Some(null) => Outputs::fixed(null.as_raw_fd()),
                 None => Outputs::inherit(),
             },
-            (LogMode::File, Some(dir)) => {
-                let log = self.program(spec, dir);
-                Outputs::capture(log, worker, self.clone())
-            }
+            (LogMode::File, Some(dir)) => match self.reactor() {
+                Ok(reactor) => {
+                    let log = self.program(spec, dir);
+                    Outputs::capture(log, worker, self.clone(), reactor)
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        program = %spec.name,
+                        worker,
+                        "cannot capture its output: {e}; it writes to the daemon's"
+                    );
+                    Outputs::inherit()
+                }
+            },
         }
+    }
+
+    /// The pipe reader, started on first use (on the current runtime).
+    fn reactor(&self) -> std::io::Result<capture::Reactor> {
+        let mut reactor = lock(&self.inner.reactor);
+        if let Some(running) = reactor.as_ref().filter(|r| r.is_running()) {
+            return Ok(running.clone());
+        }
+        let started = capture::Reactor::start(Arc::clone(&self.inner.room))?;
+        *reactor = Some(started.clone());
+        Ok(started)
     }
 
     /// The log of `spec`'s program, made on first use; its rules follow `spec`
@@ -187,7 +216,7 @@ impl Logs {
         let mut programs = lock(&self.inner.programs);
         let log = programs
             .entry(spec.name.clone())
-            .or_insert_with(|| Arc::new(ProgramLog::new(&spec.name, dir, rules)));
+            .or_insert_with(|| Arc::new(self.new_program(&spec.name, dir, rules)));
         lock(&log.state).rules = rules;
         Arc::clone(log)
     }
@@ -261,7 +290,7 @@ impl Logs {
                         keep: crate::daemon::spec::DEFAULT_LOG_KEEP,
                         private: self.inner.private,
                     };
-                    Arc::new(ProgramLog::new(name, dir, rules))
+                    Arc::new(self.new_program(name, dir, rules))
                 }),
         );
         LogReader::new(&log, filter, last, follow, closed)
@@ -293,13 +322,17 @@ impl Logs {
         }
     }
 
+    fn new_program(&self, name: &str, dir: &Path, rules: FileRules) -> ProgramLog {
+        ProgramLog::new(name, dir, rules, Arc::clone(&self.inner.room))
+    }
+
     fn reader_started(&self) -> ReaderGuard {
         self.inner.readers.fetch_add(1, Ordering::AcqRel);
         ReaderGuard(Arc::clone(&self.inner))
     }
 }
 
-/// Counts a running pipe reader.
+/// Counts a pipe being read.
 struct ReaderGuard(Arc<Inner>);
 
 impl Drop for ReaderGuard {
@@ -318,8 +351,9 @@ pub struct ProgramLog {
     dropped: AtomicU64,
     /// Told when the file writer has nothing left to write.
     idle: Notify,
-    /// Told when the file writer takes what is queued.
-    taken: Notify,
+    /// Told when the file writer takes what is queued (shared by every
+    /// program: it wakes the pipe reader).
+    room: Arc<Notify>,
 }
 
 struct LogState {
@@ -350,7 +384,7 @@ struct Queue {
 pub(super) const FOLLOW_CHUNKS: usize = 32;
 
 impl ProgramLog {
-    fn new(name: &str, dir: &Path, rules: FileRules) -> ProgramLog {
+    fn new(name: &str, dir: &Path, rules: FileRules, room: Arc<Notify>) -> ProgramLog {
         let file = |stream: Stream| {
             LogFile::new(dir.join(format!("{name}.{}.log", stream.as_str())), name)
         };
@@ -371,7 +405,7 @@ impl ProgramLog {
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             idle: Notify::new(),
-            taken: Notify::new(),
+            room,
         }
     }
 
@@ -423,32 +457,40 @@ impl ProgramLog {
         }
     }
 
-    /// Waits while more than [`BACKLOG`] bytes are queued for `stream`'s file,
-    /// up to [`STALL`]. A writer that took nothing in that time is not waited
-    /// for again (`room` remembers) until its queue has gone down: the reader
-    /// drains the pipe meanwhile, and what does not fit is dropped and counted.
-    pub(super) async fn wait_for_room(&self, stream: Stream, room: &mut Room) {
-        let deadline = tokio::time::Instant::now() + STALL;
-        loop {
-            let taken = self.taken.notified();
-            let queued = {
-                let state = lock(&self.state);
-                match stream {
-                    Stream::Out => state.out.pending.len(),
-                    Stream::Err => state.err.pending.len(),
-                }
-            };
-            if queued <= BACKLOG {
-                room.gave_up = false;
-                return;
+    /// Whether a pipe of `stream` may be read now: not while more than
+    /// [`BACKLOG`] bytes are queued for its file, for up to [`STALL`] from the
+    /// first time it was refused (`room` remembers; the writer taking its queue
+    /// tells [`Inner::room`]). A writer that took nothing in that time is not
+    /// waited for again until its queue has gone down: the pipe is drained
+    /// meanwhile, and what does not fit is dropped and counted.
+    pub(super) fn has_room(&self, stream: Stream, room: &mut Room, now: Instant) -> bool {
+        let queued = {
+            let state = lock(&self.state);
+            match stream {
+                Stream::Out => state.out.pending.len(),
+                Stream::Err => state.err.pending.len(),
             }
-            if room.gave_up {
-                return;
+        };
+        if queued <= BACKLOG {
+            *room = Room::default();
+            return true;
+        }
+        if room.gave_up {
+            return true;
+        }
+        match room.until {
+            None => {
+                room.until = Some(now + STALL);
+                false
             }
-            if tokio::time::timeout_at(deadline, taken).await.is_err() {
-                room.gave_up = true;
-                return;
+            Some(until) if now >= until => {
+                *room = Room {
+                    gave_up: true,
+                    until: None,
+                };
+                true
             }
+            Some(_) => false,
         }
     }
 
@@ -487,7 +529,7 @@ impl ProgramLog {
                 largest = largest.max(out.len()).max(err.len());
                 state.rules
             };
-            self.taken.notify_waiters();
+            self.room.notify_one();
             for (batch, index) in [(&mut out, 0), (&mut err, 1)] {
                 if batch.is_empty() {
                     continue;
@@ -529,12 +571,21 @@ impl ProgramLog {
     }
 }
 
-/// What a pipe reader knows of its file writer.
+/// What a pipe's reader knows of its file writer.
 #[derive(Debug, Default)]
 pub(super) struct Room {
     /// The writer took nothing for [`STALL`]: do not wait for it until its
     /// queue has gone down.
     gave_up: bool,
+    /// The pipe is paused for the writer until then at the latest.
+    until: Option<Instant>,
+}
+
+impl Room {
+    /// When a paused pipe is read again even if its writer takes nothing.
+    pub(super) fn waiting_until(&self) -> Option<Instant> {
+        self.until
+    }
 }
 
 /// What each line gets in front in the files: `TIME NAME/WORKER `.
@@ -672,5 +723,54 @@ mod tests {
         let mut odd = b"junk\n".to_vec();
         odd.extend_from_slice(&lines);
         assert_eq!(workers_of(&odd, "web-1")[0], (1, 5 + 3 * prefix + 14));
+    }
+
+    #[test]
+    fn a_pipe_pauses_for_a_lagging_writer_at_most_stall_then_until_it_catches_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules = FileRules {
+            max_size: 1 << 30,
+            keep: 1,
+            private: true,
+        };
+        let log = Arc::new(ProgramLog::new("p", dir.path(), rules, Default::default()));
+        // A writer that is running and takes nothing: the queue only grows.
+        lock(&log.state).writing = true;
+        let fill = |log: &Arc<ProgramLog>| {
+            while lock(&log.state).out.pending.len() <= BACKLOG {
+                log.push(
+                    1,
+                    Stream::Out,
+                    vec![b'x'; 1023].into_iter().chain([b'\n']).collect(),
+                    1,
+                );
+            }
+        };
+        fill(&log);
+        let start = Instant::now();
+        let mut room = Room::default();
+        assert!(
+            log.has_room(Stream::Err, &mut Room::default(), start),
+            "the other stream reads on"
+        );
+        assert!(!log.has_room(Stream::Out, &mut room, start));
+        assert_eq!(room.waiting_until(), Some(start + STALL));
+        let later = start + STALL / 2;
+        assert!(
+            !log.has_room(Stream::Out, &mut room, later),
+            "the deadline holds"
+        );
+        assert_eq!(room.waiting_until(), Some(start + STALL));
+        // The writer took nothing in time: not waited for again...
+        assert!(log.has_room(Stream::Out, &mut room, start + STALL));
+        assert_eq!(room.waiting_until(), None);
+        assert!(log.has_room(Stream::Out, &mut room, start + STALL));
+        // ...until its queue has gone down: then the next lag pauses again.
+        lock(&log.state).out.pending.clear();
+        let again = start + 2 * STALL;
+        assert!(log.has_room(Stream::Out, &mut room, again));
+        fill(&log);
+        assert!(!log.has_room(Stream::Out, &mut room, again));
+        assert_eq!(room.waiting_until(), Some(again + STALL));
     }
 }

@@ -206,7 +206,7 @@ mod tests {
             keep: 1,
             private: true,
         };
-        Arc::new(ProgramLog::new("p", dir, rules))
+        Arc::new(ProgramLog::new("p", dir, rules, Default::default()))
     }
 
     fn push(log: &Arc<ProgramLog>, worker: u64, stream: Stream, text: &str) {
