@@ -50,6 +50,8 @@ EVENT_SECS = float(knob("INFANT_PEERS_EVENT_SECS", "5"))
 ONLY = set(x for x in knob("INFANT_PEERS_ONLY", "").split(",") if x)
 OUT = knob("INFANT_PEERS_OUT", os.path.join(ROOT, "BENCHMARKS.md"))
 KEEP = knob("INFANT_PEERS_KEEP", "") == "1"
+# Where infantd's programs' output goes (`--log`): unset keeps the default (files).
+LOG = ["--log", knob("INFANT_PEERS_LOG", "")] if knob("INFANT_PEERS_LOG", "") else []
 
 PEERS = ["infantd-sdk", "infantd-plain", "infant-node", "pm2", "supervisord"]
 TINY = ["sleep", "1000"]
@@ -291,7 +293,7 @@ class Infantd:
         cmd = ["--respawn-delay", "0ms"]
         cmd += ["--", self.env.echo_worker] if self.sdk else ["--start-grace", "0ms", "--", *TINY]
         t0 = time.perf_counter()
-        self.ctl("start", "bench", "--kind", "cluster", "--count", str(n), *cmd)
+        self.ctl("start", "bench", "--kind", "cluster", "--count", str(n), *LOG, *cmd)
         ms = (time.perf_counter() - t0) * 1000
         st = json.loads(self.ctl("--json", "status").stdout.splitlines()[0])
         if st["running"] != n:
@@ -755,7 +757,7 @@ def scenario_infantd_only(env):
     try:
         d.up()
         steps = sorted(set(s for s in (8, 64, 256, MANY) if s <= MANY))
-        d.ctl("start", "many", "--kind", "cluster", "--count", str(steps[0]), "--", *TINY)
+        d.ctl("start", "many", "--kind", "cluster", "--count", str(steps[0]), *LOG, "--", *TINY)
         time.sleep(1)
         rss = {steps[0]: rss_mib(d.pid)}
         for s in steps[1:]:
