@@ -33,6 +33,12 @@ use super::guardian::Guardian;
 /// before it gives up on a tree that keeps growing.
 const MAX_ROUNDS: usize = 64;
 
+/// How many 1 ms waits [`Containment`] spends, per search, on orphans whose
+/// environment shows empty (halfway through an exec): an exec takes well under
+/// that, and a process whose environment is empty for good must not hold the
+/// engine up at every exit.
+const UNSURE_WAITS: usize = 5;
+
 /// How long, without cgroups, the token of an exited instance is looked for
 /// among the daemon's orphans.
 pub const RETIRED_FOR: Duration = Duration::from_secs(10);
@@ -290,6 +296,7 @@ impl Containment {
     ) -> Vec<(Pid, K, Option<Pid>)> {
         let me = nix::unistd::getpid();
         let mut killed: Vec<(Pid, K, Option<Pid>)> = Vec::new();
+        let mut waits = 0;
         for _ in 0..MAX_ROUNDS {
             let table = process_table();
             // A root whose environment cannot be read yet (halfway through an
@@ -332,9 +339,10 @@ impl Containment {
                 .filter(|&(pid, _)| !killed.iter().any(|&(k, _, _)| k == pid))
                 .collect();
             if new.is_empty() {
-                if !unsure {
+                if !unsure || waits == UNSURE_WAITS {
                     break;
                 }
+                waits += 1;
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
@@ -426,9 +434,10 @@ fn read_environ(pid: Pid) -> Option<Vec<u8>> {
 }
 
 /// Whether the environment of `pid` has `INFANT_TOKEN` set to one of `tokens`;
-/// `None` while it cannot be told: the process is gone, or is halfway through
-/// an exec, where its new memory has no environment yet and `/proc` shows an
-/// empty one.
+/// `None` while it cannot be told: the process is halfway through an exec,
+/// where its new memory has no environment yet and `/proc` shows an empty one
+/// (or its environment is empty for good). One that is gone, or whose
+/// environment cannot be read, carries none.
 pub fn carries_token<S: AsRef<str>>(pid: Pid, tokens: &[S]) -> Option<bool> {
     which_token(pid, tokens).map(|index| index.is_some())
 }
@@ -436,7 +445,12 @@ pub fn carries_token<S: AsRef<str>>(pid: Pid, tokens: &[S]) -> Option<bool> {
 /// Which of `tokens` the environment of `pid` has as `INFANT_TOKEN`, if any;
 /// `None` while it cannot be told (see [`carries_token`]).
 fn which_token<S: AsRef<str>>(pid: Pid, tokens: &[S]) -> Option<Option<usize>> {
-    let environ = read_environ(pid)?;
+    // One whose environment is not ours to read (another user's, a setuid
+    // program's) or that is gone carries none of our tokens as far as we can
+    // ever tell: no reason to look again.
+    let Some(environ) = read_environ(pid) else {
+        return Some(None);
+    };
     if environ.is_empty() {
         return None;
     }
@@ -448,4 +462,22 @@ fn which_token<S: AsRef<str>>(pid: Pid, tokens: &[S]) -> Option<Option<usize>> {
             .iter()
             .position(|token| token.as_ref().as_bytes() == value)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only an empty environment (an exec under way) is worth another look: a
+    /// process that is gone, or whose environment is not ours to read, carries
+    /// no token and is not waited for.
+    #[test]
+    fn only_an_empty_environment_is_looked_at_again() {
+        let gone = Pid::from_raw(i32::MAX);
+        assert_eq!(which_token(gone, &["t"]), Some(None));
+        assert_eq!(carries_token(gone, &["t"]), Some(false));
+        // Our own environment is readable and holds no such token.
+        let me = nix::unistd::getpid();
+        assert_eq!(which_token(me, &["no-such-token"]), Some(None));
+    }
 }

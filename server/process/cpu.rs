@@ -48,7 +48,7 @@ pub fn usage(pid: Pid) -> Option<Usage> {
         }
     }
     let text = std::str::from_utf8(&buffer[..got]).ok()?;
-    parse_usage(text, clock_ticks(), page_size())
+    parse_usage(text, clock_ticks(), super::rss::page_size())
 }
 
 /// CPU time and RSS of a `/proc/PID/stat` line (ticks of `hz` per second,
@@ -62,15 +62,6 @@ fn parse_usage(text: &str, hz: u64, page: u64) -> Option<Usage> {
         cpu,
         rss_bytes: pages.saturating_mul(page),
     })
-}
-
-/// The size of a memory page (`sysconf(_SC_PAGESIZE)`).
-fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|n| u64::try_from(n).ok())
-        .unwrap_or(4096)
 }
 
 /// `utime + stime` of a `/proc/PID/stat` line, in clock ticks of `hz` per second.

@@ -12,7 +12,8 @@ pub fn rss_bytes(pid: Pid) -> Option<u64> {
     Some(pages * page_size())
 }
 
-fn page_size() -> u64 {
+/// The size of a memory page (`sysconf(_SC_PAGESIZE)`).
+pub(super) fn page_size() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()
         .flatten()

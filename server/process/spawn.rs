@@ -562,6 +562,17 @@ mod tests {
     use super::*;
     use crate::daemon::process::cgroup::Tree;
 
+    /// A daemon cgroup (kept alive with the instance's) and an instance cgroup
+    /// in it; `None` (saying so) where the machine has no writable cgroup v2.
+    fn instance_cgroup() -> Option<(Tree, super::super::cgroup::InstanceCgroup)> {
+        let Some(tree) = Tree::create() else {
+            eprintln!("skipped: no writable cgroup v2 hierarchy here");
+            return None;
+        };
+        let cgroup = tree.instance(1).expect("instance cgroup");
+        Some((tree, cgroup))
+    }
+
     /// Spawns `sleep 30` into `cgroup`, created in it when `dir` is given.
     fn sleep_in(cgroup: &super::super::cgroup::InstanceCgroup, dir: Option<RawFd>) -> Spawned {
         let argv = ["sleep".to_string(), "30".to_string()];
@@ -584,11 +595,9 @@ mod tests {
     /// the forked child moves itself in before its exec.
     #[test]
     fn a_forked_child_moves_itself_into_its_cgroup() {
-        let Some(tree) = Tree::create() else {
-            eprintln!("skipped: no writable cgroup v2 hierarchy here");
+        let Some((_tree, cgroup)) = instance_cgroup() else {
             return;
         };
-        let cgroup = tree.instance(1).expect("instance cgroup");
         let spawned = sleep_in(&cgroup, None);
         let pid = spawned.pid.as_raw().to_string();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -612,11 +621,9 @@ mod tests {
     /// a forked child that moves itself gets there some time later.
     #[test]
     fn a_child_is_in_its_cgroup_when_spawn_returns() {
-        let Some(tree) = Tree::create() else {
-            eprintln!("skipped: no writable cgroup v2 hierarchy here");
+        let Some((_tree, cgroup)) = instance_cgroup() else {
             return;
         };
-        let cgroup = tree.instance(1).expect("instance cgroup");
         let spawned = sleep_in(&cgroup, Some(cgroup.dir_fd.as_raw_fd()));
         let members = std::fs::read_to_string(cgroup.dir.join("cgroup.procs"));
         let _ = nix::sys::signal::kill(spawned.pid, nix::sys::signal::Signal::SIGKILL);
