@@ -216,3 +216,102 @@ async fn a_stop_at_any_moment_of_a_growing_tree_leaves_nothing() {
 async fn a_stop_at_any_moment_of_a_growing_tree_leaves_nothing_without_cgroups() {
     a_stop_at_any_moment_leaves_nothing(NO_CGROUPS).await;
 }
+
+/// A leftover whose environment reads empty (as that of a process halfway
+/// through an exec does) for 300 ms: once in a session of its own, it makes
+/// the page where its environment starts unreadable, then readable again once
+/// the daemon is its parent. Its second argument, a long one, keeps that page
+/// clear of anything the program still uses. Its pid goes to the file named by
+/// its first argument once hidden.
+const HIDER: &str = r#"
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+parent = os.getppid()
+os.setsid()
+with open("/proc/self/stat") as f:
+    fields = f.read().rsplit(")", 1)[1].split()
+arg_start, env_start = int(fields[45]), int(fields[47])
+page = os.sysconf("SC_PAGE_SIZE")
+first = env_start - env_start % page
+if first < arg_start or libc.mprotect(first, page, 0) != 0:
+    open(sys.argv[1] + ".refused", "w").write(os.strerror(ctypes.get_errno()))
+    sys.exit(0)
+open(sys.argv[1] + ".tmp", "w").write(str(os.getpid()))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+while os.getppid() == parent:
+    time.sleep(0.01)
+time.sleep(0.3)
+libc.mprotect(first, page, 3)
+time.sleep(3005)
+"#;
+
+/// Without cgroups, a leftover is known by the token in its environment. One
+/// that cannot be read when its instance exits (halfway through an exec on a
+/// loaded machine, or hiding it for a while) is looked at again until it can:
+/// it dies, and is reported, even though no orphan is reaped after it.
+#[tokio::test]
+async fn a_leftover_whose_environment_cannot_be_read_yet_is_looked_at_again() {
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipped: python3 is not on this machine");
+        return;
+    }
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let daemon = Daemon::start_env(&[], NO_CGROUPS).await;
+    let events = Recorder::new(&daemon).await;
+    let control = daemon.control().await;
+    let dir = daemon.dir.path().to_owned();
+    std::fs::write(dir.join("hider.py"), HIDER).expect("write hider.py");
+    let hidden = dir.join("hidden");
+    let script = format!(
+        "python3 {} {} {} & exec sleep 3000",
+        dir.join("hider.py").display(),
+        hidden.display(),
+        "x".repeat(8192)
+    );
+    let hider_spec = spec(ProgramKind::Child, &["sh", "-c", &script]);
+    control
+        .start("hider", Some(hider_spec), false)
+        .await
+        .expect("Start hider");
+    let refused = dir.join("hidden.refused");
+    let marker = hidden.clone();
+    wait_until("the leftover hides its environment", DEADLINE, || {
+        let done = marker.exists() || refused.exists();
+        async move { done }
+    })
+    .await;
+    if let Ok(why) = std::fs::read_to_string(&refused) {
+        println!("skipped: this machine does not let a process hide its environment ({why})");
+        control.stop("hider", None).await.expect("Stop hider");
+        assert!(daemon.stop().await.success());
+        return;
+    }
+    let pid: u32 = std::fs::read_to_string(&hidden)
+        .expect("read hidden")
+        .trim()
+        .parse()
+        .expect("a pid in hidden");
+    control.stop("hider", None).await.expect("Stop hider");
+    wait_until(
+        "the leftover is killed once its environment shows",
+        DEADLINE,
+        || {
+            let gone = state(pid).is_none_or(|s| s == 'Z');
+            async move { gone }
+        },
+    )
+    .await;
+    events
+        .wait_for("the leftover reported", |e| {
+            is(e, EventKind::Error)
+                && e.program == "hider"
+                && e.reason == format!("left 1 process behind, killed: {pid}")
+        })
+        .await;
+    assert!(daemon.stop().await.success());
+}

@@ -12,7 +12,6 @@ use super::events::{Event, EventKind};
 use super::state::{InstanceStatus, ProgramStatus, Run, StopReason};
 use super::{Engine, Timer};
 use crate::daemon::error::Error;
-use crate::daemon::process::contain::Owner;
 use crate::daemon::process::reaper::{Exit, ExitStatus};
 use crate::daemon::spec::{Kind, Restart};
 
@@ -71,16 +70,16 @@ impl Engine {
             tracing::debug!(pid = %exit.pid, status = %exit.status, "reaped a non-instance process");
             // Its children, if any, are ours now: any that an exited instance
             // left behind dies.
-            for stragglers in self.contain.orphan_reaped() {
-                let Owner { program, id } = stragglers.owner;
-                self.report_leftovers(&program, id, stragglers.pid, stragglers.killed);
-            }
+            let found = self.contain.orphan_reaped();
+            self.report_stragglers(found);
+            self.recheck_leftovers_later();
             return;
         };
         // Whatever the leader left in its group dies with it: no orphans.
         let _ = self.os.signal_group(exit.pid, Signal::SIGKILL);
         // And whatever it left elsewhere (a new session, its cgroup).
         let leftovers = self.contain.instance_exited(exit.pid);
+        self.recheck_leftovers_later();
         let Ok(index) = self.find(&name) else { return };
         let program = &mut self.programs[index];
         let Some(instance) = program.instance_mut(id) else {

@@ -2,15 +2,47 @@
 //! session of their own, double-forked daemons, anything still in its cgroup.
 //! They are killed as soon as the instance's process is reaped, within its
 //! stop window (without cgroups, a straggler the first search missed is killed
-//! when the orphan that hid it is reaped; see [`crate::daemon::process::contain`]),
-//! and counted in an `error` event.
+//! when the orphan that hid it is reaped, or when a search that could not tell
+//! is run again; see [`crate::daemon::process::contain`]), and counted in an
+//! `error` event.
 
 use nix::unistd::Pid;
 
 use super::events::{Event, EventKind};
-use super::Engine;
+use super::{Engine, Timer};
+use crate::daemon::process::contain::{Owner, Stragglers};
 
 impl Engine {
+    /// Sets a timer to search again for what exited instances left behind, if
+    /// the last search could not tell whether a process carried their token
+    /// (it was halfway through an exec) and none is set yet.
+    pub(super) fn recheck_leftovers_later(&mut self) {
+        if self.recheck_scheduled {
+            return;
+        }
+        if let Some(delay) = self.contain.recheck_after() {
+            self.recheck_scheduled = true;
+            self.after(delay, Timer::RecheckLeftovers);
+        }
+    }
+
+    /// The search [`Self::recheck_leftovers_later`] set a timer for: kills and
+    /// reports what it finds, and sets the timer again while still unsure.
+    pub(super) fn recheck_leftovers(&mut self) {
+        let found = self.contain.recheck();
+        self.report_stragglers(found);
+        self.recheck_leftovers_later();
+    }
+
+    /// Reports what a search among the daemon's orphans killed, each under the
+    /// instance it came from.
+    pub(super) fn report_stragglers(&mut self, found: Vec<Stragglers>) {
+        for stragglers in found {
+            let Owner { program, id } = stragglers.owner;
+            self.report_leftovers(&program, id, stragglers.pid, stragglers.killed);
+        }
+    }
+
     /// Instance `id` of `program`, process `pid`, has exited, and `killed` is
     /// what it left behind (see [`Containment::instance_exited`]): says so.
     ///

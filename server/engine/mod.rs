@@ -80,6 +80,9 @@ enum Timer {
     JobTimeout { program: String, id: u64, pid: Pid },
     /// A deferred [`Engine::trim_memory`].
     TrimMemory,
+    /// The search for what exited instances left behind ended unsure: search
+    /// again (see [`Engine::recheck_leftovers_later`]).
+    RecheckLeftovers,
 }
 
 /// Where the engine's instances find the daemon, and what they are told.
@@ -123,6 +126,8 @@ pub struct Engine {
     advancing: bool,
     /// A drop of cold code, data and free heap from memory is due (see [`Engine::trim_memory`]).
     trim_scheduled: bool,
+    /// A [`Timer::RecheckLeftovers`] is set.
+    recheck_scheduled: bool,
     /// Where the tasks watching each spawn's exec report its outcome.
     exec_tx: mpsc::UnboundedSender<ExecOutcome>,
     /// Spawning, signalling, binding and memory reads: the operating system, or
@@ -191,6 +196,7 @@ pub(crate) fn spawn_with(
         sequences: Vec::new(),
         advancing: false,
         trim_scheduled: false,
+        recheck_scheduled: false,
         exec_tx,
         os,
         contain,
@@ -341,6 +347,10 @@ impl Engine {
             Timer::TrimMemory => {
                 self.trim_scheduled = false;
                 crate::daemon::process::trim_resident_memory();
+            }
+            Timer::RecheckLeftovers => {
+                self.recheck_scheduled = false;
+                self.recheck_leftovers();
             }
         }
     }

@@ -46,6 +46,15 @@ pub const RETIRED_FOR: Duration = Duration::from_secs(10);
 /// At most this many exited instances are remembered for [`RETIRED_FOR`].
 const RETIRED_MAX: usize = 1024;
 
+/// The first wait before a search that ended unsure is run again; each
+/// further one waits twice as long, up to [`RECHECK_MAX`]. An exec takes well
+/// under a millisecond, but on a loaded machine the process doing it may not
+/// run for a while.
+const RECHECK_FIRST: Duration = Duration::from_millis(5);
+
+/// The longest wait between two searches that ended unsure.
+const RECHECK_MAX: Duration = Duration::from_secs(1);
+
 /// The containment of every instance of one supervisor.
 #[derive(Debug, Default)]
 pub struct Containment {
@@ -59,6 +68,9 @@ pub struct Containment {
     to_remove: Vec<PathBuf>,
     /// Without cgroups: instances that exited lately, oldest first.
     retired: VecDeque<Retired>,
+    /// How many searches in a row ended unsure (a daemon's child showed no
+    /// environment): while non-zero, [`Self::recheck_after`] asks for another.
+    unsure_searches: u32,
 }
 
 #[derive(Debug)]
@@ -127,6 +139,7 @@ impl Containment {
             live: HashMap::new(),
             to_remove: Vec::new(),
             retired: VecDeque::new(),
+            unsure_searches: 0,
         }
     }
 
@@ -180,13 +193,17 @@ impl Containment {
         };
         let killed = match &contained.cgroup {
             Some(dir) => {
-                let alive: Vec<Pid> = cgroup::members(dir)
+                let others: Vec<Pid> = cgroup::members(dir)
                     .into_iter()
-                    .filter(|&p| p != pid && is_alive(p))
+                    .filter(|&p| p != pid)
                     .collect();
-                if !alive.is_empty() {
+                // Killed even if each one listed seems gone by now: one may
+                // have forked after the listing and then exited, and its child
+                // is in the cgroup too. `cgroup.kill` takes forks in progress.
+                if !others.is_empty() {
                     cgroup::kill(dir);
                 }
+                let alive: Vec<Pid> = others.into_iter().filter(|&p| is_alive(p)).collect();
                 self.to_remove.push(dir.clone());
                 // What is still in the instance's own process group was killed
                 // with it (the engine signals the group): only what left the
@@ -213,6 +230,30 @@ impl Containment {
     /// it left becomes the daemon's child, so the tokens of instances that
     /// exited lately are looked for there, and what carries one is killed.
     pub fn orphan_reaped(&mut self) -> Vec<Stragglers> {
+        self.search_retired()
+    }
+
+    /// How long to wait before [`Self::recheck`], if the last search ended
+    /// unsure of a daemon's child that showed no environment (halfway through
+    /// an exec): it carries an exited instance's token or not, and nothing may
+    /// be reaped later to look at it again. The wait doubles from one unsure
+    /// search to the next.
+    pub fn recheck_after(&self) -> Option<Duration> {
+        if self.unsure_searches == 0 || self.retired.is_empty() {
+            return None;
+        }
+        let doublings = (self.unsure_searches - 1).min(16);
+        Some((RECHECK_FIRST * 2u32.pow(doublings)).min(RECHECK_MAX))
+    }
+
+    /// Searches the daemon's children for the tokens of instances that exited
+    /// lately, as when an orphan is reaped: the search [`Self::recheck_after`]
+    /// asked for.
+    pub fn recheck(&mut self) -> Vec<Stragglers> {
+        self.search_retired()
+    }
+
+    fn search_retired(&mut self) -> Vec<Stragglers> {
         let now = Instant::now();
         while self
             .retired
@@ -222,10 +263,12 @@ impl Containment {
             self.retired.pop_front();
         }
         if self.retired.is_empty() {
+            self.unsure_searches = 0;
             return Vec::new();
         }
         let tokens: Vec<&str> = self.retired.iter().map(|r| r.token.as_str()).collect();
-        let killed = self.kill_trees(|p| which_token(p.pid, &tokens));
+        let (killed, unsure) = self.kill_trees(|p| which_token(p.pid, &tokens));
+        self.note_search(unsure);
         let mut found: Vec<Stragglers> = Vec::new();
         for (pid, index, _) in killed {
             let retired = &self.retired[index];
@@ -239,6 +282,15 @@ impl Containment {
             }
         }
         found
+    }
+
+    /// Counts a search that ended `unsure`, or starts the count again.
+    fn note_search(&mut self, unsure: bool) {
+        self.unsure_searches = if unsure {
+            self.unsure_searches.saturating_add(1)
+        } else {
+            0
+        };
     }
 
     /// Remembers an instance that exited, for [`Self::orphan_reaped`].
@@ -262,13 +314,14 @@ impl Containment {
     /// Without cgroups: the daemon's children that are no instance and are in
     /// group `pgid` or carry `token`, and all their descendants. Returns those
     /// that had left the group.
-    fn kill_orphans(&self, pgid: Pid, token: &str) -> Vec<Pid> {
-        let killed = self.kill_trees(|p| {
+    fn kill_orphans(&mut self, pgid: Pid, token: &str) -> Vec<Pid> {
+        let (killed, unsure) = self.kill_trees(|p| {
             if p.pgid == pgid {
                 return Some(Some(()));
             }
             carries_token(p.pid, &[token]).map(|carries| carries.then_some(()))
         });
+        self.note_search(unsure);
         // What is still in the instance's own process group was killed with it
         // (the engine signals the group): only what left the group was left
         // behind.
@@ -281,8 +334,9 @@ impl Containment {
 
     /// SIGKILLs the daemon's children that are no instance and for which
     /// `root` gives a key, with all their descendants; returns each one killed,
-    /// with its root's key and its process group. `root` gives `None` when it
-    /// cannot tell yet.
+    /// with its root's key and its process group, and whether the search ended
+    /// unsure: with a root `root` could not tell yet (it gives `None` for
+    /// those), or with the tree still growing after [`MAX_ROUNDS`].
     ///
     /// One reading of `/proc` is not enough: it takes a while, and a process
     /// found in it may fork before its SIGKILL lands. So the search runs again,
@@ -293,7 +347,7 @@ impl Containment {
     fn kill_trees<K: Copy>(
         &self,
         mut root: impl FnMut(&ProcEntry) -> Option<Option<K>>,
-    ) -> Vec<(Pid, K, Option<Pid>)> {
+    ) -> (Vec<(Pid, K, Option<Pid>)>, bool) {
         let me = nix::unistd::getpid();
         let mut killed: Vec<(Pid, K, Option<Pid>)> = Vec::new();
         let mut waits = 0;
@@ -340,7 +394,7 @@ impl Containment {
                 .collect();
             if new.is_empty() {
                 if !unsure || waits == UNSURE_WAITS {
-                    break;
+                    return (killed, unsure);
                 }
                 waits += 1;
                 std::thread::sleep(Duration::from_millis(1));
@@ -352,7 +406,8 @@ impl Containment {
                 killed.push((pid, key, group));
             }
         }
-        killed
+        // Still growing after every round: not sure either.
+        (killed, true)
     }
 
     /// Removes the cgroups of exited instances that have emptied.
@@ -479,5 +534,47 @@ mod tests {
         // Our own environment is readable and holds no such token.
         let me = nix::unistd::getpid();
         assert_eq!(which_token(me, &["no-such-token"]), Some(None));
+    }
+
+    /// A search that ended unsure asks for another, sooner at first and then
+    /// less often; none once sure, or once no exited instance is remembered.
+    #[test]
+    fn an_unsure_search_is_run_again_later_and_later() {
+        let mut contain = Containment::default();
+        contain.note_search(true);
+        assert_eq!(contain.recheck_after(), None, "no token to look for");
+        contain.retire(
+            Pid::from_raw(1),
+            "t".into(),
+            Owner {
+                program: "p".into(),
+                id: 1,
+            },
+        );
+        let waits: Vec<Option<Duration>> = (0..10)
+            .map(|_| {
+                let wait = contain.recheck_after();
+                contain.note_search(true);
+                wait
+            })
+            .collect();
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(
+            waits,
+            [
+                ms(5),
+                ms(10),
+                ms(20),
+                ms(40),
+                ms(80),
+                ms(160),
+                ms(320),
+                ms(640),
+                ms(1000),
+                ms(1000)
+            ]
+        );
+        contain.note_search(false);
+        assert_eq!(contain.recheck_after(), None, "sure again");
     }
 }
