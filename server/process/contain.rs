@@ -197,13 +197,15 @@ impl Containment {
                     .into_iter()
                     .filter(|&p| p != pid)
                     .collect();
+                // Told apart before the kill: what is alive now was left
+                // behind.
+                let alive: Vec<Pid> = others.iter().copied().filter(|&p| is_alive(p)).collect();
                 // Killed even if each one listed seems gone by now: one may
                 // have forked after the listing and then exited, and its child
                 // is in the cgroup too. `cgroup.kill` takes forks in progress.
                 if !others.is_empty() {
                     cgroup::kill(dir);
                 }
-                let alive: Vec<Pid> = others.into_iter().filter(|&p| is_alive(p)).collect();
                 self.to_remove.push(dir.clone());
                 // What is still in the instance's own process group was killed
                 // with it (the engine signals the group): only what left the
