@@ -12,6 +12,7 @@ use super::events::{Event, EventKind};
 use super::state::{InstanceStatus, ProgramStatus, Run, StopReason};
 use super::{Engine, Timer};
 use crate::daemon::error::Error;
+use crate::daemon::process::contain::Owner;
 use crate::daemon::process::reaper::{Exit, ExitStatus};
 use crate::daemon::spec::{Kind, Restart};
 
@@ -36,7 +37,9 @@ impl Engine {
         }
         instance.exec_pending = false;
         let exec_ok = error.is_none();
-        instance.exec_error = error;
+        if error.is_some() {
+            instance.notes_mut().exec_error = error;
+        }
         if let Some(exit) = instance.deferred_exit.take() {
             self.on_exit(exit);
             return;
@@ -58,12 +61,14 @@ impl Engine {
         // An exit before the exec's outcome waits for it (it is on its way: the
         // pipe closes at the latest when the process ends), so that an exec
         // failure is reported as one.
-        if let Some(instance) = self.instance_of(exit.pid) {
-            if instance.exec_pending {
+        let token = match self.instance_of(exit.pid) {
+            Some(instance) if instance.exec_pending => {
                 instance.deferred_exit = Some(exit);
                 return;
             }
-        }
+            Some(instance) => Some(instance.token.clone()),
+            None => None,
+        };
         let Some((name, id)) = self.pids.remove(&exit.pid) else {
             // An orphaned grandchild reparented to us, or a process whose exec
             // failed: reaped, nothing to do.
@@ -78,7 +83,13 @@ impl Engine {
         // Whatever the leader left in its group dies with it: no orphans.
         let _ = self.os.signal_group(exit.pid, Signal::SIGKILL);
         // And whatever it left elsewhere (a new session, its cgroup).
-        let leftovers = self.contain.instance_exited(exit.pid);
+        let owner = Owner {
+            program: name.clone(),
+            id,
+        };
+        let leftovers = self
+            .contain
+            .instance_exited(exit.pid, token.as_deref(), owner);
         self.recheck_leftovers_later();
         let Ok(index) = self.find(&name) else { return };
         let program = &mut self.programs[index];
@@ -91,9 +102,16 @@ impl Engine {
         let was = instance.status;
         let stopping = instance.stopping;
         let signalled = instance.signalled;
-        let killed_because = instance.killed_because.take();
-        let exec_error = instance.exec_error.take();
-        let reported_error = instance.reported_error.take();
+        let (killed_because, exec_error, reported_error, attach_refused) =
+            match instance.notes.as_deref_mut() {
+                Some(n) => (
+                    n.killed_because.take(),
+                    n.exec_error.take(),
+                    n.reported_error.take(),
+                    n.attach_refused.take(),
+                ),
+                None => (None, None, None, None),
+            };
         // Stopped because it passed `max_memory`: started again at once.
         let memory_restart = std::mem::take(&mut instance.respawn_after_stop);
         // An exit the worker or the API asked for, not a failure: a `Kill`
@@ -106,7 +124,7 @@ impl Engine {
         let exec_failed = exec_error.is_some();
         // What the exit status alone does not say: an SDK worker exits when
         // its attach is refused.
-        let status_text = match instance.attach_refused.take() {
+        let status_text = match attach_refused {
             Some(why) => format!("{} after the daemon refused its attach: {why}", exit.status),
             None => exit.status.to_string(),
         };

@@ -80,7 +80,7 @@ impl Engine {
         if instance.pid != Some(pid) || instance.stopping.is_some() {
             return;
         }
-        instance.killed_because = Some(format!(
+        instance.notes_mut().killed_because = Some(format!(
             "timed out after {}",
             humantime::format_duration(limit)
         ));

@@ -63,7 +63,14 @@ use crate::daemon::process::reaper::{self, Exit};
 #[derive(Debug, Clone)]
 enum Timer {
     /// A plain instance has lived through its start grace: it is `ok`.
-    StartGrace { program: String, id: u64, pid: Pid },
+    /// `timeout_set`: its [`Timer::StartTimeout`] is set already; if not, and
+    /// it still waits (for an SDK worker's `Ready`), it is set now.
+    StartGrace {
+        program: String,
+        id: u64,
+        pid: Pid,
+        timeout_set: bool,
+    },
     /// The stop window of an instance is over: SIGKILL its group.
     KillDeadline { program: String, id: u64, pid: Pid },
     /// The hold-down of an instance in backoff is over: respawn it.
@@ -331,7 +338,12 @@ impl Engine {
 
     fn on_timer(&mut self, timer: Timer) {
         match timer {
-            Timer::StartGrace { program, id, pid } => self.start_grace_over(&program, id, pid),
+            Timer::StartGrace {
+                program,
+                id,
+                pid,
+                timeout_set,
+            } => self.start_grace_over(&program, id, pid, timeout_set),
             Timer::KillDeadline { program, id, pid } => self.kill_deadline(&program, id, pid),
             Timer::Respawn { program, id } => self.respawn(&program, id),
             Timer::Tick {

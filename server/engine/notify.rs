@@ -46,7 +46,7 @@ impl Engine {
                 "STATUS" => {
                     if let Some(instance) = self.programs[index].instance_mut(id) {
                         // A line of text for a listing, not a novel.
-                        instance.notify_status = value.chars().take(200).collect();
+                        instance.notes_mut().notify_status = value.chars().take(200).collect();
                     }
                 }
                 "WATCHDOG" if value == "1" => {

@@ -57,7 +57,7 @@ impl Engine {
                     uptime: instance.spawned_at.elapsed(),
                     attached: instance.channel.is_some(),
                     cpu: usage.cpu,
-                    notify_status: instance.notify_status.clone(),
+                    notify_status: instance.notify_status().to_owned(),
                     log_dropped_bytes: dropped.get(&instance.id).copied().unwrap_or(0),
                 });
             }

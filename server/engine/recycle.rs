@@ -85,7 +85,7 @@ impl Engine {
             // worker, or a `ready = "notify"` one that has sent WATCHDOG=1.
             if (instance.channel.is_none() && !instance.notify_watchdog)
                 || instance.stopping.is_some()
-                || instance.killed_because.is_some()
+                || instance.was_killed()
             {
                 continue;
             }
@@ -99,7 +99,7 @@ impl Engine {
                 "hung: no heartbeat for {} ms ({HUNG_AFTER} intervals)",
                 instance.last_seen.elapsed().as_millis()
             );
-            instance.killed_because = Some(why.clone());
+            instance.notes_mut().killed_because = Some(why.clone());
             let _ = self.os.signal_group(pid, Signal::SIGKILL);
             hung.push((instance.id, pid, instance.status, why));
         }

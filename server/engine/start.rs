@@ -12,7 +12,6 @@ use super::state::{
 };
 use super::{Engine, FailedDependency, Timer};
 use crate::daemon::error::{Error, Result};
-use crate::daemon::process::contain::Owner;
 use crate::daemon::process::setup::ExecSetup;
 use crate::daemon::process::spawn;
 use crate::daemon::spec::{Kind, ProgramDef, Ready};
@@ -319,11 +318,7 @@ impl Engine {
             }
         };
         outputs.start();
-        let owner = Owner {
-            program: spec.name.clone(),
-            id,
-        };
-        self.contain.spawned(spawned.pid, &token, owner, prepared);
+        self.contain.spawned(spawned.pid, &token, prepared);
         let pid = spawned.pid;
         // The exec finishes on its own; its outcome comes back as an engine input.
         let exec_tx = self.exec_tx.clone();
@@ -360,13 +355,10 @@ impl Engine {
         instance.connections = 0;
         instance.requests = 0;
         instance.signalled = None;
-        instance.killed_because = None;
+        instance.notes = None;
         instance.exec_pending = true;
-        instance.exec_error = None;
         instance.deferred_exit = None;
-        instance.reported_error = None;
         instance.stopped_itself = false;
-        instance.notify_status.clear();
         instance.notify_watchdog = false;
         instance.respawn_after_stop = false;
         instance.rss_at_ok = None;
@@ -392,25 +384,36 @@ impl Engine {
                 self.mark_ok(index, id);
             }
             None => {
+                // `spawn` is ok on its exec, `sdk` on `Ready`, `notify` on
+                // READY=1; the others once their start grace is over.
+                let graced = !matches!(ready, Ready::Spawn | Ready::Sdk | Ready::Notify);
                 // Whatever makes it `ok`, it has `start_timeout` to get there.
-                if let Some(limit) = start_timeout {
-                    self.after(
-                        limit,
-                        Timer::StartTimeout {
-                            program: name.clone(),
-                            id,
-                            pid,
-                        },
-                    );
-                }
-                // `spawn` is ok on its exec, `sdk` on `Ready`, `notify` on READY=1.
-                if !matches!(ready, Ready::Spawn | Ready::Sdk | Ready::Notify) {
+                // One that is `ok` when its grace is over needs no timer for
+                // that: it is set then if the instance still waits (an SDK
+                // worker that has not said `Ready`). A burst of thousands of
+                // spawns keeps one timer each, not two.
+                let timeout_set = match start_timeout {
+                    Some(limit) if !graced || limit <= grace => {
+                        self.after(
+                            limit,
+                            Timer::StartTimeout {
+                                program: name.clone(),
+                                id,
+                                pid,
+                            },
+                        );
+                        true
+                    }
+                    _ => false,
+                };
+                if graced {
                     self.after(
                         grace,
                         Timer::StartGrace {
                             program: name,
                             id,
                             pid,
+                            timeout_set,
                         },
                     );
                 }
@@ -433,7 +436,7 @@ impl Engine {
         if instance.pid != Some(pid)
             || instance.status != InstanceStatus::Starting
             || instance.stopping.is_some()
-            || instance.killed_because.is_some()
+            || instance.was_killed()
         {
             return;
         }
@@ -441,7 +444,7 @@ impl Engine {
             "not ok within its start_timeout ({}): killed",
             humantime::format_duration(limit)
         );
-        instance.killed_because = Some(why.clone());
+        instance.notes_mut().killed_because = Some(why.clone());
         let _ = self.os.signal_group(pid, nix::sys::signal::Signal::SIGKILL);
         tracing::warn!(program, worker = id, %pid, "{why}");
         self.start_failed(index, id, why);
@@ -449,21 +452,36 @@ impl Engine {
 
     /// A plain instance that lived through its start grace without attaching is
     /// `ok`. An SDK worker that attached in time waits for its `Ready` instead.
-    pub(super) fn start_grace_over(&mut self, program: &str, id: u64, pid: Pid) {
+    /// Its `start_timeout` is set now if it was not at the spawn
+    /// (`timeout_set`) and it still waits.
+    pub(super) fn start_grace_over(&mut self, program: &str, id: u64, pid: Pid, timeout_set: bool) {
         let Ok(index) = self.find(program) else {
             return;
         };
         let Some(instance) = self.programs[index].instance(id) else {
             return;
         };
+        if instance.pid != Some(pid) || instance.status != InstanceStatus::Starting {
+            return;
+        }
         // `auto`: an SDK worker that attached in time waits for its `Ready`.
         let waits_for_sdk =
             instance.channel.is_some() && self.programs[index].spec.ready != Ready::Grace;
-        if instance.pid != Some(pid) || instance.status != InstanceStatus::Starting || waits_for_sdk
-        {
+        if !waits_for_sdk {
+            self.mark_ok(index, id);
             return;
         }
-        self.mark_ok(index, id);
+        if let (false, Some(limit)) = (timeout_set, self.programs[index].spec.start_timeout) {
+            let left = limit.saturating_sub(instance.spawned_at.elapsed());
+            self.after(
+                left,
+                Timer::StartTimeout {
+                    program: program.to_owned(),
+                    id,
+                    pid,
+                },
+            );
+        }
     }
 
     /// Instance `id` is ready.

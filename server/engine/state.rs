@@ -79,6 +79,27 @@ impl StopReason {
     }
 }
 
+/// What explains an instance's process: why it was killed or failed, what it
+/// reported. Most processes never have any of it, so an instance keeps it
+/// boxed, and only once there is something to keep: a thousand instances
+/// would otherwise carry 100 bytes each of empty strings.
+#[derive(Debug, Default)]
+pub struct Notes {
+    /// Why the daemon killed it without stopping it (a hung worker, a
+    /// `start_timeout`), for the exit event.
+    pub killed_because: Option<String>,
+    /// Why its exec failed (then it exited with 127).
+    pub exec_error: Option<String>,
+    /// Why the daemon refused its attach over the worker channel, if it did: an
+    /// SDK worker then exits, and its exit says why.
+    pub attach_refused: Option<String>,
+    /// What the worker reported going wrong once running: a `once` run's error
+    /// or its stop hook's, kept to explain the exit that follows.
+    pub reported_error: Option<String>,
+    /// `ready = "notify"`: the last `STATUS=` text the process sent.
+    pub notify_status: String,
+}
+
 /// One process (or, while in backoff, the slot waiting for its next process).
 #[derive(Debug)]
 pub struct Instance {
@@ -119,27 +140,17 @@ pub struct Instance {
     pub last_seen: Instant,
     /// RSS when it became `ok`: the base of `max_memory_gain`.
     pub rss_at_ok: Option<u64>,
-    /// Why the daemon killed it without stopping it (a hung worker), for the exit
-    /// event.
-    pub killed_because: Option<String>,
     /// The process was forked and its exec's outcome is not known yet.
     pub exec_pending: bool,
-    /// Why its exec failed (then it exited with 127).
-    pub exec_error: Option<String>,
-    /// Why the daemon refused its attach over the worker channel, if it did: an
-    /// SDK worker then exits, and its exit says why.
-    pub attach_refused: Option<String>,
     /// An exit that came in while the exec's outcome was pending: handled once it
     /// is known, so the exit is reported with its real cause.
     pub deferred_exit: Option<crate::daemon::process::reaper::Exit>,
-    /// What the worker reported going wrong once running: a `once` run's error
-    /// or its stop hook's, kept to explain the exit that follows.
-    pub reported_error: Option<String>,
+    /// What explains the current process's exit or state, once there is
+    /// anything to say (see [`Notes`]).
+    pub notes: Option<Box<Notes>>,
     /// The worker ran its stop hook and said `Stopped` unasked (SIGHUP, the
     /// SDK's config-reload convention): the exit 0 that follows is planned.
     pub stopped_itself: bool,
-    /// `ready = "notify"`: the last `STATUS=` text the process sent.
-    pub notify_status: String,
     /// `ready = "notify"`: the process sent `WATCHDOG=1`, so its silence counts
     /// (hung detection), as an SDK worker's does.
     pub notify_watchdog: bool,
@@ -171,17 +182,30 @@ impl Instance {
             replaces: None,
             last_seen: Instant::now(),
             rss_at_ok: None,
-            killed_because: None,
             exec_pending: false,
-            exec_error: None,
-            attach_refused: None,
             deferred_exit: None,
-            reported_error: None,
+            notes: None,
             stopped_itself: false,
-            notify_status: String::new(),
             notify_watchdog: false,
             respawn_after_stop: false,
         }
+    }
+
+    /// Its notes, made at the first one.
+    pub fn notes_mut(&mut self) -> &mut Notes {
+        self.notes.get_or_insert_with(Box::default)
+    }
+
+    /// Whether the daemon killed it without stopping it.
+    pub fn was_killed(&self) -> bool {
+        self.notes
+            .as_ref()
+            .is_some_and(|n| n.killed_because.is_some())
+    }
+
+    /// `ready = "notify"`: the last `STATUS=` text the process sent.
+    pub fn notify_status(&self) -> &str {
+        self.notes.as_ref().map_or("", |n| n.notify_status.as_str())
     }
 
     /// Still part of the program's capacity (not being stopped).

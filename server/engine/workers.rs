@@ -43,7 +43,7 @@ impl Engine {
                     .ok()
                     .and_then(|index| self.programs[index].instance_mut(id))
                 {
-                    instance.attach_refused = Some(why.clone());
+                    instance.notes_mut().attach_refused = Some(why.clone());
                 }
             }
         }
@@ -157,7 +157,7 @@ impl Engine {
                 // `Start` with `wait` and in the `error` event), once.
                 InstanceStatus::Ok if self.programs[index].spec.kind == Kind::Once => {
                     if let Some(instance) = self.programs[index].instance_mut(id) {
-                        instance.reported_error = Some(text);
+                        instance.notes_mut().reported_error = Some(text);
                     }
                 }
                 // Counted `ok` without `Ready` (it attached after the start
@@ -194,7 +194,7 @@ impl Engine {
                 self.stopped_itself(index, id);
                 let reason = format!("worker {id}: the stop hook failed: {text}");
                 if let Some(instance) = self.programs[index].instance_mut(id) {
-                    instance.reported_error = Some(text);
+                    instance.notes_mut().reported_error = Some(text);
                 }
                 // The caller of `Stop` reads it in the program's error.
                 self.programs[index].last_error = Some(reason.clone());

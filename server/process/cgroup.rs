@@ -83,12 +83,17 @@ impl Tree {
         &self.root
     }
 
+    /// The directory of instance cgroup `seq`, `iSEQ/`.
+    pub fn instance_dir(&self, seq: u64) -> PathBuf {
+        self.root.join(format!("i{seq}"))
+    }
+
     /// Creates the cgroup of the instance about to be spawned, `iSEQ/`, and opens
     /// it twice: the directory, for a child created straight into it
     /// (`clone3` with `CLONE_INTO_CGROUP`), and its `cgroup.procs`, for a child
     /// that has to move itself in after a plain `fork`.
     pub fn instance(&self, seq: u64) -> std::io::Result<InstanceCgroup> {
-        let dir = self.root.join(format!("i{seq}"));
+        let dir = self.instance_dir(seq);
         std::fs::create_dir(&dir)?;
         let opened = OpenOptions::new()
             .read(true)
@@ -102,6 +107,7 @@ impl Tree {
             });
         match opened {
             Ok((dir_fd, procs)) => Ok(InstanceCgroup {
+                seq,
                 dir,
                 dir_fd: dir_fd.into(),
                 procs: procs.into(),
@@ -117,6 +123,8 @@ impl Tree {
 /// The cgroup of one instance, open for its spawn.
 #[derive(Debug)]
 pub struct InstanceCgroup {
+    /// Its number, as [`Tree::instance`] was given it.
+    pub seq: u64,
     /// Its directory.
     pub dir: PathBuf,
     /// The directory, open: what `clone3` creates the child in.

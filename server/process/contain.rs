@@ -19,6 +19,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
+use std::num::NonZeroU64;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -62,8 +63,10 @@ pub struct Containment {
     guardian: Option<Guardian>,
     /// Numbers the instance cgroups.
     next_seq: u64,
-    /// Each live instance process: its token and cgroup.
-    live: HashMap<Pid, Contained>,
+    /// Each live instance process, and the number of its cgroup if it has
+    /// one. Its token and owner are the engine's to give back at its exit: one
+    /// copy of each per instance, which thousands of instances notice.
+    live: HashMap<Pid, Option<NonZeroU64>>,
     /// Cgroups of exited instances, removed once their processes are gone.
     to_remove: Vec<PathBuf>,
     /// Without cgroups: instances that exited lately, oldest first.
@@ -71,13 +74,6 @@ pub struct Containment {
     /// How many searches in a row ended unsure (a daemon's child showed no
     /// environment): while non-zero, [`Self::recheck_after`] asks for another.
     unsure_searches: u32,
-}
-
-#[derive(Debug)]
-struct Contained {
-    token: String,
-    owner: Owner,
-    cgroup: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -169,31 +165,30 @@ impl Containment {
         }
     }
 
-    /// Instance process `pid` (its own process group) of `owner` was spawned
-    /// with `token`.
-    pub fn spawned(&mut self, pid: Pid, token: &str, owner: Owner, prepared: Prepared) {
+    /// Instance process `pid` (its own process group) was spawned with
+    /// `token`.
+    pub fn spawned(&mut self, pid: Pid, token: &str, prepared: Prepared) {
         if let Some(guardian) = &self.guardian {
             guardian.watch(pid, token);
         }
-        self.live.insert(
-            pid,
-            Contained {
-                token: token.to_owned(),
-                owner,
-                cgroup: prepared.cgroup.map(|c| c.dir),
-            },
-        );
+        let seq = prepared.cgroup.and_then(|c| NonZeroU64::new(c.seq));
+        self.live.insert(pid, seq);
     }
 
-    /// Instance process `pid` exited (and was reaped): SIGKILLs everything it
-    /// left behind and returns those pids.
-    pub fn instance_exited(&mut self, pid: Pid) -> Vec<Pid> {
-        let Some(contained) = self.live.remove(&pid) else {
+    /// Instance process `pid` of `owner`, spawned with `token`, exited (and
+    /// was reaped): SIGKILLs everything it left behind and returns those pids.
+    /// Without its token (the engine lost track of it), only its process group
+    /// tells what it left.
+    pub fn instance_exited(&mut self, pid: Pid, token: Option<&str>, owner: Owner) -> Vec<Pid> {
+        let Some(seq) = self.live.remove(&pid) else {
             return Vec::new();
         };
-        let killed = match &contained.cgroup {
+        let dir = seq
+            .zip(self.cgroups.as_ref())
+            .map(|(seq, tree)| tree.instance_dir(seq.get()));
+        let killed = match dir {
             Some(dir) => {
-                let others: Vec<Pid> = cgroup::members(dir)
+                let others: Vec<Pid> = cgroup::members(&dir)
                     .into_iter()
                     .filter(|&p| p != pid)
                     .collect();
@@ -204,9 +199,9 @@ impl Containment {
                 // have forked after the listing and then exited, and its child
                 // is in the cgroup too. `cgroup.kill` takes forks in progress.
                 if !others.is_empty() {
-                    cgroup::kill(dir);
+                    cgroup::kill(&dir);
                 }
-                self.to_remove.push(dir.clone());
+                self.to_remove.push(dir);
                 // What is still in the instance's own process group was killed
                 // with it (the engine signals the group): only what left the
                 // group was left behind.
@@ -216,13 +211,15 @@ impl Containment {
                     .collect()
             }
             None => {
-                let killed = self.kill_orphans(pid, &contained.token);
-                self.retire(pid, contained.token.clone(), contained.owner);
+                let killed = self.kill_orphans(pid, token);
+                if let Some(token) = token {
+                    self.retire(pid, token.to_owned(), owner);
+                }
                 killed
             }
         };
-        if let Some(guardian) = &self.guardian {
-            guardian.forget(pid, &contained.token);
+        if let (Some(guardian), Some(token)) = (&self.guardian, token) {
+            guardian.forget(pid, token);
         }
         self.remove_finished();
         killed
@@ -316,11 +313,12 @@ impl Containment {
     /// Without cgroups: the daemon's children that are no instance and are in
     /// group `pgid` or carry `token`, and all their descendants. Returns those
     /// that had left the group.
-    fn kill_orphans(&mut self, pgid: Pid, token: &str) -> Vec<Pid> {
+    fn kill_orphans(&mut self, pgid: Pid, token: Option<&str>) -> Vec<Pid> {
         let (killed, unsure) = self.kill_trees(|p| {
             if p.pgid == pgid {
                 return Some(Some(()));
             }
+            let token = token?;
             carries_token(p.pid, &[token]).map(|carries| carries.then_some(()))
         });
         self.note_search(unsure);

@@ -25,6 +25,8 @@ pub struct Proc {
     pub pid: Pid,
     pub program: String,
     pub worker: u64,
+    /// Its `INFANT_TOKEN`, for an SDK attach.
+    pub token: String,
     pub spawned_at: Instant,
     /// When it ended and how; `None` while it runs.
     pub ended: Option<(Instant, ExitStatus)>,
@@ -217,6 +219,7 @@ impl Os for FakeOs {
     fn spawn(&mut self, request: &SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         let program = env(request, "INFANT_PROGRAM").to_string();
         let worker = env(request, "INFANT_WORKER_ID").parse().unwrap_or(0);
+        let token = env(request, "INFANT_TOKEN").to_string();
         let mut world = self.world();
         if world.unspawnable.contains(&program) {
             return Err(SpawnError::Executable {
@@ -230,6 +233,7 @@ impl Os for FakeOs {
             pid,
             program,
             worker,
+            token,
             spawned_at: Instant::now(),
             ended: None,
         };

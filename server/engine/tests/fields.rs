@@ -40,6 +40,43 @@ async fn an_instance_not_ok_within_start_timeout_is_killed_and_its_start_fails()
     }
 }
 
+/// In `auto`, an SDK worker that attached within its start grace waits for
+/// its `Ready` past the grace, and its `start_timeout` (set only then, when
+/// the grace is shorter) still ends the wait, counted from the spawn.
+#[tokio::test(start_paused = true)]
+async fn an_attached_worker_not_ready_past_its_grace_meets_its_start_timeout() {
+    let h = Harness::new();
+    let d = ProgramDef {
+        ready: Some(Ready::Auto),
+        start_grace: Some(Duration::from_secs(1)),
+        start_timeout: Some(Duration::from_secs(5)),
+        ..def(Kind::Child)
+    };
+    let engine = h.engine.clone();
+    let start = tokio::spawn(async move { engine.start("web".into(), Some(d), false).await });
+    let proc = h.next_spawn().await;
+    let (link, _inbox) = crate::daemon::engine::worker_msg::WorkerLink::new(8);
+    let hello = crate::daemon::engine::worker_msg::Hello {
+        id: proc.worker,
+        token: proc.token.clone(),
+        pid: proc.pid.as_raw() as u32,
+    };
+    h.engine
+        .attach(hello, Some(proc.pid.as_raw()), link)
+        .await
+        .expect("attach");
+    match start.await.expect("the start task") {
+        Err(Error::StartFailed { reason, .. }) => {
+            assert!(reason.contains("start_timeout"), "{reason}")
+        }
+        other => panic!("the start must fail: {other:?}"),
+    }
+    assert_eq!(ms(proc.spawned_at, tokio::time::Instant::now()), 5000);
+    let sent: Vec<Signal> = h.fake.signals(proc.pid).iter().map(|s| s.signal).collect();
+    assert_eq!(sent.first(), Some(&Signal::SIGKILL), "{sent:?}");
+    h.shut_down().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn start_timeout_zero_means_no_limit() {
     let h = Harness::new();
