@@ -763,6 +763,19 @@ async fn a_writer_that_takes_nothing_holds_the_program_up_only_briefly() {
     logged.daemon.stop().await;
 }
 
+/// (worker id, bytes of its output dropped) for each worker of `program`.
+async fn dropped_per_worker(control: &infant::control::Control, program: &str) -> Vec<(u64, u64)> {
+    let mut workers: Vec<(u64, u64)> = control
+        .workers(Some(program))
+        .await
+        .expect("workers")
+        .iter()
+        .map(|w| (w.id, w.log_dropped_bytes))
+        .collect();
+    workers.sort();
+    workers
+}
+
 #[tokio::test]
 async fn dropped_output_is_counted_per_worker_and_adds_up_to_the_programs() {
     // `pair.out.log` is a folder: no line of either worker can be written.
@@ -783,19 +796,8 @@ command = ["sh", "-c", "echo calm; exec sleep 1000"]
     // Each worker's lines, each behind `TIME pair/ID ` (a 24-byte time).
     let digits: u64 = (1..=1000u64).map(|n| n.to_string().len() as u64 + 1).sum();
     let per_worker = digits + 1000 * "2026-12-01T18:19:30.123Z pair/1 ".len() as u64;
-    let dropped = || async {
-        let mut workers: Vec<(u64, u64)> = control
-            .workers(Some("pair"))
-            .await
-            .expect("workers")
-            .iter()
-            .map(|w| (w.id, w.log_dropped_bytes))
-            .collect();
-        workers.sort();
-        workers
-    };
     wait_until("both workers' lines dropped", DEADLINE, || async {
-        dropped().await == [(1, per_worker), (2, per_worker)]
+        dropped_per_worker(&control, "pair").await == [(1, per_worker), (2, per_worker)]
     })
     .await;
     let program = control.list(Some("pair")).await.expect("status")[0].log_dropped_bytes;
@@ -854,14 +856,7 @@ command = ["sh", "-c", "seq 1 100000; exec sleep 1000"]
     let control = logged.daemon.control().await;
     // (per worker, the program's), the program's read last.
     let dropped = || async {
-        let mut workers: Vec<(u64, u64)> = control
-            .workers(Some("pair"))
-            .await
-            .expect("workers")
-            .iter()
-            .map(|w| (w.id, w.log_dropped_bytes))
-            .collect();
-        workers.sort();
+        let workers = dropped_per_worker(&control, "pair").await;
         let program = control.list(Some("pair")).await.expect("status")[0].log_dropped_bytes;
         (workers, program)
     };

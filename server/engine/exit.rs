@@ -75,9 +75,7 @@ impl Engine {
             tracing::debug!(pid = %exit.pid, status = %exit.status, "reaped a non-instance process");
             // Its children, if any, are ours now: any that an exited instance
             // left behind dies.
-            let found = self.contain.orphan_reaped();
-            self.report_stragglers(found);
-            self.recheck_leftovers_later();
+            self.search_leftovers();
             return;
         };
         // Whatever the leader left in its group dies with it: no orphans.

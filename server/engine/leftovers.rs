@@ -10,7 +10,7 @@ use nix::unistd::Pid;
 
 use super::events::{Event, EventKind};
 use super::{Engine, Timer};
-use crate::daemon::process::contain::{Owner, Stragglers};
+use crate::daemon::process::contain::Owner;
 
 impl Engine {
     /// Sets a timer to search again for what exited instances left behind, if
@@ -26,21 +26,16 @@ impl Engine {
         }
     }
 
-    /// The search [`Self::recheck_leftovers_later`] set a timer for: kills and
-    /// reports what it finds, and sets the timer again while still unsure.
-    pub(super) fn recheck_leftovers(&mut self) {
-        let found = self.contain.recheck();
-        self.report_stragglers(found);
-        self.recheck_leftovers_later();
-    }
-
-    /// Reports what a search among the daemon's orphans killed, each under the
-    /// instance it came from.
-    pub(super) fn report_stragglers(&mut self, found: Vec<Stragglers>) {
-        for stragglers in found {
+    /// Searches the daemon's orphans for what exited instances left behind (an
+    /// orphan was reaped, or [`Self::recheck_leftovers_later`]'s timer fired):
+    /// kills and reports, each under the instance it came from, what it finds,
+    /// and sets the timer again while still unsure.
+    pub(super) fn search_leftovers(&mut self) {
+        for stragglers in self.contain.search_retired() {
             let Owner { program, id } = stragglers.owner;
             self.report_leftovers(&program, id, stragglers.pid, stragglers.killed);
         }
+        self.recheck_leftovers_later();
     }
 
     /// Instance `id` of `program`, process `pid`, has exited, and `killed` is

@@ -362,7 +362,7 @@ impl Engine {
             }
             Timer::RecheckLeftovers => {
                 self.recheck_scheduled = false;
-                self.recheck_leftovers();
+                self.search_leftovers();
             }
         }
     }

@@ -34,12 +34,6 @@ use super::guardian::Guardian;
 /// before it gives up on a tree that keeps growing.
 const MAX_ROUNDS: usize = 64;
 
-/// How many 1 ms waits [`Containment`] spends, per search, on orphans whose
-/// environment shows empty (halfway through an exec): an exec takes well under
-/// that, and a process whose environment is empty for good must not hold the
-/// engine up at every exit.
-const UNSURE_WAITS: usize = 5;
-
 /// How long, without cgroups, the token of an exited instance is looked for
 /// among the daemon's orphans.
 pub const RETIRED_FOR: Duration = Duration::from_secs(10);
@@ -225,14 +219,7 @@ impl Containment {
         killed
     }
 
-    /// A process that was no instance was reaped: without cgroups, whatever
-    /// it left becomes the daemon's child, so the tokens of instances that
-    /// exited lately are looked for there, and what carries one is killed.
-    pub fn orphan_reaped(&mut self) -> Vec<Stragglers> {
-        self.search_retired()
-    }
-
-    /// How long to wait before [`Self::recheck`], if the last search ended
+    /// How long to wait before [`Self::search_retired`], if the last search ended
     /// unsure of a daemon's child that showed no environment (halfway through
     /// an exec): it carries an exited instance's token or not, and nothing may
     /// be reaped later to look at it again. The wait doubles from one unsure
@@ -246,13 +233,10 @@ impl Containment {
     }
 
     /// Searches the daemon's children for the tokens of instances that exited
-    /// lately, as when an orphan is reaped: the search [`Self::recheck_after`]
-    /// asked for.
-    pub fn recheck(&mut self) -> Vec<Stragglers> {
-        self.search_retired()
-    }
-
-    fn search_retired(&mut self) -> Vec<Stragglers> {
+    /// lately, and kills what carries one: when a process that was no instance
+    /// was reaped (whatever it left became the daemon's child), and when
+    /// [`Self::recheck_after`] asked for another look.
+    pub fn search_retired(&mut self) -> Vec<Stragglers> {
         let now = Instant::now();
         while self
             .retired
@@ -292,7 +276,7 @@ impl Containment {
         };
     }
 
-    /// Remembers an instance that exited, for [`Self::orphan_reaped`].
+    /// Remembers an instance that exited, for [`Self::search_retired`].
     fn retire(&mut self, pid: Pid, token: String, owner: Owner) {
         if self.retired.len() == RETIRED_MAX {
             self.retired.pop_front();
@@ -318,7 +302,9 @@ impl Containment {
             if p.pgid == pgid {
                 return Some(Some(()));
             }
-            let token = token?;
+            let Some(token) = token else {
+                return Some(None);
+            };
             carries_token(p.pid, &[token]).map(|carries| carries.then_some(()))
         });
         self.note_search(unsure);
@@ -350,11 +336,11 @@ impl Containment {
     ) -> (Vec<(Pid, K, Option<Pid>)>, bool) {
         let me = nix::unistd::getpid();
         let mut killed: Vec<(Pid, K, Option<Pid>)> = Vec::new();
-        let mut waits = 0;
         for _ in 0..MAX_ROUNDS {
             let table = process_table();
             // A root whose environment cannot be read yet (halfway through an
-            // exec) is looked at again in the next round.
+            // exec) is looked at again by a later search (the caller's timer),
+            // not waited for here: the engine would wait with it.
             let mut unsure = false;
             let mut found: Vec<(Pid, K)> = Vec::new();
             for p in &table {
@@ -393,12 +379,7 @@ impl Containment {
                 .filter(|&(pid, _)| !killed.iter().any(|&(k, _, _)| k == pid))
                 .collect();
             if new.is_empty() {
-                if !unsure || waits == UNSURE_WAITS {
-                    return (killed, unsure);
-                }
-                waits += 1;
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
+                return (killed, unsure);
             }
             for (pid, key) in new {
                 let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
